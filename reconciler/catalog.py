@@ -1,0 +1,137 @@
+"""The connector types kcr knows, read from the JSON Schemas in schemas/types/. One source of truth:
+`kcr validate`, the normaliser (defaults) and the sandbox (Kibana's validation) all read it here."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+LICENSE_ORDER = ("basic", "standard", "gold", "platinum", "enterprise", "trial")
+_NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+@dataclass(frozen=True)
+class ConnectorType:
+    id: str
+    name: str
+    minimum_license: str
+    supported_feature_ids: tuple[str, ...]
+    is_system_action: bool
+    config_schema: Mapping[str, Any]
+    secrets_schema: Mapping[str, Any]
+    allowed_hosts_checked: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    def required(self, part: str) -> tuple[str, ...]:
+        schema = self.config_schema if part == "config" else self.secrets_schema
+        return tuple(schema.get("required", ()))
+
+    def has_secrets(self) -> bool:
+        """A type with no secret properties at all (Kibana still receives `secrets: {}`)."""
+        props = self.secrets_schema.get("properties") or {}
+        return bool(props) or self.secrets_schema.get("additionalProperties") not in (False, None)
+
+    def secret_keys(self) -> tuple[str, ...]:
+        return tuple(sorted((self.secrets_schema.get("properties") or {}).keys()))
+
+
+def license_allows(cluster_license: str, minimum: str) -> bool:
+    if cluster_license == "trial":
+        return True
+    try:
+        return LICENSE_ORDER.index(cluster_license) >= LICENSE_ORDER.index(minimum)
+    except ValueError:
+        return False
+
+
+@cache
+def types() -> Mapping[str, ConnectorType]:
+    out: dict[str, ConnectorType] = {}
+    for path in sorted((SCHEMA_DIR / "types").glob("*.json")):
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        out[raw["id"]] = ConnectorType(
+            id=raw["id"],
+            name=raw["name"],
+            minimum_license=raw["minimum_license"],
+            supported_feature_ids=tuple(raw.get("supported_feature_ids", ())),
+            is_system_action=bool(raw.get("is_system_action", False)),
+            config_schema=raw["config"],
+            secrets_schema=raw["secrets"],
+            allowed_hosts_checked=tuple(raw.get("allowed_hosts_checked", ())),
+            notes=tuple(raw.get("notes", ())),
+        )
+    return out
+
+
+def get(type_id: str) -> ConnectorType | None:
+    return types().get(type_id)
+
+
+def suggest(type_id: str) -> str | None:
+    """A near-miss suggestion: `slack` -> `.slack`, `.pagerduty2` -> `.pagerduty`."""
+    known = list(types())
+    if not type_id.startswith(".") and f".{type_id}" in known:
+        return f".{type_id}"
+    lowered = type_id.lower().replace("_", "-")
+    for k in known:
+        if k.replace("_", "-") in (lowered, f".{lowered}"):
+            return k
+    close = difflib.get_close_matches(type_id if type_id.startswith(".") else f".{type_id}", known, n=1)
+    return close[0] if close else None
+
+
+@cache
+def validator(type_id: str, part: str) -> jsonschema.protocols.Validator:
+    ct = types()[type_id]
+    schema = ct.config_schema if part == "config" else ct.secrets_schema
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+def _branch(schema: Mapping[str, Any], value: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The oneOf/anyOf branch a value takes (e.g. .gen-ai's apiProvider), for its defaults."""
+    for key in ("oneOf", "anyOf"):
+        for branch in schema.get(key, ()):
+            if "properties" in branch and jsonschema.validators.validator_for(branch)(branch).is_valid(value):
+                return branch  # type: ignore[no-any-return]
+    return None
+
+
+def _coerce(prop: Mapping[str, Any], value: Any) -> Any:
+    if prop.get("x-kibana-coerce") == "number" and isinstance(value, str) and _NUMBER.match(value):
+        number = float(value)
+        return int(number) if number.is_integer() else number
+    return value
+
+
+def with_defaults(type_id: str, part: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    """The object Kibana stores for `value`: the type's schema defaults filled in (top level and the
+    branch a union takes) and numeric strings coerced where Kibana coerces them. Unknown types and
+    non-object values come back unchanged, since only Kibana's validation can judge them."""
+    ct = types().get(type_id)
+    out = dict(value)
+    if ct is None:
+        return out
+    schema = ct.config_schema if part == "config" else ct.secrets_schema
+    props: dict[str, Any] = dict(schema.get("properties") or {})
+    branch = _branch(schema, value)
+    if branch is not None:
+        props.update(branch.get("properties") or {})
+    for name, prop in props.items():
+        if not isinstance(prop, Mapping):
+            continue
+        if name in out:
+            out[name] = _coerce(prop, out[name])
+        elif "default" in prop:
+            out[name] = copy.deepcopy(prop["default"])
+    return out

@@ -1,0 +1,125 @@
+"""The error tree. Every error kcr raises on purpose is a ReconcilerError with an exit code; the CLI
+catches them once and prints the message. Messages say what is wrong, where, and what to do, and
+never carry a secret value.
+
+    ReconcilerError (1)
+    ├── ValidationError        files, references, schemas (carries every Problem at once)
+    ├── SecretError            a reference could not be resolved (names reference + connector)
+    ├── ConfigError            bad flags or environment (Kibana URL, credentials, settings)
+    ├── KibanaError            Kibana answered with an error or could not be reached
+    │   ├── KibanaAuthError        401/403
+    │   ├── KibanaNotFound         404
+    │   ├── KibanaConflict         409
+    │   └── KibanaUnavailable      transport failure or 5xx after retries
+    ├── StateError             the record of applied secrets (backend, lock held)
+    ├── PlanFileError          a saved plan that cannot be read or is of another format
+    └── ApplyFailed (1)        some actions failed; ApplyBlocked (3) some were blocked by a guard
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class ExitCode:
+    OK = 0
+    ERROR = 1
+    CHANGES = 2
+    BLOCKED = 3
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about the user's files. `file` is relative to the repository when possible."""
+
+    file: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+    path: str | None = None  # the field, e.g. "connectors[2].config.apiUrl"
+    severity: str = "error"  # "error" | "warning"
+
+    def location(self) -> str:
+        if self.line is None:
+            return self.file
+        if self.column is None:
+            return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}:{self.column}"
+
+    def __str__(self) -> str:
+        where = f" ({self.path})" if self.path else ""
+        return f"{self.location()}: {self.message}{where}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "path": self.path,
+            "severity": self.severity,
+            "message": self.message,
+        }
+
+
+class ReconcilerError(Exception):
+    exit_code: int = ExitCode.ERROR
+
+
+class ValidationError(ReconcilerError):
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        count = len(self.problems)
+        head = "\n".join(str(p) for p in self.problems[:50])
+        more = f"\n... and {count - 50} more" if count > 50 else ""
+        super().__init__(f"{head}{more}\n{count} problem{'s' if count != 1 else ''} found")
+
+
+class SecretError(ReconcilerError):
+    pass
+
+
+class ConfigError(ReconcilerError):
+    pass
+
+
+class KibanaError(ReconcilerError):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KibanaAuthError(KibanaError):
+    pass
+
+
+class KibanaNotFound(KibanaError):
+    pass
+
+
+class KibanaConflict(KibanaError):
+    pass
+
+
+class KibanaUnavailable(KibanaError):
+    pass
+
+
+class StateError(ReconcilerError):
+    pass
+
+
+class PlanFileError(ReconcilerError):
+    pass
+
+
+class ApplyFailed(ReconcilerError):
+    """Raised after every action has been tried and reported; the report is already printed."""
+
+    def __init__(self, message: str, failed: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.failed = tuple(failed)
+
+
+class ApplyBlocked(ApplyFailed):
+    exit_code = ExitCode.BLOCKED

@@ -1,0 +1,177 @@
+"""The records that flow between stages. Desired and live connectors become these types before
+anything compares them; everything here is immutable. JSON-like payloads (config, secrets) are
+plain dicts/lists by convention never mutated after construction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = Any
+
+# Published so anyone can recompute a derived id: uuid5(KCR_ID_NAMESPACE, f"{space}/{key}").
+KCR_ID_NAMESPACE = uuid.UUID("6f1c3a52-5d0e-5b8e-9a51-6b6372000001")
+
+SPACE_ID_PATTERN = r"^[a-z0-9_-]+$"
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,127}$"
+# Kibana's SavedObjectsUtils.isRandomId: a UUID v1-v5, or the nil UUID.
+UUID_PATTERN = (
+    r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
+    r"|00000000-0000-0000-0000-000000000000)$"
+)
+
+
+def derive_connector_id(space: str, key: str) -> str:
+    """Kibana accepts only UUIDs as chosen ids and ids are global across spaces, so a
+    human key becomes a UUID v5 over space and key: stable across runs and machines."""
+    return str(uuid.uuid5(KCR_ID_NAMESPACE, f"{space}/{key}"))
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int  # 1-based
+    column: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Repository settings (kcr.yaml at the repository root; every key optional)."""
+
+    id_mode: str = "uuid5"  # "uuid5": keys become UUID v5 ids; "verbatim": keys are sent as they are
+    vault_mounts: tuple[str, ...] = ()  # fallback list of KV mounts, longest prefix wins
+    allow_env: tuple[str, ...] = ()  # globs of variables the exfiltration guard lets through
+    file_roots: tuple[str, ...] = ()  # extra roots ${file:..} may read (the repository is always one)
+    allow_plaintext_secrets: bool = False
+
+
+@dataclass(frozen=True)
+class SpaceSettings:
+    prune: bool = False
+    ignore: tuple[str, ...] = ()  # globs of live ids never touched nor reported
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """One declared connector. `secrets` holds reference templates such as "${env:X}", never values."""
+
+    space: str
+    key: str  # as declared under `id:`
+    id: str  # the Kibana connector id (the key itself when it is a UUID or id_mode is verbatim)
+    name: str
+    type: str
+    config: Mapping[str, JSON]
+    secrets: Mapping[str, JSON]
+    protect: bool = False
+    location: Location | None = None
+    # where each field was written, keyed like "name", "config.apiUrl", "secrets.routingKey"
+    locations: Mapping[str, Location] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DesiredSpace:
+    space: str
+    settings: SpaceSettings
+    connectors: tuple[ConnectorSpec, ...]
+    directory: str = ""
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    spaces: Mapping[str, DesiredSpace]
+    settings: Settings = Settings()
+    root: str = "."
+
+
+@dataclass(frozen=True)
+class LiveConnector:
+    """A connector as Kibana's GET .../api/actions/connectors lists it."""
+
+    id: str
+    name: str
+    type: str
+    config: Mapping[str, JSON] | None
+    is_preconfigured: bool = False
+    is_system_action: bool = False
+    is_deprecated: bool = False
+    is_missing_secrets: bool | None = None
+    referenced_by_count: int = 0
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, JSON]) -> LiveConnector:
+        return cls(
+            id=str(body["id"]),
+            name=str(body.get("name", "")),
+            type=str(body.get("connector_type_id", "")),
+            config=body.get("config"),
+            is_preconfigured=bool(body.get("is_preconfigured", False)),
+            is_system_action=bool(body.get("is_system_action", False)),
+            is_deprecated=bool(body.get("is_deprecated", False)),
+            is_missing_secrets=body.get("is_missing_secrets"),
+            referenced_by_count=int(body.get("referenced_by_count") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class ConnectorTypeInfo:
+    """What Kibana's connector_types says of a type (licence and enablement)."""
+
+    id: str
+    name: str
+    enabled: bool = True
+    enabled_in_config: bool = True
+    enabled_in_license: bool = True
+    minimum_license_required: str = "basic"
+    is_system_action_type: bool = False
+
+
+@dataclass(frozen=True)
+class LiveSpace:
+    space: str
+    connectors: tuple[LiveConnector, ...]
+
+    @property
+    def possibly_truncated(self) -> bool:
+        # Kibana's list stops at 10,000 without saying so.
+        return len(self.connectors) >= 10_000
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    id: str
+    name: str
+    space: str | None = None
+
+
+@dataclass(frozen=True)
+class LiveState:
+    kibana_url: str
+    spaces: Mapping[str, LiveSpace]
+    known_spaces: frozenset[str]
+    connector_types: Mapping[str, ConnectorTypeInfo]
+    # rules that reference a connector, read only for connectors whose deletion a guard blocks
+    rules_by_connector: Mapping[str, tuple[RuleRef, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SecretDigest:
+    """What the record of applied secrets keeps per connector: HMAC-SHA256 per secret key (keyed by
+    KCR_FINGERPRINT_KEY, so nothing can be learnt from it) and the KV version of each Vault reference.
+    `hmacs` is empty when no key is configured."""
+
+    hmacs: Mapping[str, str] = field(default_factory=dict)
+    vault_versions: Mapping[str, int] = field(default_factory=dict)  # reference text -> version
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"hmacs": dict(sorted(self.hmacs.items())),
+                "vault_versions": dict(sorted(self.vault_versions.items()))}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, JSON]) -> SecretDigest:
+        return cls(hmacs=dict(body.get("hmacs") or {}),
+                   vault_versions={k: int(v) for k, v in (body.get("vault_versions") or {}).items()})
