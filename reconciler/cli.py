@@ -1,17 +1,478 @@
-"""The command line: parse, dispatch, and map ReconcilerError to exit codes in one place."""
+"""The command line: parse flags into values, call the stage modules, and map ReconcilerError to exit
+codes in exactly one place (`main`). Heavy modules are imported inside the commands so that
+`kcr --help` stays fast."""
 
 from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from reconciler import __version__
+from reconciler.errors import ConfigError, ExitCode, ReconcilerError
+
+if TYPE_CHECKING:
+    from reconciler.kibana import KibanaClient
+    from reconciler.model import DesiredState, SecretDigest
+    from reconciler.plan import Plan
+
+log = logging.getLogger("kcr")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@dataclass
+class Globals:
+    """Options every command shares, and the environment (passed in, so tests can call main())."""
+
+    root: Path = Path(".")
+    spaces: tuple[str, ...] = ()
+    kibana_url: str | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    transport: Any = None  # an httpx transport for Kibana (tests, the demo); None: the network
+
+
+def _common(f: F) -> F:
+    """--dir, --space, --kibana-url and -v on every command that reads the repository or Kibana."""
+    f = click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="The repository (default: the current directory).")(f)
+    f = click.option("--space", "spaces", multiple=True, help="Limit the work to this space (repeatable).")(f)
+    f = click.option("--kibana-url", default=None, help="Kibana's URL (default: $KIBANA_URL or $KIBANA_ENDPOINT).")(f)
+    f = click.option("-v", "--verbose", count=True, help="Log requests to stderr (-vv: debug). Never secrets.")(f)
+    return f
+
+
+def _globals(ctx: click.Context, root: Path | None, spaces: Sequence[str], kibana_url: str | None,
+             verbose: int) -> Globals:
+    g: Globals = ctx.ensure_object(Globals)
+    if root is not None:
+        g.root = root
+    g.spaces = tuple(spaces) or g.spaces
+    g.kibana_url = kibana_url or g.kibana_url
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr,
+                            format="%(levelname)s %(name)s: %(message)s")
+    return g
+
+
+def _out(text: str, path: Path | None = None) -> None:
+    if path is None:
+        click.echo(text, nl=not text.endswith("\n"))
+    else:
+        _write_atomic(path, text)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """A saved plan or report is either whole or absent: written beside, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _color(no_color: bool) -> bool:
+    return not no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _fingerprint_key(env: Mapping[str, str]) -> bytes | None:
+    key = env.get("KCR_FINGERPRINT_KEY")
+    return key.encode() if key else None
+
+
+@contextmanager
+def _client(g: Globals) -> Iterator[KibanaClient]:
+    from reconciler.kibana import Connection, KibanaClient
+
+    conn = Connection.from_env(g.env, url=g.kibana_url)
+    client = KibanaClient(conn, transport=g.transport)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# --- the plan pipeline: files -> secrets -> Kibana -> Plan -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Planned:
+    plan: Plan
+    desired: DesiredState
+
+
+def _owner(space: str, key: str, file: str | None) -> str:
+    return f"{space}/{key} ({file})" if file else f"{space}/{key}"
+
+
+def _digests(g: Globals, desired: DesiredState) -> dict[str, SecretDigest]:
+    """Resolve every secret reference before any request to Kibana: an unset variable stops the run
+    here, naming the reference and the connector."""
+    from reconciler.secrets import SecretResolver
+
+    owners: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for space in desired.spaces.values():
+        for spec in space.connectors:
+            if spec.secrets:
+                file = str(spec.location.file) if spec.location else None
+                owners[_owner(spec.space, spec.key, file)] = (spec.id, spec.secrets)
+    resolver = SecretResolver(g.env, desired.settings, g.root)
+    resolved = resolver.resolve_many({owner: refs for owner, (_, refs) in owners.items()})
+    key = _fingerprint_key(g.env)
+    return {owners[o][0]: r.digest(owners[o][0], key) for o, r in resolved.items()}
+
+
+def _make_plan(g: Globals, *, sync_secrets: bool = False) -> Planned:
+    from reconciler import planner
+    from reconciler.desired import load_repository
+    from reconciler.state import backend_from_env
+
+    desired = load_repository(g.root, g.spaces or None, env=g.env)
+    digests = _digests(g, desired)
+    record = backend_from_env(g.env, g.root).load()
+    spaces = sorted(desired.spaces)
+    with _client(g) as client:
+        live = client.read_live(spaces)
+        plan = planner.make_plan(desired, live, digests=digests, record=record, sync_secrets=sync_secrets,
+                                 spaces=spaces)
+        wanted = planner.blocked_ids(plan)
+        if wanted:
+            rules = {cid: tuple(client.rules_referencing(space, cid)) for space, cid in wanted}
+            plan = planner.attach_rules(plan, rules)
+    plan = replace(plan, created_at=datetime.now(UTC).replace(microsecond=0).isoformat())
+    return Planned(plan=plan, desired=desired)
+
+
+def _render(plan: Plan, fmt: str, color: bool) -> str:
+    from reconciler import render
+    from reconciler.plan import dumps
+
+    if fmt == "json":
+        return dumps(plan)
+    if fmt == "markdown":
+        return render.markdown(plan)
+    return render.text(plan, color=color)
+
+
+def _write_reports(plan: Plan, out: Path | None, gitlab_report: Path | None, markdown_out: Path | None) -> None:
+    from reconciler import render
+    from reconciler.plan import dumps
+
+    if out is not None:
+        _write_atomic(out, dumps(plan))
+    if gitlab_report is not None:
+        _write_atomic(gitlab_report, json.dumps(render.gitlab_report(plan)) + "\n")
+    if markdown_out is not None:
+        _write_atomic(markdown_out, render.markdown(plan))
+
+
+def _plan_exit(plan: Plan, detailed: bool) -> int:
+    if plan.has_errors:
+        return ExitCode.ERROR
+    if detailed and plan.has_changes:
+        return ExitCode.CHANGES
+    return ExitCode.OK
+
+
+# --- commands ---------------------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="kcr")
 def cli() -> None:
-    """kcr: Kibana alerting connectors as code."""
+    """kcr: Kibana alerting connectors as code.
+
+    \b
+    Exit codes: 0 ok / no changes, 1 error, 2 changes present (plan --detailed-exitcode, drift),
+    3 an action was blocked by a guard.
+    """
 
 
-def main() -> None:
-    cli()
+@cli.command()
+@_common
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--resolve-secrets", is_flag=True, help="Also resolve every secret reference (reads env, files, Vault).")
+@click.pass_context
+def validate(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
+             fmt: str, resolve_secrets: bool) -> None:
+    """Check the repository offline: file format, connector types, ids, secret references."""
+    from reconciler import validate as v
+
+    g = _globals(ctx, root, spaces, kibana_url, verbose)
+    report = v.validate(g.root, spaces=g.spaces or None, resolve_secrets=resolve_secrets, env=g.env)
+    if fmt == "json":
+        click.echo(v.format_problems_json(report))
+    else:
+        click.echo(v.format_problems_text(report), nl=False)
+    if report.errors:
+        ctx.exit(ExitCode.ERROR)
+
+
+@cli.command()
+@_common
+@click.option("--live", is_flag=True, help="Ask Kibana (GET connector_types) instead of the built-in schemas.")
+@click.pass_context
+def types(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
+          live: bool) -> None:
+    """The connector types kcr knows, with licences and required keys."""
+    from reconciler import validate as v
+
+    g = _globals(ctx, root, spaces, kibana_url, verbose)
+    info = None
+    if live:
+        with _client(g) as client:
+            info = client.connector_types(g.spaces[0] if g.spaces else "default")
+    click.echo(v.format_types_text(v.types_table(info)), nl=False)
+
+
+def _plan_options(f: F) -> F:
+    f = click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+                     help="What to print on stdout.")(f)
+    f = click.option("--gitlab-report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Write GitLab's MR-widget report (artifacts:reports:terraform).")(f)
+    f = click.option("--markdown-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Also write the Markdown rendering (for an MR comment).")(f)
+    f = click.option("--no-color", is_flag=True, help="Plain text even on a terminal.")(f)
+    f = click.option("--sync-secrets", is_flag=True, help="Plan an update of every connector's secrets.")(f)
+    return f
+
+
+@cli.command()
+@_common
+@_plan_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save the plan as JSON for `kcr apply PLAN`.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (0 none, 1 error).")
+@click.pass_context
+def plan(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
+         fmt: str, gitlab_report: Path | None, markdown_out: Path | None, no_color: bool, sync_secrets: bool,
+         out: Path | None, detailed_exitcode: bool) -> None:
+    """Read Kibana, compare with the repository, and show what apply would do."""
+    g = _globals(ctx, root, spaces, kibana_url, verbose)
+    planned = _make_plan(g, sync_secrets=sync_secrets)
+    _write_reports(planned.plan, out, gitlab_report, markdown_out)
+    _out(_render(planned.plan, fmt, _color(no_color)))
+    ctx.exit(_plan_exit(planned.plan, detailed_exitcode))
+
+
+@cli.command()
+@_common
+@_plan_options
+@click.pass_context
+def drift(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
+          fmt: str, gitlab_report: Path | None, markdown_out: Path | None, no_color: bool,
+          sync_secrets: bool) -> None:
+    """For cron jobs: 0 in sync, 2 drift, 1 error."""
+    g = _globals(ctx, root, spaces, kibana_url, verbose)
+    planned = _make_plan(g, sync_secrets=sync_secrets)
+    _write_reports(planned.plan, None, gitlab_report, markdown_out)
+    _out(_render(planned.plan, fmt, _color(no_color)))
+    ctx.exit(_plan_exit(planned.plan, detailed=True))
+
+
+@cli.command()
+@_common
+@click.argument("plan_file", required=False, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (CI).")
+@click.option("--parallelism", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--allow-referenced", multiple=True, metavar="ID|all",
+              help="Let a delete/recreate proceed although rules use the connector (repeatable).")
+@click.option("--sync-secrets", is_flag=True, help="When planning here: push every connector's secrets.")
+@click.option("--no-color", is_flag=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_context
+def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
+          plan_file: Path | None, auto_approve: bool, parallelism: int, allow_referenced: tuple[str, ...],
+          sync_secrets: bool, no_color: bool, fmt: str) -> None:
+    """Apply a saved plan exactly (`kcr apply plan.json`), or plan, show, ask, and apply."""
+    from reconciler import applier
+    from reconciler.plan import loads
+    from reconciler.secrets import SecretResolver
+    from reconciler.state import backend_from_env
+
+    g = _globals(ctx, root, spaces, kibana_url, verbose)
+    color = _color(no_color)
+    if plan_file is not None:
+        the_plan = loads(plan_file.read_text(encoding="utf-8"), str(plan_file))
+        from reconciler.desired import load_settings
+
+        settings = load_settings(g.root)
+    else:
+        planned = _make_plan(g, sync_secrets=sync_secrets)
+        the_plan, settings = planned.plan, planned.desired.settings
+        _out(_render(the_plan, "text", color))
+        if the_plan.has_errors:
+            raise ConfigError("the plan has errors (above); fix them before applying")
+        if not the_plan.has_changes:
+            ctx.exit(ExitCode.OK)
+        if not auto_approve:
+            if not sys.stdin.isatty():
+                raise ConfigError("no terminal to ask for confirmation: review the plan and pass --auto-approve, "
+                                  "or save it with `kcr plan --out plan.json` and run `kcr apply plan.json`")
+            if not click.confirm("Apply these changes?", default=False):
+                click.echo("Apply cancelled.")
+                ctx.exit(ExitCode.OK)
+    if plan_file is not None and g.kibana_url is None and "KIBANA_URL" not in g.env and "KIBANA_ENDPOINT" not in g.env:
+        g.kibana_url = the_plan.kibana_url
+    allow: frozenset[str] | str = "all" if "all" in allow_referenced else frozenset(allow_referenced)
+    resolver = SecretResolver(g.env, settings, g.root)
+    record = backend_from_env(g.env, g.root)
+    with _client(g) as client:
+        _check_same_kibana(client, the_plan)
+        progress = _progress(color)
+        report = applier.apply_plan(the_plan, client, resolver, record, parallelism=parallelism,
+                                    allow_referenced=allow,  # type: ignore[arg-type]
+                                    fingerprint_key=_fingerprint_key(g.env), on_progress=progress)
+    if fmt == "json":
+        click.echo(json.dumps(applier.report_to_json(report), indent=2))
+    else:
+        _out(applier.render_report_text(report, color))
+    ctx.exit(applier.exit_code(report))
+
+
+def _check_same_kibana(client: KibanaClient, plan: Plan) -> None:
+    url = getattr(client, "base_url", None)
+    if url and plan.kibana_url and str(url).rstrip("/") != plan.kibana_url.rstrip("/"):
+        raise ConfigError(f"the plan was made against {plan.kibana_url} but KIBANA_URL is {url}; "
+                          "re-run `kcr plan --out` against this Kibana")
+
+
+def _progress(color: bool) -> Callable[[Any], None] | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def report(result: Any) -> None:
+        click.echo(f"  {getattr(result, 'status', '')!s:8} {getattr(result, 'address', '')}", err=True)
+
+    return report
+
+
+@cli.command()
+@_common
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write (default: <dir>/connectors).")
+@click.pass_context
+def export(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
+           out_dir: Path | None) -> None:
+    """Write live connectors as kcr files (secrets become ${env:..} references) to adopt a Kibana."""
+    from reconciler.export import export_spaces
+
+    g = _globals(ctx, root, spaces, kibana_url, verbose)
+    target = out_dir or (g.root / "connectors")
+    with _client(g) as client:
+        wanted = list(g.spaces) or client.list_spaces()
+        result = export_spaces(client, wanted, target)
+    for path in result.files:
+        click.echo(f"wrote {path}")
+    if result.variables:
+        click.echo("\nSet these variables (secrets are never exported) before `kcr plan`:")
+        for name in result.variables:
+            click.echo(f"  {name}")
+
+
+@cli.command("test")
+@_common
+@click.argument("connector_id")
+@click.option("--params", default="{}", help="The action's params as JSON (default {}).")
+@click.pass_context
+def test_connector(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None,
+                   verbose: int, connector_id: str, params: str) -> None:
+    """Run a connector once through Kibana's _execute (this sends a real notification)."""
+    from reconciler.connector_test import parse_params, run_connector_test
+
+    g = _globals(ctx, root, spaces, kibana_url, verbose)
+    space = g.spaces[0] if g.spaces else "default"
+    with _client(g) as client:
+        result = run_connector_test(client, space, connector_id, parse_params(params))
+    click.echo(result.describe())
+    ctx.exit(ExitCode.OK if result.ok else ExitCode.ERROR)
+
+
+@cli.command("mr-comment")
+@click.argument("markdown_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--title", default="kcr plan", show_default=True, help="One sticky comment per title.")
+@click.pass_context
+def mr_comment(ctx: click.Context, markdown_file: Path, title: str) -> None:
+    """Post (or update) a Markdown plan as a merge-request comment (needs KCR_GITLAB_TOKEN)."""
+    from reconciler.gitlab import post_mr_comment
+
+    g: Globals = ctx.ensure_object(Globals)
+    verb = post_mr_comment(markdown_file.read_text(encoding="utf-8"), title, g.env)
+    click.echo(f"MR comment {verb}.")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5601, show_default=True, type=int)
+@click.option("--seed", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Persist the store here (JSON, secrets in clear: a test double, never real credentials).")
+def sandbox(host: str, port: int, seed: Path | None, state: Path | None) -> None:
+    """Run the offline Kibana connectors API on loopback."""
+    from reconciler.sandbox.server import main_options
+
+    main_options(host, port, seed, state)
+
+
+@cli.command()
+@click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.pass_context
+def demo(ctx: click.Context, root: Path) -> None:
+    """Plan then apply the example connectors/ against an embedded sandbox: no Kibana, no credentials."""
+    from reconciler.demo import run_demo
+
+    ctx.exit(run_demo(root, invoke=_invoke))
+
+
+def _invoke(args: Sequence[str], env: Mapping[str, str]) -> int:
+    """Run one kcr command in this process with its own environment (used by the demo)."""
+    try:
+        cli.main(args=list(args), prog_name="kcr", standalone_mode=False, obj=Globals(env=dict(env)))
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except ReconcilerError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return exc.exit_code
+    return ExitCode.OK
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, transport: Any = None) -> int:
+    """The one place errors become exit codes. Unexpected exceptions are bugs: one line, no traceback
+    unless KCR_DEBUG is set, since a traceback could quote a local holding a secret."""
+    obj = Globals(env=dict(os.environ if env is None else env), transport=transport)
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="kcr", standalone_mode=False, obj=obj)
+    except click.exceptions.Exit as exc:
+        code = int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        code = ExitCode.ERROR
+    except click.ClickException as exc:
+        exc.show()
+        code = ExitCode.ERROR
+    except ReconcilerError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        code = 130
+    except Exception as exc:  # the last line of defence
+        if obj.env.get("KCR_DEBUG"):
+            raise
+        click.echo(f"Error: internal error ({type(exc).__name__}); re-run with KCR_DEBUG=1 and report it", err=True)
+        code = ExitCode.ERROR
+    else:
+        code = ExitCode.OK
+    if argv is None:
+        sys.exit(code)
+    return code

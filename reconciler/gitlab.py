@@ -1,0 +1,64 @@
+"""Posting the Markdown plan as one sticky merge-request comment through GitLab's notes API.
+
+CI_JOB_TOKEN cannot write notes, so a project access token with `api` scope is read from
+KCR_GITLAB_TOKEN and sent as PRIVATE-TOKEN. The comment carries a hidden marker per title, so each
+pipeline updates its own comment instead of adding another."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from reconciler.errors import ConfigError, ReconcilerError
+
+MAX_PAGES = 20
+MAX_BODY = 1_000_000  # GitLab's limit on a note's body
+
+
+def _marker(title: str) -> str:
+    return f"<!-- kcr-mr-comment: {title} -->"
+
+
+def post_mr_comment(markdown: str, title: str, env: Mapping[str, str],
+                    transport: httpx.BaseTransport | None = None) -> str:
+    """Create or update the comment; returns "created" or "updated"."""
+    missing = [v for v in ("CI_API_V4_URL", "CI_PROJECT_ID", "CI_MERGE_REQUEST_IID", "KCR_GITLAB_TOKEN")
+               if not env.get(v)]
+    if missing:
+        raise ConfigError(f"cannot post the MR comment: {', '.join(missing)} not set "
+                          "(run in a merge-request pipeline with a KCR_GITLAB_TOKEN variable)")
+    base = f"{env['CI_API_V4_URL'].rstrip('/')}/projects/{env['CI_PROJECT_ID']}/merge_requests/" \
+           f"{env['CI_MERGE_REQUEST_IID']}/notes"
+    body = f"{_marker(title)}\n### {title}\n\n{markdown}"
+    if len(body) > MAX_BODY:
+        body = body[: MAX_BODY - 200] + "\n\n… (truncated: see the job's plan artifact)"
+    headers = {"PRIVATE-TOKEN": env["KCR_GITLAB_TOKEN"]}
+    with httpx.Client(transport=transport, headers=headers, timeout=30) as http:
+        existing = _find(http, base, _marker(title))
+        if existing is None:
+            resp = http.post(base, json={"body": body})
+            verb = "created"
+        else:
+            resp = http.put(f"{base}/{existing}", json={"body": body})
+            verb = "updated"
+        if resp.status_code >= 400:
+            raise ReconcilerError(f"GitLab refused the MR comment: HTTP {resp.status_code}")
+    return verb
+
+
+def _find(http: httpx.Client, base: str, marker: str) -> int | None:
+    for page in range(1, MAX_PAGES + 1):
+        resp = http.get(base, params={"per_page": 100, "page": page, "sort": "asc"})
+        if resp.status_code >= 400:
+            raise ReconcilerError(f"GitLab refused to list MR notes: HTTP {resp.status_code}")
+        notes: Any = resp.json()
+        if not isinstance(notes, list) or not notes:
+            return None
+        for note in notes:
+            if isinstance(note, dict) and marker in str(note.get("body", "")):
+                return int(note["id"])
+        if not resp.headers.get("x-next-page"):
+            return None
+    return None
