@@ -16,7 +16,7 @@ from reconciler.errors import ConfigError
 from reconciler.gitlab import post_mr_comment
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_CANDIDATES = [ROOT.parent / "shared" / "gitlab" / "ci-schema.json", ROOT / "tests" / "data" / "gitlab-ci-schema.json"]
+SCHEMA_CANDIDATES = [ROOT.parent / "shared" / "gitlab" / "ci-schema.json"]
 
 
 def _pipeline() -> dict[str, Any]:
