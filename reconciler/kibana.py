@@ -1,0 +1,777 @@
+"""The Kibana HTTP client: one httpx.Client per KibanaClient, typed errors keyed on status codes,
+retries only where they are safe, and never a secret in a log line or an exception.
+
+    KibanaError                       any other 4xx, or a body kcr cannot make sense of
+    ├── KibanaAuthError    401/403
+    ├── KibanaNotFound     404
+    ├── KibanaConflict     409
+    └── KibanaUnavailable  5xx, or the transport failed, after the retries
+
+Retry policy (SPEC §4): GET, PUT and DELETE are repeated with exponential backoff and full jitter on
+429/502/503/504 and transport errors, honouring Retry-After. A create (POST) may have reached Kibana
+before the connection broke, so it is confirmed by reading the connector back rather than repeated
+blindly; `_execute` sends a real notification and is repeated only on 429 (Kibana did nothing).
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import logging
+import random as _random
+import re
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from reconciler import __version__
+from reconciler.errors import (
+    ConfigError,
+    KibanaAuthError,
+    KibanaConflict,
+    KibanaError,
+    KibanaNotFound,
+    KibanaUnavailable,
+)
+from reconciler.model import (
+    SPACE_ID_PATTERN,
+    ConnectorTypeInfo,
+    LiveConnector,
+    LiveSpace,
+    LiveState,
+    RuleRef,
+)
+
+log = logging.getLogger("kcr.kibana")
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_RETRY_AFTER = 60.0  # a Retry-After longer than this is clamped: a run must not hang for hours
+MAX_BACKOFF = 30.0
+MAX_ID_LENGTH = 1024
+RULES_PER_PAGE = 100
+MAX_RULE_PAGES = 100
+READ_LIVE_WORKERS = 4
+
+MISSING: Any = object()  # a 404 where absence is an answer, not an error
+_SPACE_RE = re.compile(SPACE_ID_PATTERN)
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+# --------------------------------------------------------------------------------------------
+# Connection settings
+
+
+def parse_go_bool(name: str, value: str) -> bool:
+    """Go's strconv.ParseBool, because the Terraform provider reads KIBANA_INSECURE with it and users
+    copy their provider settings."""
+    if value in _GO_TRUE:
+        return True
+    if value in _GO_FALSE:
+        return False
+    raise ConfigError(f"{name}={value!r} is not a boolean; use true or false (also 1/0, t/f, TRUE/FALSE)")
+
+
+def _first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
+    for name in names:
+        value = env.get(name, "")
+        if value:
+            return name, value
+    return None
+
+
+def _api_key_header(key: str) -> str:
+    """Kibana wants the base64 of `id:api_key`; people often paste the two parts joined by a colon
+    (the form Elasticsearch's create-API-key response shows). Base64 never contains a colon."""
+    if ":" in key:
+        key = base64.b64encode(key.encode()).decode()
+    return f"ApiKey {key}"
+
+
+@dataclass(frozen=True)
+class _Credential:
+    kind: str  # "bearer" | "apikey" | "basic"
+    source: str  # the variable(s) or flag(s) it came from, for messages
+    header: str = field(repr=False)
+
+
+def _credentials_from(values: Mapping[str, str | None], names: Mapping[str, str]) -> list[_Credential]:
+    """Every credential set in one family (flags, KIBANA_*, ELASTICSEARCH_*), in the Terraform
+    provider's precedence: bearer, API key, basic."""
+    found: list[_Credential] = []
+    bearer, api_key = values.get("bearer"), values.get("api_key")
+    username, password = values.get("username"), values.get("password")
+    if bearer:
+        found.append(_Credential("bearer", names["bearer"], f"Bearer {bearer}"))
+    if api_key:
+        found.append(_Credential("apikey", names["api_key"], _api_key_header(api_key)))
+    if username or password:
+        if not (username and password):
+            missing = names["password"] if username else names["username"]
+            given = names["username"] if username else names["password"]
+            raise ConfigError(f"{given} is set but {missing} is not; set both for basic authentication")
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        found.append(_Credential("basic", f"{names['username']}/{names['password']}", f"Basic {token}"))
+    return found
+
+
+def _env_family(env: Mapping[str, str], prefix: str) -> tuple[dict[str, str | None], dict[str, str]]:
+    names = {
+        "bearer": f"{prefix}_BEARER_TOKEN",
+        "api_key": f"{prefix}_API_KEY",
+        "username": f"{prefix}_USERNAME",
+        "password": f"{prefix}_PASSWORD",
+    }
+    return {k: env.get(v) or None for k, v in names.items()}, names
+
+
+def _redact_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where Kibana is and how to talk to it. The credential lives in `auth_header`, which no repr
+    shows: a Connection may end up in a traceback or a debug print."""
+
+    url: str
+    auth_header: str | None = field(default=None, repr=False)
+    auth_kind: str = "none"  # "bearer" | "apikey" | "basic" | "none"
+    auth_source: str = ""
+    ca_certs: tuple[str, ...] = ()
+    insecure: bool = False
+    timeout: float = DEFAULT_READ_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+
+    def __repr__(self) -> str:
+        return (
+            f"Connection(url={_redact_url(self.url)!r}, auth={self.auth_kind}"
+            f"{' from ' + self.auth_source if self.auth_source else ''}, ca_certs={self.ca_certs!r}, "
+            f"insecure={self.insecure}, timeout={self.timeout})"
+        )
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        bearer: str | None = None,
+        ca_cert: str | None = None,
+        insecure: bool | None = None,
+        timeout: float | None = None,
+    ) -> Connection:
+        """Flags override the environment; the variable names are the Terraform provider's."""
+        url_source = "--kibana-url"
+        if not url:
+            hit = _first(env, "KIBANA_URL", "KIBANA_ENDPOINT")
+            if hit is None:
+                raise ConfigError(
+                    "no Kibana URL: set KIBANA_URL (or KIBANA_ENDPOINT), or pass --kibana-url, "
+                    "e.g. https://kibana.example.com:5601"
+                )
+            url_source, url = hit
+        url = url.strip().rstrip("/")
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"{url_source}={_redact_url(url)!r} is not an http(s) URL; use e.g. https://kibana.example.com:5601"
+            )
+        if parts.username or parts.password:
+            raise ConfigError(
+                f"{url_source} carries credentials in the URL; use KIBANA_API_KEY or KIBANA_USERNAME/"
+                "KIBANA_PASSWORD instead"
+            )
+        if parts.query or parts.fragment:
+            raise ConfigError(f"{url_source}={_redact_url(url)!r} must not have a query or fragment")
+
+        flag_values: dict[str, str | None] = {
+            "bearer": bearer, "api_key": api_key, "username": username, "password": password,
+        }
+        flag_names = {
+            "bearer": "--bearer-token", "api_key": "--api-key", "username": "--username", "password": "--password",
+        }
+        candidates = _credentials_from(flag_values, flag_names)
+        for prefix in ("KIBANA", "ELASTICSEARCH"):
+            values, names = _env_family(env, prefix)
+            candidates += _credentials_from(values, names)
+        chosen = candidates[0] if candidates else None
+        if len(candidates) > 1:
+            log.warning(
+                "several Kibana credentials are set (%s); using %s",
+                ", ".join(c.source for c in candidates), candidates[0].source,
+            )
+
+        ca_source = "--ca-cert"
+        if ca_cert is None:
+            hit = _first(env, "KIBANA_CA_CERT", "KIBANA_CA_CERTS")
+            ca_source, ca_cert = hit if hit else ("", None)
+        ca_certs = tuple(p.strip() for p in (ca_cert or "").split(",") if p.strip())
+        if ca_certs:
+            _ssl_context(ca_certs, ca_source)  # fail now, with the variable's name, not at the first request
+
+        if insecure is None:
+            raw = env.get("KIBANA_INSECURE", "")
+            insecure = parse_go_bool("KIBANA_INSECURE", raw) if raw else False
+        if insecure:
+            log.warning("TLS certificate verification is disabled (KIBANA_INSECURE); never do this in production")
+
+        if timeout is None:
+            raw = env.get("KCR_TIMEOUT", "")
+            if raw:
+                try:
+                    timeout = float(raw)
+                except ValueError:
+                    raise ConfigError(f"KCR_TIMEOUT={raw!r} is not a number of seconds") from None
+            else:
+                timeout = DEFAULT_READ_TIMEOUT
+        if not timeout > 0:
+            raise ConfigError(f"the timeout must be a positive number of seconds, not {timeout}")
+
+        return cls(
+            url=url,
+            auth_header=chosen.header if chosen else None,
+            auth_kind=chosen.kind if chosen else "none",
+            auth_source=chosen.source if chosen else "",
+            ca_certs=ca_certs,
+            insecure=insecure,
+            timeout=timeout,
+        )
+
+    def verify(self) -> ssl.SSLContext | bool:
+        if self.insecure:
+            return False
+        if self.ca_certs:
+            return _ssl_context(self.ca_certs, "KIBANA_CA_CERT")
+        return True
+
+
+def _ssl_context(paths: Sequence[str], source: str) -> ssl.SSLContext:
+    """The system trust store plus every PEM file listed: a private CA adds to what is trusted."""
+    ctx = ssl.create_default_context()
+    for path in paths:
+        try:
+            ctx.load_verify_locations(cafile=path)
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: CA certificate file {path!r} does not exist") from None
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(
+                f"{source}: {path!r} is not a readable PEM CA certificate ({type(exc).__name__}); "
+                "point it at the PEM file of the CA that signed Kibana's certificate"
+            ) from None
+    return ctx
+
+
+# --------------------------------------------------------------------------------------------
+# Paths
+
+
+def check_space(space: str) -> str:
+    if not isinstance(space, str) or not _SPACE_RE.match(space):
+        raise ConfigError(
+            f"space id {space!r} is not valid: Kibana space ids use lowercase letters, digits, '-' and '_'"
+        )
+    return space
+
+
+def _segment(value: str, what: str) -> str:
+    """One path segment that cannot reach another endpoint: '/', '?', '#', '%' are percent-encoded,
+    and '.'/'..' (which URL normalisation would resolve) are encoded too."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{what} must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH:
+        raise ConfigError(f"{what} is longer than {MAX_ID_LENGTH} characters")
+    if _CONTROL_RE.search(value):
+        raise ConfigError(f"{what} {value!r} contains control characters")
+    quoted = urllib.parse.quote(value, safe="")
+    if quoted in (".", ".."):
+        quoted = quoted.replace(".", "%2E")
+    return quoted
+
+
+def space_prefix(space: str) -> str:
+    check_space(space)
+    return "" if space == "default" else f"/s/{space}"
+
+
+def connector_path(space: str, connector_id: str | None = None, suffix: str = "") -> str:
+    base = f"{space_prefix(space)}/api/actions/connector"
+    if connector_id is None:
+        return base
+    return f"{base}/{_segment(connector_id, 'connector id')}{suffix}"
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+def _status_error(status: int) -> type[KibanaError]:
+    if status in (401, 403):
+        return KibanaAuthError
+    if status == 404:
+        return KibanaNotFound
+    if status == 409:
+        return KibanaConflict
+    if status >= 500:
+        return KibanaUnavailable
+    return KibanaError
+
+
+def _secret_strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _secret_strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _secret_strings(item)
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    """Kibana's messages sometimes quote what was sent (a URL that is not allowed, a value that failed
+    validation): whatever we sent as a secret is masked before it can reach a message."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _kibana_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:200] + ("..." if len(text) > 200 else "") if text else ""
+    if isinstance(body, Mapping):
+        message = body.get("message")
+        if isinstance(message, str):
+            return message
+        error = body.get("error")
+        if isinstance(error, str):
+            return error
+    return ""
+
+
+_HINTS = {
+    401: "check the Kibana credentials (KIBANA_API_KEY, KIBANA_USERNAME/KIBANA_PASSWORD or KIBANA_BEARER_TOKEN)",
+    403: "the credentials lack a privilege: the user needs the Actions and Connectors feature (all) in this space",
+}
+
+
+def _error_for(method: str, path: str, response: httpx.Response, secrets: Sequence[str] = ()) -> KibanaError:
+    status = response.status_code
+    message = _scrub(_kibana_message(response), secrets)
+    text = f"{method} {path}: Kibana answered {status} {response.reason_phrase}".rstrip()
+    if message:
+        text += f": {message}"
+    hint = _HINTS.get(status)
+    if hint:
+        text += f" ({hint})"
+    return _status_error(status)(text, status)
+
+
+def _malformed(method: str, path: str, what: str) -> KibanaError:
+    return KibanaError(f"{method} {path}: Kibana's answer is not what kcr expects ({what}); is the URL a Kibana?")
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+
+
+def _parse_retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - now
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+class KibanaClient:
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        retries: int = 4,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] = _random.random,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.conn = conn
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self._sleep = sleep
+        self._random = random
+        self._clock = clock
+        headers = {"User-Agent": f"kcr/{__version__}", "Accept": "application/json"}
+        if conn.auth_header:
+            headers["Authorization"] = conn.auth_header
+        self._http = httpx.Client(
+            base_url=conn.url,
+            headers=headers,
+            verify=conn.verify(),
+            timeout=httpx.Timeout(conn.timeout, connect=conn.connect_timeout),
+            transport=transport,
+            trust_env=True,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"KibanaClient({self.conn!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> KibanaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        if response is not None:
+            after = _parse_retry_after(response.headers.get("Retry-After"), self._clock())
+            if after is not None:
+                return after
+        return self._random() * min(MAX_BACKOFF, self.backoff * (2.0**attempt))
+
+    def _send_once(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> httpx.Response:
+        headers = {}
+        content = None
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            headers["kbn-xsrf"] = "true"
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            content = json.dumps(body).encode()
+        started = time.monotonic()
+        try:
+            response = self._http.request(method, path, content=content, headers=headers, params=params)
+        except httpx.HTTPError as exc:
+            log.debug("%s %s failed after %.0f ms: %s", method, path, (time.monotonic() - started) * 1000,
+                      type(exc).__name__)
+            raise
+        log.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, (time.monotonic() - started) * 1000)
+        return response
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        idempotent: bool,
+    ) -> tuple[httpx.Response, bool]:
+        """Sends with the retry policy; returns the last response and whether an earlier attempt may
+        have reached Kibana (a transport failure or a 5xx), which makes a later 404 on DELETE a success."""
+        ambiguous = False
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = self._send_once(method, path, body, params)
+            except httpx.HTTPError as exc:
+                if idempotent and not last:
+                    ambiguous = True
+                    self._sleep(self._delay(attempt, None))
+                    continue
+                raise KibanaUnavailable(
+                    f"{method} {path}: Kibana could not be reached ({type(exc).__name__}: {_describe(exc)}); "
+                    f"check the URL, the network and the proxy settings"
+                ) from None
+            retryable = response.status_code == 429 or (idempotent and response.status_code in RETRY_STATUSES)
+            if retryable and not last:
+                if response.status_code != 429:
+                    ambiguous = True
+                self._sleep(self._delay(attempt, response))
+                continue
+            return response, ambiguous
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _json(self, method: str, path: str, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise _malformed(method, path, f"a {response.status_code} answer whose body is not JSON") from None
+
+    def _get(self, path: str, params: Mapping[str, str] | None = None, *, missing_ok: bool = False) -> Any:
+        """The decoded body; MISSING for a 404 when `missing_ok` (a JSON null is not a 404)."""
+        response, _ = self._request("GET", path, params=params, idempotent=True)
+        if missing_ok and response.status_code == 404:
+            return MISSING
+        if not response.is_success:
+            raise _error_for("GET", path, response)
+        return self._json("GET", path, response)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def list_spaces(self) -> list[str]:
+        """Every space id the credentials can see; a Kibana without the spaces plugin has only `default`."""
+        path = "/api/spaces/space"
+        body = self._get(path, missing_ok=True)
+        if body is MISSING:
+            return ["default"]
+        if not isinstance(body, list):
+            raise _malformed("GET", path, "expected a list of spaces")
+        ids: list[str] = []
+        for item in body:
+            if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
+                raise _malformed("GET", path, "a space without an id")
+            ids.append(item["id"])
+        return ids
+
+    def list_connectors(self, space: str) -> list[LiveConnector]:
+        path = f"{space_prefix(space)}/api/actions/connectors"
+        body = self._get(path)
+        if not isinstance(body, list):
+            raise _malformed("GET", path, "expected a list of connectors")
+        return [_live_connector("GET", path, item) for item in body]
+
+    def get_connector(self, space: str, id: str) -> LiveConnector | None:
+        path = connector_path(space, id)
+        body = self._get(path, missing_ok=True)
+        return None if body is MISSING else _live_connector("GET", path, body)
+
+    def connector_types(self, space: str = "default") -> dict[str, ConnectorTypeInfo]:
+        path = f"{space_prefix(space)}/api/actions/connector_types"
+        body = self._get(path)
+        if not isinstance(body, list):
+            raise _malformed("GET", path, "expected a list of connector types")
+        types: dict[str, ConnectorTypeInfo] = {}
+        for item in body:
+            if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
+                raise _malformed("GET", path, "a connector type without an id")
+            try:
+                info = ConnectorTypeInfo(
+                    id=item["id"],
+                    name=str(item.get("name", item["id"])),
+                    enabled=bool(item.get("enabled", True)),
+                    enabled_in_config=bool(item.get("enabled_in_config", True)),
+                    enabled_in_license=bool(item.get("enabled_in_license", True)),
+                    minimum_license_required=str(item.get("minimum_license_required", "basic")),
+                    is_system_action_type=bool(item.get("is_system_action_type", False)),
+                )
+            except (TypeError, ValueError):
+                raise _malformed("GET", path, f"connector type {item['id']!r} has fields of the wrong type") from None
+            types[info.id] = info
+        return types
+
+    def rules_referencing(self, space: str, connector_id: str) -> list[RuleRef]:
+        """The rules of one space whose actions use the connector (rules `_find` with `has_reference`)."""
+        path = f"{space_prefix(space)}/api/alerting/rules/_find"
+        _segment(connector_id, "connector id")
+        reference = json.dumps({"type": "action", "id": connector_id}, separators=(",", ":"))
+        rules: list[RuleRef] = []
+        for page in range(1, MAX_RULE_PAGES + 1):
+            params = {
+                "has_reference": reference,
+                "per_page": str(RULES_PER_PAGE),
+                "page": str(page),
+                "fields": "name",
+            }
+            body = self._get(path, params)
+            if not isinstance(body, Mapping) or not isinstance(body.get("data"), list):
+                raise _malformed("GET", path, "expected an object with a `data` list")
+            data = body["data"]
+            for item in data:
+                if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
+                    raise _malformed("GET", path, "a rule without an id")
+                rules.append(RuleRef(id=item["id"], name=str(item.get("name", "")), space=space))
+            total = body.get("total")
+            if not data or not isinstance(total, int) or page * RULES_PER_PAGE >= total:
+                break
+        return rules
+
+    def read_live(self, spaces: Sequence[str]) -> LiveState:
+        """One spaces check, one connector_types, one list per space: S + 2 requests (SPEC §5, §10)."""
+        wanted = list(dict.fromkeys(spaces))
+        for space in wanted:
+            check_space(space)
+        known = self.list_spaces()
+        unknown = [s for s in wanted if s not in known]
+        if unknown:
+            raise ConfigError(
+                f"space{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} not found in Kibana at "
+                f"{_redact_url(self.conn.url)}; known spaces: {', '.join(sorted(known)) or '(none)'}. "
+                "Create the space in Kibana or rename the directory under connectors/"
+            )
+        types = self.connector_types()
+        workers = max(1, min(READ_LIVE_WORKERS, len(wanted)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kcr-read") as pool:
+            lists = list(pool.map(self.list_connectors, wanted))
+        return LiveState(
+            kibana_url=self.conn.url,
+            spaces={s: LiveSpace(space=s, connectors=tuple(c)) for s, c in zip(wanted, lists, strict=True)},
+            known_spaces=frozenset(known),
+            connector_types=types,
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def create_connector(
+        self,
+        space: str,
+        id: str,
+        *,
+        name: str,
+        type: str,
+        config: Mapping[str, Any],
+        secrets: Mapping[str, Any],
+    ) -> LiveConnector:
+        path = connector_path(space, id)
+        body = {"name": name, "connector_type_id": type, "config": dict(config), "secrets": dict(secrets)}
+        masked = list(_secret_strings(secrets))
+        maybe_created = False
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            response: httpx.Response | None = None
+            try:
+                response = self._send_once("POST", path, body, None)
+            except httpx.HTTPError as exc:
+                failure = f"{type_name(exc)}: {_describe(exc)}"
+            else:
+                status = response.status_code
+                if response.is_success:
+                    return _live_connector("POST", path, self._json("POST", path, response))
+                if status == 429 and not last:
+                    self._sleep(self._delay(attempt, response))
+                    continue
+                if status == 409 and maybe_created:
+                    confirmed = self._confirm_created(space, id, name, type)
+                    if confirmed is not None:
+                        return confirmed
+                if status < 500:
+                    raise _error_for("POST", path, response, masked)
+                failure = f"Kibana answered {status}"
+            # The create may or may not have happened: read before deciding.
+            confirmed = self._confirm_created(space, id, name, type)
+            if confirmed is not None:
+                return confirmed
+            maybe_created = True
+            retry = response is None or response.status_code in RETRY_STATUSES
+            if retry and not last:
+                self._sleep(self._delay(attempt, response))
+                continue
+            if response is not None:
+                raise _error_for("POST", path, response, masked)
+            raise KibanaUnavailable(
+                f"POST {path}: Kibana could not be reached ({failure}) and the connector does not exist; "
+                "re-run when Kibana is reachable"
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _confirm_created(self, space: str, id: str, name: str, type: str) -> LiveConnector | None:
+        live = self.get_connector(space, id)
+        if live is None:
+            return None
+        if live.name == name and live.type == type:
+            return live
+        raise KibanaConflict(
+            f"POST {connector_path(space, id)}: a connector with this id already exists with another "
+            f"name or type ({live.name!r}, {live.type}); re-plan",
+            409,
+        )
+
+    def update_connector(
+        self,
+        space: str,
+        id: str,
+        *,
+        name: str,
+        config: Mapping[str, Any],
+        secrets: Mapping[str, Any],
+    ) -> LiveConnector:
+        path = connector_path(space, id)
+        body = {"name": name, "config": dict(config), "secrets": dict(secrets)}
+        response, _ = self._request("PUT", path, body=body, idempotent=True)
+        if not response.is_success:
+            raise _error_for("PUT", path, response, list(_secret_strings(secrets)))
+        return _live_connector("PUT", path, self._json("PUT", path, response))
+
+    def delete_connector(self, space: str, id: str) -> None:
+        path = connector_path(space, id)
+        response, ambiguous = self._request("DELETE", path, idempotent=True)
+        if response.status_code == 404 and ambiguous:
+            return  # an earlier attempt deleted it
+        if not response.is_success:
+            raise _error_for("DELETE", path, response)
+
+    def execute_connector(self, space: str, id: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Runs the connector once. Not idempotent (a real notification): repeated on 429 only."""
+        path = connector_path(space, id, "/_execute")
+        response, _ = self._request("POST", path, body={"params": dict(params)}, idempotent=False)
+        if not response.is_success:
+            raise _error_for("POST", path, response, list(_secret_strings(params)))
+        if response.status_code == 204 or not response.content:
+            return {"connector_id": id, "status": "ok"}
+        body = self._json("POST", path, response)
+        if not isinstance(body, dict):
+            raise _malformed("POST", path, "expected an object")
+        return body
+
+
+def type_name(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    # httpx messages name the host and the OS error, never headers or bodies.
+    text = str(exc) or "no detail"
+    return text[:200]
+
+
+def _live_connector(method: str, path: str, body: Any) -> LiveConnector:
+    if not isinstance(body, Mapping):
+        raise _malformed(method, path, "expected a connector object")
+    if not isinstance(body.get("id"), str):
+        raise _malformed(method, path, "a connector without an id")
+    config = body.get("config")
+    if config is not None and not isinstance(config, Mapping):
+        raise _malformed(method, path, f"connector {body['id']!r} has a config that is not an object")
+    try:
+        return LiveConnector.from_api(body)
+    except (KeyError, TypeError, ValueError):
+        raise _malformed(method, path, f"connector {body['id']!r} has fields of the wrong type") from None
+
+
+__all__ = [
+    "Connection",
+    "KibanaClient",
+    "check_space",
+    "connector_path",
+    "parse_go_bool",
+    "space_prefix",
+]

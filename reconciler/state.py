@@ -1,0 +1,494 @@
+"""The record of applied secrets (SPEC §5): per connector id, the SecretDigest kcr last sent. Kibana
+never returns secrets, so this record is the only way to tell "the source rotated" from "unchanged".
+It holds HMACs and Vault versions only, never a value.
+
+Two backends behind one Protocol:
+- a local JSON file (default `.kcr/record.json` under the repository, or KCR_RECORD), written
+  atomically and locked with an exclusive lock file beside it;
+- Terraform's HTTP backend protocol (GET/POST the state, LOCK/UNLOCK with Terraform's lock info), so
+  GitLab-managed Terraform state shares the record between pipelines and its lock serializes applies.
+  GitLab wants a Terraform-state-shaped document, so the record rides inside one as `kcr_record`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import getpass
+import json
+import os
+import socket
+import tempfile
+import urllib.parse
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from reconciler import __version__
+from reconciler.errors import ConfigError, StateError
+from reconciler.model import SecretDigest
+
+FORMAT = 1
+DEFAULT_RECORD = Path(".kcr") / "record.json"
+HTTP_TIMEOUT = 30.0
+
+LockInfoArg = str | Mapping[str, Any] | None
+
+
+class RecordBackend(Protocol):
+    def load(self) -> dict[str, SecretDigest]: ...
+
+    def save(self, record: Mapping[str, SecretDigest]) -> None: ...
+
+    def lock(self, info: LockInfoArg = None) -> None: ...
+
+    def unlock(self) -> None: ...
+
+
+@contextlib.contextmanager
+def locked(backend: RecordBackend, info: LockInfoArg = None) -> Iterator[RecordBackend]:
+    """Holds the backend's lock for the duration of an apply, releasing it whatever happens."""
+    backend.lock(info)
+    try:
+        yield backend
+    finally:
+        backend.unlock()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+def _who(env: Mapping[str, str]) -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = env.get("USER", "unknown")
+    return f"{user}@{socket.gethostname()}"
+
+
+def lock_info(env: Mapping[str, str], info: LockInfoArg, path: str) -> dict[str, str]:
+    """Terraform's lock info (ID, Operation, Info, Who, Version, Created, Path): GitLab requires every
+    field, and people reading a "locked by" message want to find the pipeline that holds it."""
+    operation, text = "kcr apply", ""
+    if isinstance(info, str):
+        text = info
+    elif isinstance(info, Mapping):
+        operation = str(info.get("Operation", info.get("operation", operation)))
+        text = str(info.get("Info", info.get("info", "")))
+    job = env.get("CI_JOB_URL")
+    if job and job not in text:
+        text = f"{text} {job}".strip()
+    return {
+        "ID": str(uuid.uuid4()),
+        "Operation": operation,
+        "Info": text,
+        "Who": _who(env),
+        "Version": f"kcr {__version__}",
+        "Created": _now(),
+        "Path": path,
+    }
+
+
+def _describe_holder(holder: Any) -> str:
+    if not isinstance(holder, Mapping):
+        return "another run (no lock information available)"
+    who = holder.get("Who") or holder.get("who") or "someone"
+    parts = [str(who)]
+    pid, host = holder.get("pid"), holder.get("host")
+    if pid or host:
+        parts.append(f"(pid {pid} on {host})")
+    created = holder.get("Created") or holder.get("time")
+    if created:
+        parts.append(f"since {created}")
+    operation = holder.get("Operation") or holder.get("operation")
+    if operation:
+        parts.append(f"for {operation}")
+    info = holder.get("Info") or holder.get("info")
+    if info:
+        parts.append(f"[{info}]")
+    lock_id = holder.get("ID") or holder.get("id")
+    if lock_id:
+        parts.append(f"lock id {lock_id}")
+    return " ".join(parts)
+
+
+def _digests(connectors: Any, where: str) -> dict[str, SecretDigest]:
+    if not isinstance(connectors, Mapping):
+        raise StateError(f"{where}: `connectors` is not an object")
+    record: dict[str, SecretDigest] = {}
+    for cid, body in connectors.items():
+        if not isinstance(body, Mapping):
+            raise StateError(f"{where}: the entry for connector {cid!r} is not an object")
+        try:
+            record[str(cid)] = SecretDigest.from_json(body)
+        except (TypeError, ValueError, AttributeError):
+            raise StateError(f"{where}: the entry for connector {cid!r} is malformed") from None
+    return record
+
+
+def _record_json(record: Mapping[str, SecretDigest]) -> dict[str, Any]:
+    return {"format": FORMAT, "connectors": {cid: record[cid].to_json() for cid in sorted(record)}}
+
+
+def _parse_record(doc: Any, where: str, advice: str) -> dict[str, SecretDigest]:
+    if not isinstance(doc, Mapping):
+        raise StateError(f"{where}: the record of applied secrets is not a JSON object; {advice}")
+    if doc.get("format") != FORMAT:
+        raise StateError(
+            f"{where}: record format {doc.get('format')!r} is not the one this kcr reads ({FORMAT}); "
+            "upgrade kcr, or " + advice
+        )
+    return _digests(doc.get("connectors", {}), where)
+
+
+# --------------------------------------------------------------------------------------------
+# Local file
+
+
+_CORRUPT_ADVICE = (
+    "restore it from a backup, or delete it: kcr then reports secrets as unknown until the next apply "
+    "(`kcr apply --sync-secrets` pushes every secret and rebuilds the record)"
+)
+
+
+@dataclass
+class FileBackend:
+    path: Path
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    _lock_id: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def load(self) -> dict[str, SecretDigest]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot read the record of applied secrets ({exc.strerror})") from None
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise StateError(
+                f"{self.path}: the record of applied secrets is corrupt ({exc}); {_CORRUPT_ADVICE}"
+            ) from None
+        return _parse_record(doc, str(self.path), _CORRUPT_ADVICE)
+
+    def save(self, record: Mapping[str, SecretDigest]) -> None:
+        """Write to a temporary file in the same directory, fsync, then rename over the record: a
+        crash at any point leaves either the old record or the new one, never half of one."""
+        data = (json.dumps(_record_json(record), indent=2, sort_keys=True) + "\n").encode()
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot write the record of applied secrets ({exc.strerror})") from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StateError(
+                f"{self.path}: cannot write the record of applied secrets ({exc.strerror or exc}); "
+                "the previous record is unchanged"
+            ) from None
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def lock(self, info: LockInfoArg = None) -> None:
+        holder = lock_info(self.env, info, str(self.path))
+        holder.update({"pid": str(os.getpid()), "host": socket.gethostname(), "time": holder["Created"]})
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            try:
+                current: Any = json.loads(self.lock_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                current = None
+            raise StateError(
+                f"{self.path}: the record is locked by {_describe_holder(current)}; wait for that run to finish, "
+                f"or, if it died, remove {self.lock_path}"
+            ) from None
+        except OSError as exc:
+            raise StateError(f"{self.lock_path}: cannot create the lock file ({exc.strerror})") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(holder, handle, indent=2)
+        self._lock_id = holder["ID"]
+
+    def unlock(self) -> None:
+        """Removes the lock only if this backend holds it: never someone else's."""
+        if self._lock_id is None:
+            return
+        try:
+            current = json.loads(self.lock_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            current = None
+        if isinstance(current, Mapping) and current.get("ID") == self._lock_id:
+            with contextlib.suppress(FileNotFoundError):
+                self.lock_path.unlink()
+        self._lock_id = None
+
+
+# --------------------------------------------------------------------------------------------
+# Terraform HTTP backend (GitLab-managed Terraform state)
+
+
+def _safe_address(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+@dataclass
+class HttpBackend:
+    """Terraform's HTTP backend protocol. The record is wrapped in a Terraform-state-shaped document
+    whose serial grows with each save (GitLab versions states by serial)."""
+
+    address: str
+    lock_address: str | None = None
+    unlock_address: str | None = None
+    lock_method: str = "LOCK"
+    unlock_method: str = "UNLOCK"
+    update_method: str = "POST"
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    transport: httpx.BaseTransport | None = field(default=None, repr=False)
+    verify: bool = True
+    _serial: int | None = field(default=None, init=False, repr=False)
+    _lineage: str | None = field(default=None, init=False, repr=False)
+    _held: dict[str, str] | None = field(default=None, init=False, repr=False)
+    _client: httpx.Client | None = field(default=None, init=False, repr=False)
+
+    def __repr__(self) -> str:
+        return f"HttpBackend(address={_safe_address(self.address)!r}, locking={self.lock_address is not None})"
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            auth = (self.username, self.password or "") if self.username else None
+            self._client = httpx.Client(
+                auth=auth,
+                transport=self.transport,
+                timeout=HTTP_TIMEOUT,
+                verify=self.verify,
+                headers={"User-Agent": f"kcr/{__version__}"},
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _send(
+        self, method: str, url: str, *, body: Any = None, params: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        content = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        try:
+            return self._http().request(method, url, content=content, headers=headers, params=params)
+        except httpx.HTTPError as exc:
+            raise StateError(
+                f"{method} {_safe_address(url)}: the state backend could not be reached ({type(exc).__name__})"
+            ) from None
+
+    def _fail(self, method: str, url: str, response: httpx.Response, doing: str) -> StateError:
+        hint = ""
+        if response.status_code in (401, 403):
+            hint = (
+                "; check KCR_RECORD_HTTP_USERNAME/KCR_RECORD_HTTP_PASSWORD"
+                " (in GitLab CI: CI_JOB_TOKEN, role Maintainer)"
+            )
+        return StateError(
+            f"{method} {_safe_address(url)}: the state backend answered {response.status_code} while {doing}{hint}"
+        )
+
+    def load(self) -> dict[str, SecretDigest]:
+        response = self._send("GET", self.address)
+        if response.status_code in (204, 404) or (response.is_success and not response.content.strip()):
+            self._serial, self._lineage = 0, self._lineage or str(uuid.uuid4())
+            return {}
+        if not response.is_success:
+            raise self._fail("GET", self.address, response, "reading the record")
+        where = _safe_address(self.address)
+        try:
+            doc = response.json()
+        except ValueError:
+            raise StateError(
+                f"{where}: the stored state is not JSON; delete that state to start a new record"
+            ) from None
+        if not isinstance(doc, Mapping):
+            raise StateError(f"{where}: the stored state is not a JSON object")
+        serial = doc.get("serial", 0)
+        self._serial = serial if isinstance(serial, int) else 0
+        lineage = doc.get("lineage")
+        self._lineage = lineage if isinstance(lineage, str) and lineage else str(uuid.uuid4())
+        if "kcr_record" not in doc:
+            if doc.get("resources"):
+                raise StateError(
+                    f"{where}: this state holds Terraform resources, not a kcr record; give kcr a state of its own "
+                    "(KCR_RECORD_GITLAB_STATE=kcr-<environment>)"
+                )
+            return {}
+        return _parse_record(doc["kcr_record"], where, "delete that state to start a new record")
+
+    def save(self, record: Mapping[str, SecretDigest]) -> None:
+        if self._serial is None:
+            self.load()  # learn serial and lineage so the new version follows the stored one
+        serial = (self._serial or 0) + 1
+        doc = {
+            "version": 4,
+            "terraform_version": f"kcr-{__version__}",
+            "serial": serial,
+            "lineage": self._lineage or str(uuid.uuid4()),
+            "outputs": {},
+            "resources": [],
+            "kcr_record": _record_json(record),
+        }
+        params = {"ID": self._held["ID"]} if self._held else None
+        response = self._send(self.update_method, self.address, body=doc, params=params)
+        if not response.is_success:
+            raise self._fail(self.update_method, self.address, response, "saving the record")
+        self._serial, self._lineage = serial, str(doc["lineage"])
+
+    def lock(self, info: LockInfoArg = None) -> None:
+        if not self.lock_address:
+            return  # locking disabled, as in Terraform when lock_address is unset
+        holder = lock_info(self.env, info, "")
+        response = self._send(self.lock_method, self.lock_address, body=holder)
+        if response.status_code in (409, 423):
+            try:
+                current: Any = response.json()
+            except ValueError:
+                current = None
+            raise StateError(
+                f"{_safe_address(self.address)}: the record is locked by {_describe_holder(current)}; wait for that "
+                "run to finish, or, if it died, unlock the state (GitLab: Operate > Terraform states > Unlock)"
+            )
+        if not response.is_success:
+            raise self._fail(self.lock_method, self.lock_address, response, "locking the record")
+        self._held = holder
+
+    def unlock(self) -> None:
+        if not self.unlock_address or self._held is None:
+            return
+        response = self._send(self.unlock_method, self.unlock_address, body=self._held, params={"ID": self._held["ID"]})
+        if not response.is_success and response.status_code != 404:
+            raise self._fail(self.unlock_method, self.unlock_address, response, "unlocking the record")
+        self._held = None
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+
+
+def _go_bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "")
+    if not raw:
+        return False
+    if raw in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if raw in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false")
+
+
+def backend_from_env(
+    env: Mapping[str, str],
+    root: Path,
+    path: str | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> RecordBackend:
+    """`path` (a --record flag) wins, then KCR_RECORD_HTTP_ADDRESS, then KCR_RECORD_GITLAB_STATE, then
+    KCR_RECORD, then `.kcr/record.json`. Relative paths are taken from the repository root."""
+    if path:
+        return FileBackend(_under(root, path), env)
+    address = env.get("KCR_RECORD_HTTP_ADDRESS", "")
+    gitlab_state = env.get("KCR_RECORD_GITLAB_STATE", "")
+    if address or gitlab_state:
+        lock_address = env.get("KCR_RECORD_HTTP_LOCK_ADDRESS") or None
+        unlock_address = env.get("KCR_RECORD_HTTP_UNLOCK_ADDRESS") or None
+        lock_method = env.get("KCR_RECORD_HTTP_LOCK_METHOD") or "LOCK"
+        unlock_method = env.get("KCR_RECORD_HTTP_UNLOCK_METHOD") or "UNLOCK"
+        username = env.get("KCR_RECORD_HTTP_USERNAME") or None
+        password = env.get("KCR_RECORD_HTTP_PASSWORD") or None
+        if not address:
+            address = _gitlab_address(env, gitlab_state)
+            lock_address = lock_address or f"{address}/lock"
+            unlock_address = unlock_address or f"{address}/lock"
+            lock_method = env.get("KCR_RECORD_HTTP_LOCK_METHOD") or "POST"
+            unlock_method = env.get("KCR_RECORD_HTTP_UNLOCK_METHOD") or "DELETE"
+            if not username:
+                username, password = "gitlab-ci-token", env.get("CI_JOB_TOKEN") or None
+                if not password:
+                    raise ConfigError(
+                        "KCR_RECORD_GITLAB_STATE is set but CI_JOB_TOKEN is not; run in GitLab CI or set "
+                        "KCR_RECORD_HTTP_USERNAME/KCR_RECORD_HTTP_PASSWORD (a token with the api scope)"
+                    )
+        for name, url in (("KCR_RECORD_HTTP_ADDRESS", address), ("KCR_RECORD_HTTP_LOCK_ADDRESS", lock_address),
+                          ("KCR_RECORD_HTTP_UNLOCK_ADDRESS", unlock_address)):
+            if url and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+                raise ConfigError(f"{name}={_safe_address(url)!r} is not an http(s) URL")
+        return HttpBackend(
+            address=address,
+            lock_address=lock_address,
+            unlock_address=unlock_address,
+            lock_method=lock_method.upper(),
+            unlock_method=unlock_method.upper(),
+            update_method=(env.get("KCR_RECORD_HTTP_UPDATE_METHOD") or "POST").upper(),
+            username=username,
+            password=password,
+            env=env,
+            transport=transport,
+            verify=not _go_bool(env, "KCR_RECORD_HTTP_SKIP_CERT_VERIFICATION"),
+        )
+    record = env.get("KCR_RECORD", "")
+    return FileBackend(_under(root, record) if record else root / DEFAULT_RECORD, env)
+
+
+def _under(root: Path, path: str) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else root / candidate
+
+
+def _gitlab_address(env: Mapping[str, str], name: str) -> str:
+    missing = [v for v in ("CI_API_V4_URL", "CI_PROJECT_ID") if not env.get(v)]
+    if missing:
+        raise ConfigError(
+            f"KCR_RECORD_GITLAB_STATE is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not; "
+            "it works inside GitLab CI, elsewhere set KCR_RECORD_HTTP_ADDRESS"
+        )
+    if "/" in name or name in (".", ".."):
+        raise ConfigError(f"KCR_RECORD_GITLAB_STATE={name!r}: a state name cannot contain '/'")
+    api = env["CI_API_V4_URL"].rstrip("/")
+    project = urllib.parse.quote(env["CI_PROJECT_ID"], safe="")
+    return f"{api}/projects/{project}/terraform/state/{urllib.parse.quote(name, safe='')}"
+
+
+__all__ = [
+    "FileBackend",
+    "HttpBackend",
+    "RecordBackend",
+    "backend_from_env",
+    "lock_info",
+    "locked",
+]

@@ -1,0 +1,169 @@
+"""Connection.from_env: URL, credentials in the Terraform provider's precedence, TLS settings."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import ssl
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+
+from reconciler.errors import ConfigError
+from reconciler.kibana import Connection, KibanaClient, parse_go_bool
+
+URL = {"KIBANA_URL": "https://kibana.test:5601"}
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("env", "header", "kind"),
+    [
+        ({}, None, "none"),
+        ({"KIBANA_API_KEY": "ZW5jb2RlZA=="}, "ApiKey ZW5jb2RlZA==", "apikey"),
+        ({"KIBANA_API_KEY": "myid:mykey"}, f"ApiKey {b64('myid:mykey')}", "apikey"),
+        ({"KIBANA_BEARER_TOKEN": "tok"}, "Bearer tok", "bearer"),
+        ({"KIBANA_USERNAME": "u", "KIBANA_PASSWORD": "p"}, f"Basic {b64('u:p')}", "basic"),
+        ({"KIBANA_BEARER_TOKEN": "tok", "KIBANA_API_KEY": "k"}, "Bearer tok", "bearer"),
+        ({"KIBANA_API_KEY": "k", "KIBANA_USERNAME": "u", "KIBANA_PASSWORD": "p"}, "ApiKey k", "apikey"),
+        ({"ELASTICSEARCH_API_KEY": "esk"}, "ApiKey esk", "apikey"),
+        ({"ELASTICSEARCH_BEARER_TOKEN": "est"}, "Bearer est", "bearer"),
+        ({"ELASTICSEARCH_USERNAME": "eu", "ELASTICSEARCH_PASSWORD": "ep"}, f"Basic {b64('eu:ep')}", "basic"),
+        # any KIBANA_* credential wins over any ELASTICSEARCH_* one
+        ({"KIBANA_USERNAME": "u", "KIBANA_PASSWORD": "p", "ELASTICSEARCH_BEARER_TOKEN": "est"},
+         f"Basic {b64('u:p')}", "basic"),
+        ({"ELASTICSEARCH_BEARER_TOKEN": "est", "ELASTICSEARCH_API_KEY": "esk"}, "Bearer est", "bearer"),
+    ],
+)
+def test_credential_precedence(env: dict[str, str], header: str | None, kind: str) -> None:
+    conn = Connection.from_env({**URL, **env})
+    assert conn.auth_header == header
+    assert conn.auth_kind == kind
+
+
+def test_flags_override_environment() -> None:
+    conn = Connection.from_env(
+        {**URL, "KIBANA_BEARER_TOKEN": "envtok"}, url="http://127.0.0.1:5601/", api_key="flagkey"
+    )
+    assert conn.url == "http://127.0.0.1:5601"
+    assert conn.auth_header == "ApiKey flagkey"
+
+
+def test_several_credentials_warn(caplog: pytest.LogCaptureFixture) -> None:
+    canary = f"CANARY-{uuid.uuid4()}"
+    with caplog.at_level(logging.WARNING, logger="kcr.kibana"):
+        Connection.from_env({**URL, "KIBANA_API_KEY": canary, "ELASTICSEARCH_USERNAME": "u",
+                             "ELASTICSEARCH_PASSWORD": canary})
+    text = caplog.text
+    assert "several Kibana credentials" in text
+    assert "KIBANA_API_KEY" in text and "ELASTICSEARCH_USERNAME" in text
+    assert canary not in text
+
+
+def test_half_basic_credentials_are_an_error() -> None:
+    with pytest.raises(ConfigError, match="KIBANA_USERNAME is set but KIBANA_PASSWORD is not"):
+        Connection.from_env({**URL, "KIBANA_USERNAME": "u"})
+
+
+def test_missing_url_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="KIBANA_URL"):
+        Connection.from_env({})
+
+
+def test_kibana_endpoint_alias() -> None:
+    assert Connection.from_env({"KIBANA_ENDPOINT": "http://127.0.0.1:5601"}).url == "http://127.0.0.1:5601"
+    both = {"KIBANA_URL": "http://127.0.0.1:1", "KIBANA_ENDPOINT": "http://127.0.0.1:2"}
+    assert Connection.from_env(both).url == "http://127.0.0.1:1"
+
+
+@pytest.mark.parametrize("url", ["kibana.test", "ftp://kibana.test", "https://u:p@kibana.test", "https://k.test/?a=1"])
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Connection.from_env({"KIBANA_URL": url})
+    assert "u:p" not in str(info.value)
+
+
+def test_repr_never_shows_credentials() -> None:
+    canary = f"CANARY-{uuid.uuid4()}"
+    for env in (
+        {"KIBANA_API_KEY": canary},
+        {"KIBANA_BEARER_TOKEN": canary},
+        {"KIBANA_USERNAME": "elastic", "KIBANA_PASSWORD": canary},
+    ):
+        conn = Connection.from_env({**URL, **env})
+        for text in (repr(conn), str(conn), repr(KibanaClient(conn))):
+            assert canary not in text
+            assert b64(f"elastic:{canary}") not in text
+        assert "kibana.test" in repr(conn)
+
+
+@pytest.mark.parametrize("value", ["1", "t", "T", "TRUE", "true", "True"])
+def test_insecure_true_values(value: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="kcr.kibana"):
+        conn = Connection.from_env({**URL, "KIBANA_INSECURE": value})
+    assert conn.insecure is True
+    assert conn.verify() is False
+    assert "verification is disabled" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["0", "f", "F", "FALSE", "false", "False", ""])
+def test_insecure_false_values(value: str) -> None:
+    conn = Connection.from_env({**URL, "KIBANA_INSECURE": value})
+    assert conn.insecure is False
+    assert conn.verify() is True
+
+
+def test_insecure_garbage_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="KIBANA_INSECURE"):
+        Connection.from_env({**URL, "KIBANA_INSECURE": "yes"})
+    assert parse_go_bool("X", "T") is True
+
+
+def is_trustme(cert: Mapping[str, Any]) -> bool:
+    subject = cert["subject"]
+    assert isinstance(subject, tuple)
+    return any(k == "organizationName" and v.startswith("trustme") for rdn in subject for k, v in rdn)
+
+
+def test_ca_bundle_from_several_files(tmp_path: Path) -> None:
+    cas = [trustme.CA(), trustme.CA()]
+    paths = []
+    for i, ca in enumerate(cas):
+        path = tmp_path / f"ca{i}.pem"
+        ca.cert_pem.write_to_path(str(path))
+        paths.append(str(path))
+    conn = Connection.from_env({**URL, "KIBANA_CA_CERTS": ", ".join(paths)})
+    assert conn.ca_certs == tuple(paths)
+    ctx = conn.verify()
+    assert isinstance(ctx, ssl.SSLContext)
+    loaded = [c for c in ctx.get_ca_certs() if is_trustme(c)]
+    assert len(loaded) == 2
+
+
+def test_ca_cert_errors_name_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"KIBANA_CA_CERT.*does not exist"):
+        Connection.from_env({**URL, "KIBANA_CA_CERT": str(tmp_path / "missing.pem")})
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ConfigError, match="not a readable PEM"):
+        Connection.from_env({**URL, "KIBANA_CA_CERT": str(bad)})
+
+
+def test_timeouts() -> None:
+    assert Connection.from_env(URL).timeout == 60.0
+    assert Connection.from_env({**URL, "KCR_TIMEOUT": "5"}).timeout == 5.0
+    assert Connection.from_env({**URL, "KCR_TIMEOUT": "5"}, timeout=2).timeout == 2
+    with pytest.raises(ConfigError, match="KCR_TIMEOUT"):
+        Connection.from_env({**URL, "KCR_TIMEOUT": "soon"})
+    client = KibanaClient(Connection.from_env(URL), transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    timeout = client._http.timeout
+    assert (timeout.connect, timeout.read) == (10.0, 60.0)
+    client.close()
