@@ -1,0 +1,195 @@
+"""One canonical form for both sides, so that Kibana's own defaults never show as a diff.
+
+Both the declared config and the config Kibana returns go through the same steps:
+
+1. the type's schema defaults are filled in and numeric strings coerced where Kibana coerces
+   (`catalog.with_defaults`): Kibana stores a validated config with its defaults, so an omitted
+   `refresh` on an `.index` connector is the same as Kibana's `refresh: false`;
+2. `canonical()`: every `null` inside an object is dropped (Kibana fills `nullable().default(null)`
+   keys with null, and a declared `null` is "no value" too, so null and absent are one state), an
+   integral float becomes an int (`587.0 == 587`), tuples become lists, mappings become dicts.
+
+Equality (`same`) is then structural and type-strict: `true` never equals `1`, `"1"` never equals `1`
+(string-to-number coercion happened in step 1 only where the type says Kibana coerces).
+
+Two kinds of keys are compared only when the repository declares them, because Kibana decides
+their value otherwise and a diff would reappear after every apply:
+- keys whose default Kibana computes or changes between releases (`x-kibana-default` in the type
+  schema, `x-kibana-release-default: true`, and the AI connectors' `defaultModel`);
+- keys Kibana returns that the catalogue does not know for the type (a newer Kibana's defaults).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+
+from reconciler import catalog
+from reconciler.model import JSON, ConnectorSpec, LiveConnector
+from reconciler.plan import FieldDiff
+
+# Defaults that are release data, not rules (connector-types.md "UNCONFIRMED / open points"):
+# the catalogue holds the newest value seen, another Kibana release fills in its own.
+_RELEASE_DEFAULTS: Mapping[str, frozenset[str]] = {
+    ".bedrock": frozenset({"defaultModel"}),
+    ".gemini": frozenset({"defaultModel"}),
+    ".gen-ai": frozenset({"defaultModel"}),
+}
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def canonical(value: JSON) -> JSON:
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def same(a: JSON, b: JSON) -> bool:
+    """Structural equality on canonical values, strict about bool versus number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _normalized(type_id: str, config: Mapping[str, JSON] | None) -> dict[str, JSON]:
+    filled = catalog.with_defaults(type_id, "config", config or {})
+    out = canonical(filled)
+    assert isinstance(out, dict)
+    return out
+
+
+def desired_config(spec: ConnectorSpec) -> dict[str, JSON]:
+    return _normalized(spec.type, spec.config)
+
+
+def live_config(conn: LiveConnector) -> dict[str, JSON]:
+    """Kibana's config in canonical form. Defaults are applied here too: a key an older Kibana
+    does not fill in still means its default."""
+    return _normalized(conn.type, conn.config)
+
+
+def _collect_properties(schema: Mapping[str, Any], out: dict[str, Mapping[str, Any]]) -> None:
+    for name, prop in (schema.get("properties") or {}).items():
+        if isinstance(prop, Mapping):
+            merged = dict(out.get(name) or {})
+            merged.update(prop)
+            out[name] = merged
+    for key in ("oneOf", "anyOf", "allOf"):
+        for branch in schema.get(key, ()):
+            if isinstance(branch, Mapping):
+                _collect_properties(branch, out)
+    for key in ("if", "then", "else"):
+        sub = schema.get(key)
+        if isinstance(sub, Mapping):
+            _collect_properties(sub, out)
+
+
+@cache
+def _properties(type_id: str) -> Mapping[str, Mapping[str, Any]] | None:
+    """Every top-level config property of a type, across union branches; None for unknown types
+    and for open schemas (whose live keys then are all compared)."""
+    ct = catalog.get(type_id)
+    if ct is None:
+        return None
+    out: dict[str, Mapping[str, Any]] = {}
+    _collect_properties(ct.config_schema, out)
+    return out
+
+
+@cache
+def kibana_decides(type_id: str) -> frozenset[str]:
+    """Config keys whose value Kibana picks when the repository leaves them out."""
+    props = _properties(type_id) or {}
+    marked = {
+        name
+        for name, prop in props.items()
+        if "x-kibana-default" in prop or prop.get("x-kibana-release-default") is True
+    }
+    return frozenset(marked | _RELEASE_DEFAULTS.get(type_id, frozenset()))
+
+
+def _unasserted(spec: ConnectorSpec, keys: set[str]) -> set[str]:
+    props = _properties(spec.type)
+    decides = kibana_decides(spec.type)
+    return {
+        k for k in keys
+        if k not in spec.config and (k in decides or (props is not None and k not in props))
+    }
+
+
+def path_join(parent: str, key: str) -> str:
+    """`config.headers.X-Team`, or `config.headers["a.b"]` when the key would be ambiguous."""
+    if _PLAIN_KEY.match(key):
+        return f"{parent}.{key}" if parent else key
+    quoted = key.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{parent}["{quoted}"]'
+
+
+def diff_values(path: str, before: JSON, after: JSON, out: list[FieldDiff]) -> None:
+    """Field-level differences of two canonical values; objects recurse, lists compare whole
+    (an element-wise diff of e.g. allowedChannels reads worse than the two lists)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key in sorted(before.keys() | after.keys()):
+            sub = path_join(path, key)
+            if key not in after:
+                out.append(FieldDiff(sub, before[key], None, "removed"))
+            elif key not in before:
+                out.append(FieldDiff(sub, None, after[key], "added"))
+            else:
+                diff_values(sub, before[key], after[key], out)
+    elif not same(before, after):
+        out.append(FieldDiff(path, before, after, "changed"))
+
+
+def config_diffs(spec: ConnectorSpec, conn: LiveConnector) -> tuple[FieldDiff, ...]:
+    """Differences from the live config (before) to the declared one (after), paths `config.*`."""
+    want = desired_config(spec)
+    have = live_config(conn)
+    skip = _unasserted(spec, set(want) | set(have))
+    out: list[FieldDiff] = []
+    diff_values(
+        "config",
+        {k: v for k, v in have.items() if k not in skip},
+        {k: v for k, v in want.items() if k not in skip},
+        out,
+    )
+    return tuple(out)
+
+
+def added_diffs(path: str, value: JSON) -> tuple[FieldDiff, ...]:
+    """A new connector's fields, one `added` diff per top-level key, so a create reads like an update."""
+    if not isinstance(value, dict):
+        return (FieldDiff(path, None, value, "added"),)
+    out: list[FieldDiff] = []
+    diff_values(path, {}, value, out)
+    return tuple(out)
+
+
+def config_equal(spec: ConnectorSpec, conn: LiveConnector) -> bool:
+    return not config_diffs(spec, conn)
+
+
+__all__: Sequence[str] = (
+    "added_diffs",
+    "canonical",
+    "config_diffs",
+    "config_equal",
+    "desired_config",
+    "diff_values",
+    "kibana_decides",
+    "live_config",
+    "path_join",
+    "same",
+)

@@ -1,0 +1,454 @@
+"""The planner: desired state + live state + secret digests -> Plan. Pure: no client, clock,
+environment or randomness, so the same inputs give the same plan byte for byte (SPEC §5).
+
+What the planner cannot know: Kibana's `xpack.actions.allowedHosts` is not exposed by any API, so a
+URL outside it surfaces only when apply sends the request (Kibana answers 400).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
+
+from reconciler import catalog, normalize
+from reconciler.model import (
+    JSON,
+    ConnectorSpec,
+    ConnectorTypeInfo,
+    DesiredSpace,
+    DesiredState,
+    LiveConnector,
+    LiveSpace,
+    LiveState,
+    RuleRef,
+    SecretDigest,
+    SpaceSettings,
+)
+from reconciler.plan import (
+    Action,
+    Change,
+    Desired,
+    FieldDiff,
+    Guard,
+    Plan,
+    Problem,
+    SecretsStatus,
+    live_fingerprint,
+)
+from reconciler.secrets import Reference, ReferenceSyntaxError, references_in
+
+ACTION_ORDER: Mapping[Action, int] = {
+    Action.CREATE: 0,
+    Action.UPDATE: 1,
+    Action.RECREATE: 2,
+    Action.DELETE: 3,
+    Action.NOOP: 4,
+    Action.UNMANAGED: 5,
+}
+MISSING_SECRETS = "secrets missing in Kibana (e.g. after a saved-object import)"
+SYNC_SECRETS = "--sync-secrets"
+# Kibana's in-memory system actions are listed nowhere public; their ids follow this pattern.
+_SYSTEM_ID_PREFIX = "system-connector-"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """What every space's planning needs from the whole run (ids are global across spaces)."""
+
+    live: LiveState
+    digests: Mapping[str, SecretDigest]
+    record: Mapping[str, SecretDigest]
+    sync_secrets: bool
+    reserved: Mapping[str, str]  # id -> why kcr may not manage it
+    live_spaces_of: Mapping[str, tuple[str, ...]]  # id -> spaces where Kibana holds it
+    declared_spaces_of: Mapping[str, tuple[str, ...]]  # id -> spaces that declare it
+
+
+def make_plan(
+    desired: DesiredState,
+    live: LiveState,
+    *,
+    digests: Mapping[str, SecretDigest],
+    record: Mapping[str, SecretDigest],
+    sync_secrets: bool = False,
+    spaces: Sequence[str] | None = None,
+) -> Plan:
+    """`digests` are the resolved secrets' fingerprints of this run and `record` what kcr last
+    applied, both keyed by Kibana connector id."""
+    scope = sorted(set(spaces)) if spaces is not None else sorted(set(desired.spaces) | set(live.spaces))
+    ctx = _context(desired, live, digests, record, sync_secrets)
+    changes: list[Change] = []
+    problems: list[Problem] = []
+    ignored: list[str] = []
+    for space in scope:
+        if space not in live.known_spaces:
+            problems.append(Problem(space, None, "error", f"unknown space {space!r}: Kibana has no such space "
+                                    "(create it in Kibana or rename the directory connectors/" + space + ")"))
+            continue
+        live_space = live.spaces.get(space)
+        if live_space is None:
+            problems.append(Problem(space, None, "error", f"space {space!r} was not read from Kibana; "
+                                    "nothing is planned there"))
+            continue
+        want = desired.spaces.get(space) or DesiredSpace(space=space, settings=SpaceSettings(), connectors=())
+        _plan_space(ctx, want, live_space, changes, problems, ignored)
+    changes.sort(key=lambda c: (c.space, ACTION_ORDER[c.action], c.id))
+    problems.sort(key=lambda p: (p.space, p.id or "", p.severity, p.message))
+    plan = Plan(
+        kibana_url=live.kibana_url,
+        spaces=tuple(scope),
+        changes=tuple(changes),
+        problems=tuple(problems),
+        ignored=tuple(sorted(ignored)),
+    )
+    return attach_rules(plan, live.rules_by_connector) if live.rules_by_connector else plan
+
+
+def attach_rules(plan: Plan, rules: Mapping[str, tuple[RuleRef, ...]]) -> Plan:
+    """Names the rules that use each blocked connector (keyed by connector id, ids being global)."""
+    changes = tuple(
+        dataclasses.replace(
+            c,
+            guard=dataclasses.replace(
+                c.guard, rules=tuple(sorted(rules[c.id], key=lambda r: (r.space or "", r.name, r.id)))
+            ),
+        )
+        if c.guard.blocked and c.id in rules
+        else c
+        for c in plan.changes
+    )
+    return dataclasses.replace(plan, changes=changes)
+
+
+def blocked_ids(plan: Plan) -> list[tuple[str, str]]:
+    """(space, id) of the blocked connectors something references: the ones worth a rules lookup."""
+    return sorted({(c.space, c.id) for c in plan.changes if c.guard.blocked and c.referenced_by_count > 0})
+
+
+# --- the whole run -----------------------------------------------------------------------------
+
+
+def _context(
+    desired: DesiredState,
+    live: LiveState,
+    digests: Mapping[str, SecretDigest],
+    record: Mapping[str, SecretDigest],
+    sync_secrets: bool,
+) -> _Context:
+    reserved: dict[str, str] = {}
+    live_spaces_of: dict[str, list[str]] = {}
+    for space, live_space in sorted(live.spaces.items()):
+        for conn in live_space.connectors:
+            if conn.is_preconfigured:
+                reserved[conn.id] = "a preconfigured connector (kibana.yml xpack.actions.preconfigured)"
+            elif conn.is_system_action:
+                reserved[conn.id] = "a Kibana system action"
+            else:
+                live_spaces_of.setdefault(conn.id, []).append(space)
+    declared: dict[str, list[str]] = {}
+    for space, desired_space in sorted(desired.spaces.items()):
+        for spec in desired_space.connectors:
+            declared.setdefault(spec.id, []).append(space)
+    return _Context(
+        live=live,
+        digests=digests,
+        record=record,
+        sync_secrets=sync_secrets,
+        reserved=reserved,
+        live_spaces_of={k: tuple(v) for k, v in live_spaces_of.items()},
+        declared_spaces_of={k: tuple(v) for k, v in declared.items()},
+    )
+
+
+def _plan_space(
+    ctx: _Context,
+    want: DesiredSpace,
+    have: LiveSpace,
+    changes: list[Change],
+    problems: list[Problem],
+    ignored: list[str],
+) -> None:
+    space = want.space
+    truncated = have.possibly_truncated
+    if truncated:
+        problems.append(Problem(space, None, "warning", f"Kibana listed {len(have.connectors)} connectors in "
+                                f"{space!r}, its maximum: the list may be truncated, so no deletion is planned "
+                                "there and a create may find its id taken"))
+    live_by_id = {c.id: c for c in have.connectors}
+    declared: set[str] = set()
+    for spec in want.connectors:
+        declared.add(spec.id)
+        change = _plan_connector(ctx, spec, live_by_id.get(spec.id), problems)
+        if change is None:
+            continue
+        if _matches(spec.id, want.settings.ignore):
+            problems.append(Problem(space, spec.id, "warning", f"{spec.key} is declared and also matches an "
+                                    "`ignore` glob of the space; the declaration wins"))
+        changes.append(change)
+    for conn in have.connectors:
+        if conn.id in declared or conn.is_preconfigured or conn.is_system_action:
+            continue
+        if _matches(conn.id, want.settings.ignore):
+            ignored.append(f"{space}/{conn.id}")
+        elif want.settings.prune and not truncated:
+            changes.append(_delete(space, conn))
+        else:
+            why = ("not declared; the list may be truncated, so it is left alone" if want.settings.prune
+                   else "not declared (the space does not prune)")
+            changes.append(_live_only(space, conn, Action.UNMANAGED, why))
+
+
+def _matches(connector_id: str, globs: Iterable[str]) -> bool:
+    return any(fnmatchcase(connector_id, g) for g in globs)
+
+
+# --- one declared connector ----------------------------------------------------------------------
+
+
+def _plan_connector(
+    ctx: _Context, spec: ConnectorSpec, conn: LiveConnector | None, problems: list[Problem]
+) -> Change | None:
+    space = spec.space
+    label = _label(spec)
+    reserved = ctx.reserved.get(spec.id)
+    if reserved is None and conn is not None and (conn.is_preconfigured or conn.is_system_action):
+        reserved = "a preconfigured connector" if conn.is_preconfigured else "a Kibana system action"
+    if reserved is None and spec.id.startswith(_SYSTEM_ID_PREFIX):
+        reserved = "the id of a Kibana system action"
+    if reserved is not None:
+        problems.append(Problem(space, spec.id, "error", f"{label}: id {spec.id} is {reserved}, which kcr never "
+                                "manages; choose another id"))
+        return None
+    declared_in = ctx.declared_spaces_of.get(spec.id, (space,))
+    if len(declared_in) > 1:
+        problems.append(Problem(space, spec.id, "error", f"{label}: id {spec.id} is declared in spaces "
+                                f"{', '.join(declared_in)}, but Kibana connector ids are global across spaces; "
+                                "give each its own id"))
+        return None
+    if conn is None:
+        elsewhere = [s for s in ctx.live_spaces_of.get(spec.id, ()) if s != space]
+        if elsewhere:
+            problems.append(Problem(space, spec.id, "error", f"{label}: id {spec.id} already exists in space "
+                                    f"{', '.join(elsewhere)} (Kibana ids are global across spaces), so Kibana "
+                                    "would refuse the create with 409; delete it there first or change the id"))
+        change = _create(ctx, spec)
+    elif conn.type != spec.type:
+        change = _recreate(ctx, spec, conn)
+    else:
+        change = _update_or_noop(ctx, spec, conn)
+    if change.action in (Action.CREATE, Action.UPDATE, Action.RECREATE):
+        problems.extend(_type_problems(spec, label, ctx.live.connector_types))
+    return change
+
+
+def _label(spec: ConnectorSpec) -> str:
+    where = f" ({spec.location.file})" if spec.location is not None else ""
+    return f"{spec.key}{where}"
+
+
+def _desired(spec: ConnectorSpec) -> Desired:
+    return Desired(
+        name=spec.name,
+        type=spec.type,
+        config=dict(spec.config),
+        secret_refs=dict(spec.secrets),
+        key=spec.key,
+        protect=spec.protect,
+        file=spec.location.file if spec.location is not None else None,
+    )
+
+
+def _create(ctx: _Context, spec: ConnectorSpec) -> Change:
+    status, keys = _new_secrets(spec)
+    return Change(
+        space=spec.space,
+        id=spec.id,
+        action=Action.CREATE,
+        reason="declared, not in Kibana",
+        name=spec.name,
+        type=spec.type,
+        diffs=(FieldDiff("name", None, spec.name, "added"), *normalize.added_diffs(
+            "config", normalize.desired_config(spec))),
+        secrets=status,
+        secret_keys_changed=keys,
+        desired=_desired(spec),
+        secret_digest=ctx.digests.get(spec.id),
+    )
+
+
+def _recreate(ctx: _Context, spec: ConnectorSpec, conn: LiveConnector) -> Change:
+    status, keys = _new_secrets(spec)
+    diffs = [FieldDiff("connector_type_id", conn.type, spec.type, "changed")]
+    if conn.name != spec.name:
+        diffs.append(FieldDiff("name", conn.name, spec.name, "changed"))
+    diffs.extend(normalize.config_diffs(spec, conn))
+    return Change(
+        space=spec.space,
+        id=spec.id,
+        action=Action.RECREATE,
+        reason=f"connector_type_id changes from {conn.type} to {spec.type}, which Kibana cannot update: "
+        "delete, then create with the same id",
+        name=spec.name,
+        type=spec.type,
+        live_type=conn.type,
+        diffs=tuple(diffs),
+        secrets=status,
+        secret_keys_changed=keys,
+        referenced_by_count=conn.referenced_by_count,
+        guard=_guard(conn.referenced_by_count, spec),
+        live_fingerprint=live_fingerprint(conn),
+        desired=_desired(spec),
+        secret_digest=ctx.digests.get(spec.id),
+    )
+
+
+def _update_or_noop(ctx: _Context, spec: ConnectorSpec, conn: LiveConnector) -> Change:
+    diffs: list[FieldDiff] = []
+    if conn.name != spec.name:
+        diffs.append(FieldDiff("name", conn.name, spec.name, "changed"))
+    diffs.extend(normalize.config_diffs(spec, conn))
+    status, keys = _secrets_status(spec, ctx.digests.get(spec.id), ctx.record.get(spec.id))
+    reasons: list[str] = []
+    fields = sorted({"name" if d.path == "name" else "config" for d in diffs}, key=("name", "config").index)
+    if fields:
+        reasons.append(f"{' and '.join(fields)} changed")
+    if conn.is_missing_secrets:
+        reasons.append(MISSING_SECRETS)
+    if status is SecretsStatus.CHANGED:
+        reasons.append("secrets changed")
+    if not reasons and ctx.sync_secrets and spec.secrets:
+        reasons.append(SYNC_SECRETS)
+    action = Action.UPDATE if reasons else Action.NOOP
+    return Change(
+        space=spec.space,
+        id=spec.id,
+        action=action,
+        reason="; ".join(reasons) if reasons else "up to date",
+        name=spec.name,
+        type=spec.type,
+        live_type=conn.type,
+        diffs=tuple(diffs),
+        secrets=status,
+        secret_keys_changed=keys,
+        referenced_by_count=conn.referenced_by_count,
+        live_fingerprint=live_fingerprint(conn),
+        desired=_desired(spec) if action is Action.UPDATE else None,
+        secret_digest=ctx.digests.get(spec.id) if action is Action.UPDATE else None,
+    )
+
+
+def _delete(space: str, conn: LiveConnector) -> Change:
+    change = _live_only(space, conn, Action.DELETE, "not declared, and the space prunes")
+    return dataclasses.replace(change, guard=_guard(conn.referenced_by_count, None))
+
+
+def _live_only(space: str, conn: LiveConnector, action: Action, reason: str) -> Change:
+    return Change(
+        space=space,
+        id=conn.id,
+        action=action,
+        reason=reason,
+        name=conn.name,
+        type=conn.type,
+        live_type=conn.type,
+        referenced_by_count=conn.referenced_by_count,
+        live_fingerprint=live_fingerprint(conn),
+    )
+
+
+def _guard(referenced_by_count: int, spec: ConnectorSpec | None) -> Guard:
+    """The verdict without overrides: apply's --allow-referenced may lift a reference block, never
+    a `protect`."""
+    reasons: list[str] = []
+    if referenced_by_count > 0:
+        reasons.append(f"referenced by {referenced_by_count} rules/objects")
+    if spec is not None and spec.protect:
+        where = spec.location.file if spec.location is not None else "the repository"
+        reasons.append(f"protect: true in {where}")
+    return Guard(blocked=bool(reasons), reasons=tuple(reasons))
+
+
+def _type_problems(spec: ConnectorSpec, label: str, types: Mapping[str, ConnectorTypeInfo]) -> list[Problem]:
+    known = catalog.get(spec.type)
+    if known is not None and known.is_system_action:
+        return [Problem(spec.space, spec.id, "error", f"{label}: {spec.type} is a system action type; Kibana "
+                        "refuses to create connectors of it")]
+    if not types:  # connector_types was not read: nothing to check against
+        return []
+    info = types.get(spec.type)
+    if info is None:
+        return [Problem(spec.space, spec.id, "error", f"{label}: type {spec.type} is not available in this Kibana "
+                        "(GET connector_types does not list it: not registered in this version, or switched off)")]
+    out: list[Problem] = []
+    if not info.enabled_in_license:
+        out.append(Problem(spec.space, spec.id, "error", f"{label}: type {spec.type} needs a "
+                           f"{info.minimum_license_required} licence, which this Kibana's licence does not cover"))
+    if not info.enabled_in_config:
+        out.append(Problem(spec.space, spec.id, "error", f"{label}: type {spec.type} is not enabled in "
+                           "xpack.actions.enabledActionTypes (kibana.yml)"))
+    return out
+
+
+# --- secrets -------------------------------------------------------------------------------------
+
+
+def _takes_secrets(spec: ConnectorSpec) -> bool:
+    known = catalog.get(spec.type)
+    return bool(spec.secrets) or (known is not None and known.has_secrets())
+
+
+def _new_secrets(spec: ConnectorSpec) -> tuple[SecretsStatus, tuple[str, ...]]:
+    if not _takes_secrets(spec):
+        return SecretsStatus.NONE, ()
+    return SecretsStatus.CHANGED, tuple(sorted(spec.secrets))
+
+
+def _references(secrets: Mapping[str, JSON]) -> dict[str, list[Reference]] | None:
+    """The references under each top-level secret key; None when a template does not parse
+    (validation reports it; the planner just cannot compare)."""
+    try:
+        return {str(key): references_in(value) for key, value in secrets.items()}
+    except ReferenceSyntaxError:
+        return None
+
+
+def _secrets_status(
+    spec: ConnectorSpec, digest: SecretDigest | None, recorded: SecretDigest | None
+) -> tuple[SecretsStatus, tuple[str, ...]]:
+    """Kibana never returns secrets, so they are compared with the record of what kcr applied:
+    per-key HMACs when both sides have them, else Vault versions when every reference is a Vault
+    one, else unknown."""
+    if not _takes_secrets(spec):
+        return SecretsStatus.NONE, ()
+    if recorded is None:
+        return SecretsStatus.UNKNOWN, ()
+    if not spec.secrets:  # nothing declared: compare with what was applied last
+        stale = tuple(sorted(recorded.hmacs)) if recorded.hmacs else ()
+        if recorded.hmacs or recorded.vault_versions:
+            return SecretsStatus.CHANGED, stale
+        return SecretsStatus.UNCHANGED, ()
+    if digest is None:
+        return SecretsStatus.UNKNOWN, ()
+    if digest.hmacs and recorded.hmacs:
+        keys = tuple(sorted(k for k in digest.hmacs.keys() | recorded.hmacs.keys()
+                            if digest.hmacs.get(k) != recorded.hmacs.get(k)))
+        return (SecretsStatus.CHANGED, keys) if keys else (SecretsStatus.UNCHANGED, ())
+    return _vault_status(spec, digest, recorded)
+
+
+def _vault_status(
+    spec: ConnectorSpec, digest: SecretDigest, recorded: SecretDigest
+) -> tuple[SecretsStatus, tuple[str, ...]]:
+    refs = _references(spec.secrets)
+    every = [r for rs in (refs or {}).values() for r in rs]
+    if not every or any(r.scheme != "vault" for r in every) or not recorded.vault_versions:
+        return SecretsStatus.UNKNOWN, ()
+    if any(r.text not in digest.vault_versions for r in every):
+        return SecretsStatus.UNKNOWN, ()  # a version is missing from this run's digest
+    moved = {ref for ref, version in digest.vault_versions.items() if recorded.vault_versions.get(ref) != version}
+    dropped = recorded.vault_versions.keys() - digest.vault_versions.keys()
+    if not moved and not dropped:
+        return SecretsStatus.UNCHANGED, ()
+    keys = sorted(key for key, rs in (refs or {}).items() if any(r.text in moved for r in rs))
+    return SecretsStatus.CHANGED, tuple(keys)

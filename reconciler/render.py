@@ -1,0 +1,239 @@
+"""Views of a Plan for people and machines, made from the Plan alone (JSON is `plan.dumps`).
+
+Nothing here prints secret references or values: a plan carries references in `desired.secret_refs`
+for apply, and the views show only the names of the secret keys that change. Names and config
+values come from Kibana and the repository, so text output strips terminal control characters and
+Markdown output escapes HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from reconciler.plan import MUTATING, Action, Change, FieldDiff, Plan, Problem, SecretsStatus
+
+NO_CHANGES = "No changes. Kibana matches the repository."
+MARKER = "<!-- kcr-plan -->"
+TEXT_VALUE_WIDTH = 80
+MARKDOWN_VALUE_WIDTH = 200
+
+_SYMBOL = {
+    Action.CREATE: "+",
+    Action.UPDATE: "~",
+    Action.RECREATE: "-/+",
+    Action.DELETE: "-",
+    Action.UNMANAGED: "?",
+    Action.NOOP: " ",
+}
+_COLOUR = {"+": "32", "~": "33", "-/+": "35", "-": "31", "!": "1;31", "?": "2", "error": "31", "warning": "33"}
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def summary_line(plan: Plan) -> str:
+    if not plan.has_changes:
+        return NO_CHANGES
+    s = plan.summary()
+    return (
+        f"Plan: {s['create']} to create, {s['update']} to update, {s['recreate']} to recreate, "
+        f"{s['delete']} to delete, {s['blocked']} blocked."
+    )
+
+
+def _symbol(change: Change) -> str:
+    return "!" if change.guard.blocked and change.action in MUTATING else _SYMBOL[change.action]
+
+
+def _value(value: Any, width: int) -> str:
+    text = "(absent)" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _clean(text: str) -> str:
+    return text.translate(_CONTROL)
+
+
+def _address(change: Change) -> str:
+    key = change.desired.key if change.desired is not None and change.desired.key != change.id else None
+    return f"{change.address} ({key})" if key else change.address
+
+
+def _secrets_line(change: Change) -> str | None:
+    keys = ", ".join(change.secret_keys_changed)
+    if change.secrets is SecretsStatus.NONE:
+        return None
+    if change.secrets is SecretsStatus.CHANGED:
+        if change.action in (Action.CREATE, Action.RECREATE):
+            return f"set (keys: {keys})" if keys else "set"
+        return f"changed (keys: {keys})" if keys else "changed"
+    return change.secrets.value
+
+
+def _rules(change: Change) -> str:
+    return ", ".join(f'"{r.name}" ({r.id})' for r in change.guard.rules)
+
+
+def _guard_text(change: Change) -> str | None:
+    if change.action not in (Action.DELETE, Action.RECREATE):
+        return None
+    if not change.guard.blocked:
+        return "allowed"
+    rules = f"; used by rules: {_rules(change)}" if change.guard.rules else ""
+    return f"BLOCKED ({'; '.join(change.guard.reasons)}){rules}"
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+
+def text(plan: Plan, color: bool) -> str:
+    """Terraform-like. Unchanged connectors show as a count only, to keep the output short."""
+
+    def paint(code: str, s: str) -> str:
+        return f"\x1b[{code}m{s}\x1b[0m" if color else s
+
+    lines = [f"Kibana {_clean(plan.kibana_url)}, spaces: {', '.join(plan.spaces) or '(none)'}", ""]
+    for change in plan.changes:
+        if change.action not in MUTATING:
+            continue
+        symbol = _symbol(change)
+        head = f"{symbol:>3} {_address(change)}  {json.dumps(change.name, ensure_ascii=False)}  [{change.type}]"
+        lines.append(paint(_COLOUR[symbol], _clean(head)) + f"  {change.action.value}")
+        lines.append(_clean(f"      reason: {change.reason}"))
+        for d in change.diffs:
+            lines.append(_clean(f"      {d.path}: {_diff_text(d, TEXT_VALUE_WIDTH)}"))
+        secrets = _secrets_line(change)
+        if secrets is not None:
+            lines.append(f"      secrets: {secrets}")
+        if change.live_fingerprint is not None:
+            lines.append(f"      referenced_by_count: {change.referenced_by_count}")
+        guard = _guard_text(change)
+        if guard is not None:
+            guard = _clean(guard)
+            lines.append(f"      guard: {paint(_COLOUR['!'], guard) if change.guard.blocked else guard}")
+        lines.append("")
+    unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
+    if unmanaged:
+        lines.append("Unmanaged (declared nowhere, left alone):")
+        for c in unmanaged:
+            line = f"  ? {c.address}  {json.dumps(c.name, ensure_ascii=False)}  [{c.type}]  {c.reason}"
+            lines.append(paint(_COLOUR["?"], _clean(line)))
+        lines.append("")
+    if plan.problems:
+        lines.append("Problems:")
+        for p in plan.problems:
+            severity = paint(_COLOUR.get(p.severity, "0"), _clean(p.severity))
+            lines.append(f"  {severity}: {_clean(_where(p) + p.message)}")
+        lines.append("")
+    if plan.ignored:
+        lines.append(f"{len(plan.ignored)} ignored by `ignore` globs.")
+    noop = plan.summary()["no-op"]
+    if noop:
+        lines.append(f"{noop} unchanged.")
+    lines.append(summary_line(plan))
+    return "\n".join(lines) + "\n"
+
+
+def _where(p: Problem) -> str:
+    return f"{p.space}/{p.id}: " if p.id else f"{p.space}: "
+
+
+def _diff_text(d: FieldDiff, width: int) -> str:
+    if d.kind == "added":
+        return f"+ {_value(d.after, width)}"
+    if d.kind == "removed":
+        return f"- {_value(d.before, width)}"
+    return f"{_value(d.before, width)} → {_value(d.after, width)}"
+
+
+# --- Markdown ------------------------------------------------------------------------------------
+
+
+def _md(s: str) -> str:
+    return html.escape(s, quote=True).replace("|", "&#124;").replace("\n", "<br>")
+
+
+def _code(s: str) -> str:
+    return f"<code>{_md(s)}</code>"
+
+
+def markdown(plan: Plan) -> str:
+    """For a merge-request note; MARKER lets CI find and update its one sticky comment."""
+    s = plan.summary()
+    out = [MARKER, "### kcr plan", "", f"**{_md(summary_line(plan))}**", ""]
+    out.append(f"Kibana {_code(plan.kibana_url)} · spaces: {', '.join(_code(x) for x in plan.spaces) or '(none)'}")
+    out += ["", "| action | count |", "|---|---:|"]
+    out += [f"| {name} | {s[name]} |" for name in ("create", "update", "recreate", "delete", "no-op", "unmanaged")]
+    out += [f"| blocked | {s['blocked']} |", ""]
+    changed = [c for c in plan.changes if c.action in MUTATING]
+    if changed:
+        out += ["#### Changes", ""]
+        for c in changed:
+            out += _md_change(c)
+    blocked = [c for c in changed if c.guard.blocked]
+    if blocked:
+        out += ["#### Blocked", ""]
+        for c in blocked:
+            rules = "; ".join(f"{_md(r.name)} ({_code(r.id)})" for r in c.guard.rules)
+            used = f" — used by rules: {rules}" if rules else ""
+            out.append(f"- {_code(c.address)} {_md(c.name)}: {c.action.value} BLOCKED, "
+                       f"{_md('; '.join(c.guard.reasons))}{used}")
+        out.append("")
+    if plan.problems:
+        out += ["#### Problems", ""]
+        out += [f"- **{_md(p.severity)}** {_code(_where(p).rstrip(': '))}: {_md(p.message)}" for p in plan.problems]
+        out.append("")
+    unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
+    if unmanaged:
+        out += [f"<details><summary>Unmanaged connectors ({len(unmanaged)}), left alone</summary>", ""]
+        out += [f"- {_code(c.address)} {_md(c.name)} ({_code(c.type)})" for c in unmanaged]
+        out += ["", "</details>", ""]
+    if s["no-op"]:
+        out += [f"{s['no-op']} connector{'s' if s['no-op'] != 1 else ''} unchanged.", ""]
+    return "\n".join(out)
+
+
+def _md_change(c: Change) -> list[str]:
+    symbol = _symbol(c)
+    key = f" ({_code(c.desired.key)})" if c.desired is not None and c.desired.key != c.id else ""
+    out = [
+        f"<details><summary><code>{_md(symbol)} {c.action.value}</code> {_code(c.address)}{key} — "
+        f"{_md(c.name)}</summary>",
+        "",
+        f"Type {_code(c.type)}. Reason: {_md(c.reason)}",
+        "",
+    ]
+    if c.diffs:
+        out += ["| field | before | after |", "|---|---|---|"]
+        out += [f"| {_code(d.path)} | {_cell(d.before, d.kind != 'added')} | {_cell(d.after, d.kind != 'removed')} |"
+                for d in c.diffs]
+        out.append("")
+    secrets = _secrets_line(c)
+    if secrets is not None:
+        out += [f"Secrets: {_md(secrets)}", ""]
+    if c.live_fingerprint is not None:
+        out += [f"Referenced by {c.referenced_by_count} rules/objects.", ""]
+    guard = _guard_text(c)
+    if guard is not None:
+        out += [f"Guard: {'**' + _md(guard) + '**' if c.guard.blocked else _md(guard)}", ""]
+    out += ["</details>", ""]
+    return out
+
+
+def _cell(value: Any, present: bool) -> str:
+    return _code(_value(value, MARKDOWN_VALUE_WIDTH)) if present else "—"
+
+
+# --- GitLab --------------------------------------------------------------------------------------
+
+
+def gitlab_report(plan: Plan) -> dict[str, int]:
+    """GitLab's `artifacts:reports:terraform` shape, only these three keys. A recreate counts as one
+    delete plus one create, as GitLab's documented jq recipe counts Terraform's delete-then-create.
+    Blocked actions count too: they are planned, the guard decides at apply time."""
+    s = plan.summary()
+    return {
+        "create": s["create"] + s["recreate"],
+        "update": s["update"],
+        "delete": s["delete"] + s["recreate"],
+    }

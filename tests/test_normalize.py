@@ -1,0 +1,197 @@
+"""The canonical form: Kibana's defaults, null/absent and numeric coercions never show as a diff,
+and real differences always do."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_planner_fixtures import live, spec
+
+from reconciler import catalog, normalize
+from reconciler.model import ConnectorSpec, LiveConnector
+
+# A valid-enough config per type (the catalogue's required keys), to which the defaults are added.
+SAMPLE_CONFIGS: dict[str, dict[str, Any]] = {
+    ".bedrock": {"apiUrl": "https://bedrock.example.com", "temperature": "0.5"},
+    ".cases-webhook": {
+        "createIncidentUrl": "https://c.example.com/i", "createIncidentJson": "{}",
+        "createIncidentResponseKey": "id", "getIncidentUrl": "https://c.example.com/i/{id}",
+        "getIncidentResponseExternalTitleKey": "key", "viewIncidentUrl": "https://c.example.com/v/{id}",
+        "updateIncidentUrl": "https://c.example.com/i/{id}", "updateIncidentJson": "{}",
+    },
+    ".email": {"from": "alerts@example.com", "host": "smtp.example.com", "port": 587},
+    ".gemini": {"apiUrl": "https://g.example.com", "gcpRegion": "eu", "gcpProjectID": "p"},
+    ".gen-ai": {"apiProvider": "OpenAI", "apiUrl": "https://api.openai.com/v1/chat/completions"},
+    ".index": {"index": "alerts"},
+    ".inference": {"provider": "openai", "taskType": "completion", "inferenceId": "x"},
+    ".jira": {"apiUrl": "https://jira.example.com", "projectKey": "OPS"},
+    ".mcp": {"serverUrl": "https://mcp.example.com"},
+    ".microsoft_defender_endpoint": {"clientId": "c", "tenantId": "t", "oAuthServerUrl": "https://o",
+                                     "oAuthScope": "s", "apiUrl": "https://a"},
+    ".resilient": {"apiUrl": "https://r.example.com", "orgId": "1"},
+    ".swimlane": {"apiUrl": "https://s.example.com", "appId": "a", "connectorType": "all",
+                  "mappings": {"ruleNameConfig": {"id": "x", "name": "n", "key": "k", "fieldType": "text"}}},
+    ".webhook": {"url": "https://hooks.example.com"},
+    ".xmatters": {},
+}
+
+
+def sample(type_id: str) -> dict[str, Any]:
+    ct = catalog.types()[type_id]
+    base = dict(SAMPLE_CONFIGS.get(type_id, {}))
+    for key in ct.required("config"):
+        base.setdefault(key, "https://x.example.com" if "url" in key.lower() else "value")
+    return base
+
+
+def pair(type_id: str, declared: dict[str, Any], stored: dict[str, Any] | None) -> tuple[ConnectorSpec, LiveConnector]:
+    s = spec("k", type_id, config=declared, secrets={})
+    return s, LiveConnector(id=s.id, name=s.name, type=type_id, config=stored)
+
+
+@pytest.mark.parametrize("type_id", sorted(catalog.types()))
+def test_every_type_equals_its_stored_form(type_id: str) -> None:
+    """Property over every catalogued type: declared config vs what Kibana stores (defaults filled,
+    keys shuffled, null defaults present) shows no diff, and dropping the defaults from either side
+    changes nothing either."""
+    declared = sample(type_id)
+    stored = catalog.with_defaults(type_id, "config", declared)
+    rng = random.Random(type_id)  # deterministic shuffle per type
+    items = list(stored.items())
+    for _ in range(5):
+        rng.shuffle(items)
+        shuffled = dict(items)
+        s, conn = pair(type_id, declared, shuffled)
+        assert normalize.config_diffs(s, conn) == ()
+        # the desired side with every default spelled out (including explicit nulls) is the same state
+        s2, conn2 = pair(type_id, dict(shuffled), declared)
+        assert normalize.config_diffs(s2, conn2) == ()
+    assert normalize.desired_config(spec("k", type_id, config=declared, secrets={})) == normalize.canonical(stored)
+
+
+@pytest.mark.parametrize("type_id", sorted(catalog.types()))
+def test_every_type_reports_a_real_change(type_id: str) -> None:
+    declared = sample(type_id)
+    stored = catalog.with_defaults(type_id, "config", declared)
+    stored["__changed_marker__"] = "x"  # unknown to the catalogue, but declared below
+    s, conn = pair(type_id, {**declared, "__changed_marker__": "y"}, stored)
+    diffs = normalize.config_diffs(s, conn)
+    assert [(d.path, d.before, d.after, d.kind) for d in diffs] == [("config.__changed_marker__", "x", "y", "changed")]
+
+
+def test_absent_null_default_equals_live_null() -> None:
+    s, conn = pair(".index", {"index": "a"}, {"index": "a", "refresh": False, "executionTimeField": None})
+    assert normalize.config_diffs(s, conn) == ()
+
+
+def test_declared_null_equals_live_absent_and_live_null() -> None:
+    for stored in ({"index": "a"}, {"index": "a", "executionTimeField": None}):
+        s, conn = pair(".index", {"index": "a", "executionTimeField": None}, stored)
+        assert normalize.config_diffs(s, conn) == ()
+
+
+def test_value_against_null_is_a_change() -> None:
+    s, conn = pair(".index", {"index": "a", "executionTimeField": "@timestamp"}, {"index": "a",
+                                                                                  "executionTimeField": None})
+    (d,) = normalize.config_diffs(s, conn)
+    assert (d.path, d.before, d.after, d.kind) == ("config.executionTimeField", None, "@timestamp", "added")
+
+
+def test_numeric_string_coerced_where_kibana_coerces() -> None:
+    s, conn = pair(".bedrock", {"apiUrl": "https://b", "temperature": "0.5", "contextWindowLength": "8000"},
+                   {"apiUrl": "https://b", "temperature": 0.5, "contextWindowLength": 8000.0,
+                    "defaultModel": "m"})
+    assert normalize.config_diffs(s, conn) == ()
+
+
+def test_numeric_string_not_coerced_elsewhere() -> None:
+    s, conn = pair(".index", {"index": "587"}, {"index": 587})
+    (d,) = normalize.config_diffs(s, conn)
+    assert d.path == "config.index" and d.before == 587 and d.after == "587"
+
+
+def test_bool_is_not_a_number() -> None:
+    assert not normalize.same(True, 1)
+    assert not normalize.same(0, False)
+    assert normalize.same(1, 1.0)
+    assert normalize.same({"a": [1, {"b": None}]}, {"a": [1.0, {"b": None}]})
+    assert normalize.canonical({"a": [1.0, {"b": None}], "c": None}) == {"a": [1, {}]}
+
+
+def test_removing_a_declared_default_override_shows_the_default_coming_back() -> None:
+    s, conn = pair(".webhook", {"url": "https://h"}, {"url": "https://h", "method": "put", "hasAuth": True})
+    (d,) = normalize.config_diffs(s, conn)
+    assert (d.path, d.before, d.after) == ("config.method", "put", "post")
+
+
+def test_release_default_not_compared_unless_declared() -> None:
+    stored = {"apiProvider": "OpenAI", "apiUrl": "https://o", "defaultModel": "gpt-4o"}  # an older Kibana
+    s, conn = pair(".gen-ai", {"apiProvider": "OpenAI", "apiUrl": "https://o"}, stored)
+    assert normalize.config_diffs(s, conn) == ()
+    s, conn = pair(".gen-ai", {"apiProvider": "OpenAI", "apiUrl": "https://o", "defaultModel": "gpt-4.1"}, stored)
+    assert [d.path for d in normalize.config_diffs(s, conn)] == ["config.defaultModel"]
+
+
+def test_kibana_computed_default_not_compared_unless_declared() -> None:
+    stored = {"url": "https://h", "method": "post", "hasAuth": True, "authType": "webhook-authentication-basic"}
+    s, conn = pair(".webhook", {"url": "https://h"}, stored)
+    assert normalize.config_diffs(s, conn) == ()
+    assert "authType" in normalize.kibana_decides(".webhook")
+    s, conn = pair(".webhook", {"url": "https://h", "authType": "webhook-authentication-ssl"}, stored)
+    assert [d.path for d in normalize.config_diffs(s, conn)] == ["config.authType"]
+
+
+def test_live_key_unknown_to_the_catalogue_is_ignored() -> None:
+    s, conn = pair(".index", {"index": "a"}, {"index": "a", "refresh": False, "newerKibanaKey": 3})
+    assert normalize.config_diffs(s, conn) == ()
+
+
+def test_unknown_type_compares_everything() -> None:
+    s, conn = pair(".not-a-type", {"a": 1}, {"a": 1, "b": 2})
+    (d,) = normalize.config_diffs(s, conn)
+    assert (d.path, d.kind) == ("config.b", "removed")
+
+
+def test_nested_paths_and_quoting() -> None:
+    s, conn = pair(".webhook", {"url": "https://h", "headers": {"X-A": "1", "a.b": "2"}},
+                   {"url": "https://h", "headers": {"X-A": "0", "old": "x"}})
+    diffs = normalize.config_diffs(s, conn)
+    assert [(d.path, d.kind) for d in diffs] == [
+        ("config.headers.X-A", "changed"),
+        ('config.headers["a.b"]', "added"),
+        ("config.headers.old", "removed"),
+    ]
+
+
+def test_lists_compare_whole_and_in_order() -> None:
+    s, conn = pair(".slack_api", {"allowedChannels": [{"id": "1", "name": "a"}]},
+                   {"allowedChannels": [{"id": "1", "name": "b"}]})
+    (d,) = normalize.config_diffs(s, conn)
+    assert d.path == "config.allowedChannels"
+
+
+def test_live_config_none_is_empty() -> None:
+    conn = live("x", ".server-log", preconfigured=True)
+    assert normalize.live_config(conn) == {}
+
+
+# --- properties of the comparison itself ---------------------------------------------------------------
+
+_scalars = st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-5, 5, allow_nan=False) | st.text(max_size=3)
+_json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=12)
+
+
+@given(a=_json, b=_json)
+def test_diff_is_empty_exactly_when_same(a: Any, b: Any) -> None:
+    ca, cb = normalize.canonical(a), normalize.canonical(b)
+    out: list[Any] = []
+    normalize.diff_values("config", ca, cb, out)
+    assert (out == []) == normalize.same(ca, cb)
+    assert normalize.same(ca, ca)
+    assert normalize.same(ca, cb) == normalize.same(cb, ca)
+    assert normalize.canonical(ca) == ca  # idempotent

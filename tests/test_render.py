@@ -1,0 +1,207 @@
+"""Renderers and the saved-plan format: golden files for a mixed plan, the JSON Schema, secret
+canaries. Regenerate the golden files with KCR_UPDATE_GOLDEN=1 after an intended change, and read
+the diff."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from test_planner_fixtures import desired, digest, live_of, live_state, mixed_inputs, mixed_plan, spec
+
+from reconciler import plan as planmod
+from reconciler import render
+from reconciler.plan import Plan
+from reconciler.planner import make_plan
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "plan.schema.json"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def golden(name: str, actual: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("KCR_UPDATE_GOLDEN") == "1":
+        path.write_text(actual, encoding="utf-8")
+    assert path.exists(), f"{path} missing: run with KCR_UPDATE_GOLDEN=1"
+    assert actual == path.read_text(encoding="utf-8")
+
+
+def validator() -> Any:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+# --- golden ------------------------------------------------------------------------------------------
+
+def test_golden_json() -> None:
+    golden("mixed_plan.json", planmod.dumps(mixed_plan()))
+
+
+def test_golden_text() -> None:
+    golden("mixed_plan.txt", render.text(mixed_plan(), color=False))
+
+
+def test_golden_markdown() -> None:
+    golden("mixed_plan.md", render.markdown(mixed_plan()))
+
+
+def test_golden_json_round_trips() -> None:
+    text = (GOLDEN / "mixed_plan.json").read_text(encoding="utf-8")
+    assert planmod.loads(text) == mixed_plan()
+
+
+# --- the JSON Schema ---------------------------------------------------------------------------------
+
+def test_golden_plans_validate_against_schema() -> None:
+    v = validator()
+    for body in (json.loads((GOLDEN / "mixed_plan.json").read_text(encoding="utf-8")),
+                 planmod.to_json(mixed_plan()),
+                 planmod.to_json(Plan(kibana_url="http://k", spaces=(), changes=()))):
+        errors = sorted(v.iter_errors(body), key=str)
+        assert errors == [], errors[:3]
+
+
+def test_schema_rejects_broken_plans() -> None:
+    v = validator()
+    body = planmod.to_json(mixed_plan())
+    body["changes"][0]["action"] = "explode"
+    assert not v.is_valid(body)
+    body = planmod.to_json(mixed_plan())
+    del body["changes"][0]["desired"]
+    assert not v.is_valid(body)
+    body = planmod.to_json(mixed_plan())
+    body["changes"][0]["secret_value"] = "x"  # no room for extra fields
+    assert not v.is_valid(body)
+    body = planmod.to_json(mixed_plan())
+    create = next(c for c in body["changes"] if c["action"] == "create")
+    create["desired"] = None
+    assert not v.is_valid(body)
+
+
+# --- text --------------------------------------------------------------------------------------------
+
+def test_summary_line_exact() -> None:
+    assert render.text(mixed_plan(), False).splitlines()[-1] == (
+        "Plan: 2 to create, 2 to update, 1 to recreate, 2 to delete, 2 blocked.")
+
+
+def test_no_changes_line() -> None:
+    s = spec("a")
+    plan = make_plan(desired(s), live_state({"default": [live_of(s)]}), digests={}, record={})
+    out = render.text(plan, False)
+    assert out.splitlines()[-1] == render.NO_CHANGES == "No changes. Kibana matches the repository."
+    assert "1 unchanged." in out
+    assert s.id not in out  # NOOPs only as a count
+    md = render.markdown(plan)
+    assert render.NO_CHANGES in md and "<details><summary><code>" not in md
+
+
+def test_symbols() -> None:
+    out = render.text(mixed_plan(), False)
+    heads = [line.split()[0] for line in out.splitlines() if re.match(r"^ {0,2}[-+~!?/]+ \S+/", line)]
+    assert heads == ["+", "~", "~", "!", "-", "!", "+", "?"]
+
+
+def test_recreate_symbol_when_allowed() -> None:
+    s = spec("chat", ".teams")
+    plan = make_plan(desired(s), live_state({"default": [live_of(s, type=".slack")]}), digests={}, record={})
+    assert "-/+ default/" in render.text(plan, False)
+    assert "<code>-/+ recreate</code>" in render.markdown(plan)
+
+
+def test_colour_only_when_asked() -> None:
+    plain = render.text(mixed_plan(), color=False)
+    coloured = render.text(mixed_plan(), color=True)
+    assert "\x1b[" not in plain
+    assert "\x1b[32m" in coloured and "\x1b[1;31m" in coloured
+    assert ANSI.sub("", coloured) == plain
+
+
+def test_control_characters_from_kibana_are_neutralised() -> None:
+    s = spec("a", name="ok")
+    evil = live_of(s, name="evil\x1b[2J\rname")
+    plan = make_plan(desired(s), live_state({"default": [evil]}), digests={}, record={})
+    out = render.text(plan, color=False)
+    assert "\x1b" not in out and "\r" not in out
+
+
+def test_long_values_truncated() -> None:
+    s = spec("w", ".webhook", config={"url": "https://h/" + "x" * 500}, secrets={})
+    plan = make_plan(desired(s), live_state({"default": [live_of(s, config={"url": "https://h"})]}),
+                     digests={}, record={})
+    line = next(x for x in render.text(plan, False).splitlines() if "config.url" in x)
+    assert line.endswith("…") and len(line) < 200
+
+
+def test_blocked_names_rules() -> None:
+    out = render.text(mixed_plan(), False)
+    assert 'used by rules: "CPU high" (rule-cpu), "Disk | full" (rule-disk)' in out
+    assert "guard: BLOCKED (referenced by 1 rules/objects)" in out
+
+
+# --- Markdown ----------------------------------------------------------------------------------------
+
+def test_markdown_shape() -> None:
+    md = render.markdown(mixed_plan())
+    assert md.startswith(render.MARKER + "\n")
+    assert "| create | 2 |" in md and "| blocked | 2 |" in md
+    assert md.count("<details>") == md.count("</details>") == 8
+    assert "#### Blocked" in md and "#### Problems" in md
+    assert "Disk &#124; full (<code>rule-disk</code>)" in md  # a pipe cannot break the table
+
+
+def test_markdown_escapes_html_from_names() -> None:
+    s = spec("a", name="<img src=x onerror=alert(1)>")
+    plan = make_plan(desired(s), live_state({"default": []}), digests={}, record={})
+    md = render.markdown(plan)
+    assert "<img" not in md and "&lt;img" in md
+
+
+# --- GitLab --------------------------------------------------------------------------------------------
+
+def test_gitlab_report_counts_recreate_as_delete_plus_create() -> None:
+    report = render.gitlab_report(mixed_plan())
+    assert report == {"create": 3, "update": 2, "delete": 3}
+    assert list(report) == ["create", "update", "delete"]
+
+
+# --- secrets never leak ----------------------------------------------------------------------------
+
+def test_canary_never_rendered() -> None:
+    canary = f"CANARY-{uuid.uuid4()}"
+    want, have, digests, record = mixed_inputs(secret_value=canary)
+    plan = make_plan(want, have, digests=digests, record=record, sync_secrets=True)
+    outputs = {
+        "json": planmod.dumps(plan),
+        "text": render.text(plan, False),
+        "text-colour": render.text(plan, True),
+        "markdown": render.markdown(plan),
+        "gitlab": json.dumps(render.gitlab_report(plan)),
+        "repr": repr(plan),
+    }
+    for name, out in outputs.items():
+        assert canary not in out, name
+        assert canary.lower() not in out.lower(), name
+
+
+def test_secret_references_kept_out_of_text_and_markdown() -> None:
+    s = spec("pd", ".pagerduty", secrets={"routingKey": "${env:CANARY_REF_PAGERDUTY}"})
+    plan = make_plan(desired(s), live_state({"default": []}), digests={s.id: digest({"routingKey": "v"})},
+                     record={})
+    assert "CANARY_REF_PAGERDUTY" in planmod.dumps(plan)  # apply resolves it again from the saved plan
+    assert "CANARY_REF_PAGERDUTY" not in render.text(plan, False)
+    assert "CANARY_REF_PAGERDUTY" not in render.markdown(plan)
+    assert "routingKey" in render.text(plan, False)  # the key name is shown, never its value
+
+
+@pytest.mark.parametrize("color", [False, True])
+def test_text_is_deterministic(color: bool) -> None:
+    assert render.text(mixed_plan(), color) == render.text(mixed_plan(), color)
