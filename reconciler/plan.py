@@ -135,7 +135,7 @@ def live_fingerprint(conn: LiveConnector) -> str:
         "name": conn.name,
         "type": conn.type,
         "config": conn.config,
-        "is_missing_secrets": conn.is_missing_secrets,
+        "is_missing_secrets": bool(conn.is_missing_secrets),
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -1,0 +1,539 @@
+"""Executes a Plan. It never decides what to do: every action comes from `plan.changes`; apply only
+refuses an action when Kibana moved since the plan (stale), a guard says no (blocked), or Kibana
+answers with an error (failed). Every result is reported; one failure never hides another.
+
+Order: creates and updates run first (concurrently, at most `parallelism` at a time), then deletes
+and recreates (a recreate deletes, then creates the same id at once). Before each mutation the live
+connector is read again and compared with the fingerprint the plan was made from; deletes and
+recreates re-read `referenced_by_count` (one list per space at the start of that phase, since a
+single GET does not carry it). Secrets are resolved once, before anything is sent, and must be the
+ones the plan saw (their digest); the record of applied secrets is updated for what succeeded and
+saved once, under the backend's lock for the whole run.
+
+No secret value leaves this module except inside a request body: messages are built without them
+and, as a second line of defence, scrubbed of every resolved value before they are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from reconciler.errors import ConfigError, ExitCode, KibanaConflict, KibanaNotFound, ReconcilerError, StateError
+from reconciler.model import LiveConnector, SecretDigest
+from reconciler.plan import MUTATING, Action, Change, Plan, live_fingerprint
+
+log = logging.getLogger(__name__)
+
+AllowReferenced = frozenset[str] | Literal["all"]
+StaleCheck = Literal["get", "list"]
+
+STALE_LIVE = "changed in Kibana since the plan was made; re-run kcr plan"
+STALE_SECRETS = "secrets changed since the plan was made; re-run kcr plan"
+_MIN_SCRUB_LEN = 4  # shorter "secrets" would garble ordinary words; no real credential is that short
+
+
+# --- what apply needs of its collaborators (the real classes satisfy these structurally) --------
+
+
+class ConnectorClient(Protocol):
+    def list_connectors(self, space: str) -> list[LiveConnector]: ...
+
+    def get_connector(self, space: str, id: str) -> LiveConnector | None: ...
+
+    def create_connector(
+        self, space: str, id: str, *, name: str, type: str, config: dict[str, Any], secrets: dict[str, Any]
+    ) -> LiveConnector: ...
+
+    def update_connector(
+        self, space: str, id: str, *, name: str, config: dict[str, Any], secrets: dict[str, Any]
+    ) -> LiveConnector: ...
+
+    def delete_connector(self, space: str, id: str) -> None: ...
+
+
+class Resolved(Protocol):
+    @property
+    def vault_versions(self) -> Mapping[str, int]: ...
+
+    def payload(self) -> dict[str, Any]: ...
+
+    def digest(self, connector_id: str, key: bytes | None) -> SecretDigest: ...
+
+
+class Resolver(Protocol):
+    def resolve_many(self, items: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Resolved]: ...
+
+
+class Record(Protocol):
+    def load(self) -> dict[str, SecretDigest]: ...
+
+    def save(self, record: dict[str, SecretDigest]) -> None: ...
+
+
+@runtime_checkable
+class LockingRecord(Protocol):
+    def lock(self, info: Any) -> None: ...
+
+    def unlock(self) -> None: ...
+
+
+# --- results ------------------------------------------------------------------------------------
+
+
+class Status(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    STALE = "stale"
+    BLOCKED = "blocked"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    address: str
+    action: Action
+    status: Status
+    message: str = ""
+    duration: float = 0.0  # seconds, Kibana requests included
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "action": self.action.value,
+            "status": self.status.value,
+            "message": self.message,
+            "duration": round(self.duration, 3),
+        }
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    results: tuple[ActionResult, ...]
+    record_updated: bool
+    record_error: str | None = None  # the record could not be saved (the actions themselves happened)
+    counts: Mapping[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        counts = {s.value: 0 for s in Status}
+        for r in self.results:
+            counts[r.status.value] += 1
+        object.__setattr__(self, "counts", counts)
+
+    def with_status(self, status: Status) -> tuple[ActionResult, ...]:
+        return tuple(r for r in self.results if r.status is status)
+
+
+def exit_code(report: ApplyReport) -> int:
+    """0 when everything succeeded; 1 when anything failed or was stale (or the record could not be
+    saved); 3 when guards blocked something and nothing else went wrong."""
+    c = report.counts
+    if c[Status.FAILED] or c[Status.STALE] or report.record_error:
+        return ExitCode.ERROR
+    if c[Status.BLOCKED]:
+        return ExitCode.BLOCKED
+    return ExitCode.OK
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def _owner(change: Change) -> str:
+    """The label SecretError messages name: `space/key (file)`, as `kcr validate` says it."""
+    if change.desired is None:
+        return change.address
+    where = f" ({change.desired.file})" if change.desired.file else ""
+    return f"{change.space}/{change.desired.key}{where}"
+
+
+def _digest_matches(planned: SecretDigest | None, now: SecretDigest) -> bool:
+    """HMACs are compared when both sides have them (a run without the key has none), Vault versions
+    for every reference the plan recorded. A plan without a digest promised nothing to compare."""
+    if planned is None:
+        return True
+    if planned.hmacs and now.hmacs and dict(planned.hmacs) != dict(now.hmacs):
+        return False
+    return all(now.vault_versions.get(ref) == version for ref, version in planned.vault_versions.items())
+
+
+def _secret_strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        if len(value) >= _MIN_SCRUB_LEN:
+            yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _secret_strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _secret_strings(v)
+
+
+class _Scrubber:
+    def __init__(self, payloads: Iterable[Mapping[str, Any]]) -> None:
+        values = {s for p in payloads for s in _secret_strings(p)}
+        self._values = sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
+
+    def __call__(self, text: str) -> str:
+        for v in self._values:
+            if v in text:
+                text = text.replace(v, "***")
+        return text
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ReconcilerError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Outcome(Exception):
+    """Ends one action early with a status other than ok (internal control flow only)."""
+
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Run:
+    def __init__(
+        self,
+        client: ConnectorClient,
+        secrets: Mapping[str, Resolved],
+        digests: Mapping[str, SecretDigest],
+        allow_referenced: AllowReferenced,
+        scrub: _Scrubber,
+        on_progress: Callable[[ActionResult], None] | None,
+    ) -> None:
+        self.client = client
+        self.secrets = secrets  # by address
+        self.digests = digests  # by address, computed now
+        self.allow_referenced = allow_referenced
+        self.scrub = scrub
+        self.on_progress = on_progress
+        self.stale_check: StaleCheck = "get"
+        self.lists: dict[str, Mapping[str, LiveConnector] | Exception] = {}  # space -> id -> live, per phase
+        self.deleted: set[str] = set()  # addresses whose delete went through (recreates included)
+        self._progress_lock = threading.Lock()
+        self._deleted_lock = threading.Lock()
+
+    # -- reporting
+
+    def report(self, result: ActionResult) -> None:
+        log.info("apply %s %s: %s", result.action.value, result.address, result.status.value)
+        if self.on_progress is None:
+            return
+        with self._progress_lock:
+            try:
+                self.on_progress(result)
+            except Exception as exc:  # a broken progress display must not stop an apply half-way
+                log.warning("progress display failed: %s", self.scrub(_describe(exc)))
+
+    # -- checks
+
+    def check_secrets(self, change: Change) -> None:
+        if change.action is Action.DELETE:
+            return
+        if not _digest_matches(change.secret_digest, self.digests[change.address]):
+            raise _Outcome(Status.STALE, STALE_SECRETS)
+
+    def check_protect(self, change: Change) -> None:
+        if change.action not in (Action.DELETE, Action.RECREATE):
+            if change.guard.blocked:  # the planner blocked something no re-read can lift
+                raise _Outcome(Status.BLOCKED, "; ".join(change.guard.reasons) or "blocked by the plan")
+            return
+        if change.desired is not None and change.desired.protect:
+            verb = "deleted" if change.action is Action.DELETE else "recreated"
+            raise _Outcome(Status.BLOCKED, f"protect: true — this connector is never {verb}")
+        if change.guard.blocked and change.referenced_by_count == 0:
+            raise _Outcome(Status.BLOCKED, "; ".join(change.guard.reasons) or "blocked by the plan")
+
+    def _listed(self, change: Change, what: str) -> Mapping[str, LiveConnector]:
+        listed = self.lists.get(change.space)
+        if isinstance(listed, Exception):
+            raise _Outcome(Status.FAILED, f"could not re-read {what}: {_describe(listed)}")
+        return listed or {}
+
+    def check_live(self, change: Change) -> None:
+        if change.action is Action.CREATE and self.stale_check == "get":
+            # Kibana's POST never overwrites (409 on any id that exists, in any space), so the create
+            # itself is the exact stale check: one request instead of two (see _create).
+            return
+        if self.stale_check == "list":
+            live = self._listed(change, "the live connectors").get(change.id)
+        else:
+            live = self.client.get_connector(change.space, change.id)
+        now = None if live is None else live_fingerprint(live)
+        if now == change.live_fingerprint:
+            return
+        if change.live_fingerprint is None:
+            raise _Outcome(Status.STALE, f"now exists in Kibana: {STALE_LIVE}")
+        if live is None:
+            raise _Outcome(Status.STALE, f"no longer exists in Kibana: {STALE_LIVE}")
+        raise _Outcome(Status.STALE, STALE_LIVE)
+
+    def check_references(self, change: Change) -> None:
+        listed = self._listed(change, "referenced_by_count").get(change.id)
+        count = 0 if listed is None else listed.referenced_by_count
+        allowed = self.allow_referenced == "all" or change.id in self.allow_referenced
+        if count > 0 and not allowed:
+            names = ", ".join(f"{r.name} ({r.id})" for r in change.guard.rules)
+            used_by = f" (rules: {names})" if names else ""
+            raise _Outcome(
+                Status.BLOCKED,
+                f"referenced by {count} saved object{'s' if count != 1 else ''}{used_by}; "
+                f"pass --allow-referenced {change.id} (or all) to {change.action.value} it anyway",
+            )
+
+    # -- actions
+
+    def _create(self, change: Change) -> None:
+        assert change.desired is not None  # checked in run_one
+        try:
+            self._post(change)
+        except KibanaConflict:
+            if change.action is Action.CREATE:
+                raise _Outcome(Status.STALE, f"now exists in Kibana (409 conflict): {STALE_LIVE}") from None
+            raise
+
+    def _post(self, change: Change) -> None:
+        assert change.desired is not None
+        self.client.create_connector(
+            change.space,
+            change.id,
+            name=change.desired.name,
+            type=change.desired.type,
+            config=dict(change.desired.config),
+            secrets=self.secrets[change.address].payload(),
+        )
+
+    def _update(self, change: Change) -> None:
+        assert change.desired is not None
+        self.client.update_connector(
+            change.space,
+            change.id,
+            name=change.desired.name,
+            config=dict(change.desired.config),
+            secrets=self.secrets[change.address].payload(),
+        )
+
+    def _delete(self, change: Change) -> bool:
+        """False when the connector vanished between the read and the delete: gone all the same."""
+        try:
+            self.client.delete_connector(change.space, change.id)
+            found = True
+        except KibanaNotFound:
+            found = False
+        with self._deleted_lock:
+            self.deleted.add(change.address)
+        return found
+
+    def perform(self, change: Change) -> str:
+        self.check_protect(change)
+        self.check_secrets(change)
+        self.check_live(change)
+        if change.action in (Action.DELETE, Action.RECREATE):
+            self.check_references(change)
+        if change.action is Action.CREATE:
+            self._create(change)
+        elif change.action is Action.UPDATE:
+            self._update(change)
+        elif change.action is Action.DELETE:
+            if not self._delete(change):
+                return "already gone when the delete was sent"
+        else:  # RECREATE
+            self._delete(change)
+            try:
+                self._create(change)
+            except Exception as exc:
+                raise _Outcome(
+                    Status.FAILED,
+                    f"deleted, but re-create failed: {_describe(exc)}; re-run kcr apply to create it",
+                ) from None
+        return ""
+
+    def run_one(self, change: Change) -> ActionResult:
+        start = time.perf_counter()
+        try:
+            if change.desired is None and change.action is not Action.DELETE:
+                raise _Outcome(Status.FAILED, "the plan holds no desired state for this action; re-run kcr plan")
+            status, message = Status.OK, self.perform(change)
+        except _Outcome as out:
+            status, message = out.status, out.message
+        except Exception as exc:  # every failure becomes a result; the others go on
+            status, message = Status.FAILED, _describe(exc)
+        result = ActionResult(
+            address=change.address,
+            action=change.action,
+            status=status,
+            message=self.scrub(message),
+            duration=time.perf_counter() - start,
+        )
+        self.report(result)
+        return result
+
+
+def _run_phase(pool: ThreadPoolExecutor, run: _Run, changes: Sequence[Change]) -> list[ActionResult]:
+    return list(pool.map(run.run_one, changes))
+
+
+def _read_lists(pool: ThreadPoolExecutor, run: _Run, spaces: Iterable[str]) -> None:
+    """One list per space at the start of a phase: a single GET has no referenced_by_count, and in
+    "list" mode the list also stands in for the per-connector GET."""
+
+    def read(space: str) -> tuple[str, Mapping[str, LiveConnector] | Exception]:
+        try:
+            return space, {c.id: c for c in run.client.list_connectors(space)}
+        except Exception as exc:
+            return space, exc
+
+    run.lists = dict(pool.map(read, sorted(set(spaces))))
+
+
+def lock_info(plan: Plan) -> dict[str, str]:
+    """What the lock says about its holder; the backend adds ID, Who, Version and Created."""
+    return {"Operation": "kcr apply", "Info": f"{plan.kibana_url} spaces={','.join(plan.spaces)}"}
+
+
+def apply_plan(
+    plan: Plan,
+    client: ConnectorClient,
+    resolver: Resolver,
+    record: Record,
+    *,
+    parallelism: int = 4,
+    allow_referenced: AllowReferenced = frozenset(),
+    fingerprint_key: bytes | None,
+    on_progress: Callable[[ActionResult], None] | None = None,
+    lock: Any = None,
+    stale_check: StaleCheck = "get",
+) -> ApplyReport:
+    """Apply every mutating change of `plan`. Raises SecretError (nothing sent) when a secret cannot
+    be resolved and StateError when the record cannot be locked or loaded; everything after the
+    first mutation is reported in the ApplyReport instead. `lock` is the backend's lock info
+    (default: `lock_info(plan)`).
+
+    `stale_check`: "get" re-reads each connector right before its update or delete (2 requests per
+    action); a create needs no read, since Kibana's POST refuses any id that exists (409 → stale);
+    "list" compares with one list per space read at the start of each phase (1 request per action
+    plus one per space), a wider window for a concurrent edit but half the requests, for large
+    applies over slow links."""
+    if parallelism < 1:
+        raise ConfigError(f"--parallelism must be at least 1 (got {parallelism})")
+    changes = [c for c in plan.changes if c.action in MUTATING]
+    if not changes:
+        return ApplyReport(results=(), record_updated=False)
+
+    sending = [c for c in changes if c.action is not Action.DELETE and c.desired is not None]
+    owners = {_owner(c): c for c in sending}
+    resolved_by_owner = resolver.resolve_many(
+        {owner: dict(c.desired.secret_refs) for owner, c in owners.items() if c.desired is not None}
+    )
+    secrets = {c.address: resolved_by_owner[owner] for owner, c in owners.items()}
+    digests = {c.address: secrets[c.address].digest(c.id, fingerprint_key) for c in sending}
+    scrub = _Scrubber(s.payload() for s in secrets.values())
+    run = _Run(client, secrets, digests, allow_referenced, scrub, on_progress)
+    run.stale_check = stale_check
+
+    locker = record if isinstance(record, LockingRecord) else None
+    if locker is not None:
+        locker.lock(lock if lock is not None else lock_info(plan))
+    try:
+        stored = dict(record.load())
+        first = [c for c in changes if c.action in (Action.CREATE, Action.UPDATE)]
+        second = [c for c in changes if c.action in (Action.DELETE, Action.RECREATE)]
+        by_address: dict[str, ActionResult] = {}
+        with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="kcr-apply") as pool:
+            if first and stale_check == "list":
+                _read_lists(pool, run, (c.space for c in first))
+            for r in _run_phase(pool, run, first):
+                by_address[r.address] = r
+            if second:
+                _read_lists(pool, run, (c.space for c in second))
+                for r in _run_phase(pool, run, second):
+                    by_address[r.address] = r
+        results = tuple(by_address[c.address] for c in changes)
+
+        updated = dict(stored)
+        for c in changes:
+            if c.address in run.deleted:
+                updated.pop(c.id, None)
+            if by_address[c.address].status is Status.OK and c.action is not Action.DELETE:
+                updated[c.id] = digests[c.address]
+        record_error: str | None = None
+        changed = updated != stored
+        if changed:
+            try:
+                record.save(updated)
+            except ReconcilerError as exc:
+                record_error = scrub(str(exc))
+                changed = False
+        return ApplyReport(results=results, record_updated=changed, record_error=record_error)
+    finally:
+        if locker is not None:
+            try:
+                locker.unlock()
+            except StateError as exc:
+                log.warning("could not release the record lock: %s", exc)
+
+
+# --- output -------------------------------------------------------------------------------------
+
+_MARK = {
+    Status.OK: ("✓", "\033[32m"),
+    Status.FAILED: ("✗", "\033[31m"),
+    Status.STALE: ("!", "\033[33m"),
+    Status.BLOCKED: ("⊘", "\033[35m"),
+    Status.SKIPPED: ("-", "\033[2m"),
+}
+_RESET = "\033[0m"
+
+
+def summary_line(report: ApplyReport) -> str:
+    c = report.counts
+    line = (
+        f"Apply: {c[Status.OK]} succeeded, {c[Status.FAILED]} failed, {c[Status.STALE]} stale, "
+        f"{c[Status.BLOCKED]} blocked"
+    )
+    if c[Status.SKIPPED]:
+        line += f", {c[Status.SKIPPED]} skipped"
+    return line + "."
+
+
+def render_result(result: ActionResult, color: bool) -> str:
+    mark, ansi = _MARK[result.status]
+    head = f"{mark} {result.action.value} {result.address}: {result.status.value} ({result.duration:.2f}s)"
+    if color:
+        head = f"{ansi}{head}{_RESET}"
+    return f"{head}\n    {result.message}" if result.message else head
+
+
+def render_report_text(report: ApplyReport, color: bool) -> str:
+    lines = [render_result(r, color) for r in report.results]
+    if report.record_error:
+        lines.append(f"warning: the record of applied secrets was not saved: {report.record_error}")
+    if lines:
+        lines.append("")
+    lines.append(summary_line(report))
+    return "\n".join(lines) + "\n"
+
+
+def report_to_json(report: ApplyReport) -> dict[str, Any]:
+    return {
+        "summary": dict(report.counts),
+        "exit_code": exit_code(report),
+        "record_updated": report.record_updated,
+        "record_error": report.record_error,
+        "results": [r.to_json() for r in report.results],
+    }
+
+
+def report_dumps(report: ApplyReport) -> str:
+    return json.dumps(report_to_json(report), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,276 @@
+"""The Sandbox: an offline emulator of Kibana's connectors API, framework-independent.
+
+`Sandbox.handle` runs Kibana's request lifecycle in its order: routing with the `/s/<space>` rewrite
+(404) → authentication (401) → payload parsing as Hapi does it (413, 415, malformed JSON 400; Hapi
+parses before the onPostAuth xsrf hook runs) → kbn-xsrf on non-GET (400) → the route's body schema and
+per-route checks (routes.py). Faults (latency, 503, 429, dropped connections) are injected before the
+lifecycle and never touch the stats path `/__kcr_sandbox/stats`, which Kibana never uses.
+
+Spaces. API routes in a space the seed does not list behave as Kibana's do (api-behaviour §13: the
+spaces plugin checks existence for `/app` paths only): they answer, list only preconfigured connectors,
+and a create writes into that space. Only `GET /api/spaces/space/{id}` answers 404 for it. A client
+that must refuse unknown spaces asks the spaces API first, as kcr does.
+
+Not emulated: privileges (every authenticated user is a superuser, so no 403 `Unauthorized to ...`),
+`kbn-version` mismatches, newer-version response fields (`is_connector_type_deprecated`, ...).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, parse_qsl, unquote
+
+from reconciler.sandbox import routes
+from reconciler.sandbox.http import HttpError, SandboxResponse, error_response, json_response
+from reconciler.sandbox.store import Settings, Store, settings_from_seed, store_from_seed
+
+if TYPE_CHECKING:
+    import httpx
+
+MAX_PAYLOAD = 1_048_576
+STATS_PATH = "/__kcr_sandbox/stats"
+RESET_STATS_PATH = "/__kcr_sandbox/reset-stats"
+_SPACE_PREFIX = re.compile(r"^/s/([a-z0-9_\-]+)(/.*)?$")
+_SAFE_METHODS = frozenset({"GET", "OPTIONS", "HEAD"})
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # JSON.parse refuses NaN and Infinity; so do we
+
+
+class Sandbox:
+    def __init__(
+        self, settings: Settings, store: Store, *, clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._lock = threading.RLock()
+        self._fault_lock = threading.Lock()
+        self._rng = random.Random(settings.faults.seed)
+        self._clock = clock
+        self._sleep = sleep
+        self._window: tuple[int, int] = (0, 0)  # (second, requests in it) for rate_limit_per_s
+        self._counters: dict[str, int] = {"total": 0}
+        self._state_path: Path | None = None
+
+    # ---- construction and persistence ----------------------------------------------------------
+
+    @classmethod
+    def from_seed(cls, seed: Mapping[str, Any] | None = None, **kwargs: Any) -> Sandbox:
+        seed = dict(seed or {})
+        return cls(settings_from_seed(seed), store_from_seed(seed), **kwargs)
+
+    @classmethod
+    def from_seed_file(cls, path: Path | str, **kwargs: Any) -> Sandbox:
+        import yaml
+
+        from reconciler.errors import ConfigError
+
+        try:
+            seed = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read the sandbox seed ({type(exc).__name__}: {exc})") from None
+        if seed is not None and not isinstance(seed, Mapping):
+            raise ConfigError(f"{path}: the sandbox seed must be a mapping of keys (license, spaces, ...)")
+        return cls.from_seed(seed, **kwargs)
+
+    def load_state(self, path: Path | str) -> None:
+        """Replace connectors, rules and executions with the file's (state wins over the seed)."""
+        store = Store.load(Path(path))
+        with self._lock:
+            self._store = store
+
+    def save_state(self, path: Path | str) -> None:
+        with self._lock:
+            self._store.save(Path(path))
+
+    def persist_to(self, path: Path | str | None) -> None:
+        """Load `path` if it exists, then save there after every change (what `--state` does)."""
+        if path is None:
+            self._state_path = None
+            return
+        path = Path(path)
+        if path.exists():
+            self.load_state(path)
+        self._state_path = path
+        self.save_state(path)
+
+    @property
+    def state_path(self) -> Path | None:
+        return self._state_path
+
+    # ---- inspection (tests) -------------------------------------------------------------------
+
+    def connectors_in(self, space: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(json.dumps(c)) for c in self._store.connectors.values() if c["space"] == space]
+
+    def rules_in(self, space: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(json.dumps(r)) for r in self._store.rules.values() if r["space"] == space]
+
+    @property
+    def executions(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return json.loads(json.dumps(self._store.executions))  # type: ignore[no-any-return]
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        with self._lock:
+            return dict(self._counters)
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self._counters = {"total": 0}
+
+    @property
+    def latency_s(self) -> float:
+        return self.settings.faults.latency_ms / 1000.0
+
+    def transport(self) -> httpx.BaseTransport:
+        from reconciler.sandbox.transport import SandboxTransport
+
+        return SandboxTransport(self)
+
+    # ---- the request lifecycle ----------------------------------------------------------------
+
+    def handle(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, *,
+        with_latency: bool = True,
+    ) -> SandboxResponse:
+        """One request. `with_latency=False` lets an async server sleep without holding a thread."""
+        method = method.upper()
+        if path == STATS_PATH and method == "GET":
+            return json_response(200, dict(self.counters))
+        if path == RESET_STATS_PATH and method == "POST":
+            self.reset_counters()
+            return json_response(200, {})
+        try:
+            return self._handle(method, path, query, headers, body, with_latency)
+        except Exception:  # Kibana answers a generic 500 for any uncaught error, with no detail
+            return error_response(500, "An internal server error occurred.")
+
+    def _handle(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, with_latency: bool,
+    ) -> SandboxResponse:
+        space, route, params = self._route(method, path)
+        name = f"{method} {route[2] if route else 'not_found'}"
+        with self._lock:
+            self._counters["total"] = self._counters.get("total", 0) + 1
+            self._counters[name] = self._counters.get(name, 0) + 1
+        fault, drop_after = self._faults(with_latency)
+        if fault is not None:
+            return fault
+        response = self._lifecycle(method, space, route, params, query, headers, body)
+        return replace(response, drop=True) if drop_after else response
+
+    def _faults(self, with_latency: bool) -> tuple[SandboxResponse | None, bool]:
+        """(a response replacing the real one, whether to cut the connection after applying)."""
+        f = self.settings.faults
+        if not f.active:
+            return None, False
+        if f.latency_ms and with_latency:
+            self._sleep(self.latency_s)
+        with self._fault_lock:
+            if f.rate_limit_per_s:
+                now = self._clock()
+                second = math.floor(now)
+                count = self._window[1] + 1 if self._window[0] == second else 1
+                self._window = (second, count)
+                if count > f.rate_limit_per_s:
+                    wait = max(1, math.ceil(second + 1 - now))
+                    return error_response(429, "Too Many Requests", {"retry-after": str(wait)}), False
+            if f.error_rate and self._rng.random() < f.error_rate:
+                return error_response(503, "Service Unavailable: injected fault (kcr sandbox)"), False
+            if f.drop_rate and self._rng.random() < f.drop_rate:
+                if self._rng.random() < 0.5:
+                    return SandboxResponse(503, {}, b"", drop=True), False  # cut before anything is applied
+                return None, True
+        return None, False
+
+    def _route(self, method: str, path: str) -> tuple[str, Any, dict[str, str]]:
+        space = "default"
+        m = _SPACE_PREFIX.match(path)
+        if m:
+            space, path = m.group(1), m.group(2) or "/"
+        for route in routes.ROUTES:
+            if route[0] != method:
+                continue
+            hit = route[1].match(path)
+            if hit:
+                try:
+                    params = {k: unquote(val, errors="strict") for k, val in hit.groupdict().items()}
+                except UnicodeDecodeError:
+                    return space, None, {}
+                if any("/" in val or not val for val in params.values()):
+                    return space, None, {}
+                return space, route, params
+        return space, None, {}
+
+    def _authenticated(self, headers: Mapping[str, str]) -> bool:
+        if not self.settings.auth_enabled:
+            return True
+        value = headers.get("authorization", "")
+        scheme, _, credentials = value.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                user, sep, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                return False
+            return bool(sep) and self.settings.users.get(user) == password
+        if scheme.lower() == "apikey":
+            return credentials.strip() in self.settings.api_keys
+        return False
+
+    def _lifecycle(
+        self, method: str, space: str, route: Any, params: dict[str, str], query: str,
+        raw_headers: Mapping[str, str], body: bytes,
+    ) -> SandboxResponse:
+        try:
+            if route is None:
+                raise HttpError(404, "Not Found")
+            headers = {k.lower(): val for k, val in raw_headers.items()}
+            if not self._authenticated(headers):
+                raise HttpError(401, "Unauthorized", {"www-authenticate": 'Basic realm="kibana", ApiKey'})
+            payload = self._payload(headers, body) if route[4] else None
+            if method not in _SAFE_METHODS and "kbn-xsrf" not in headers and "kbn-version" not in headers:
+                raise HttpError(400, "Request must contain a kbn-xsrf header.")
+            ctx = routes.Ctx(self.settings, self._store, space, parse_qs(query, keep_blank_values=True), payload)
+            with self._lock:
+                ctx.store = self._store
+                response: SandboxResponse = route[3](ctx, params)
+                if ctx.changed and self._state_path is not None:
+                    self._store.save(self._state_path)
+            return response
+        except HttpError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+
+    @staticmethod
+    def _payload(headers: Mapping[str, str], body: bytes) -> Any:
+        if len(body) > MAX_PAYLOAD:
+            raise HttpError(413, f"Payload content length greater than maximum allowed: {MAX_PAYLOAD}")
+        if not body:
+            return None
+        ctype = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if ctype == "application/json" or ctype.endswith("+json"):
+            try:
+                return json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                raise HttpError(400, "Invalid request payload JSON format") from None
+        if ctype.startswith("text/"):
+            return body.decode("utf-8", errors="replace")
+        if ctype == "application/x-www-form-urlencoded":
+            return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+        raise HttpError(415, "Unsupported Media Type")

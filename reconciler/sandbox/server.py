@@ -1,0 +1,178 @@
+"""The sandbox over real HTTP: a bare ASGI adapter to `Sandbox.handle` under uvicorn (no web framework:
+one catch-all endpoint needs none, and the server must answer on loopback within moments of start).
+
+A dropped-connection fault sends the status line and a Content-Length larger than the body, then
+closes: the client sees a response cut short, as when a proxy or Kibana dies mid-answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from reconciler.sandbox.app import MAX_PAYLOAD, STATS_PATH, Sandbox
+
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+START_TIMEOUT_S = 10.0
+
+
+class _Dropped(Exception):
+    """Raised after a deliberately short response so uvicorn closes the connection."""
+
+
+class _QuietDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _Dropped))
+
+
+def _quiet_drops() -> None:
+    log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietDrops) for f in log.filters):
+        log.addFilter(_QuietDrops())
+
+
+def asgi_app(sb: Sandbox) -> Callable[[Scope, Receive, Send], Any]:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            if size <= MAX_PAYLOAD:  # keep draining past the cap, but store one byte over it at most
+                chunks.append(chunk[: MAX_PAYLOAD + 1 - size])
+            size += len(chunk)
+            more = message.get("more_body", False)
+        raw = scope.get("raw_path")
+        path = raw.decode("latin-1") if raw else quote(scope["path"])
+        query = scope.get("query_string", b"").decode("latin-1")
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if sb.latency_s and path != STATS_PATH:
+            await asyncio.sleep(sb.latency_s)
+        call = partial(sb.handle, scope["method"], path, query, headers, b"".join(chunks), with_latency=False)
+        response = await asyncio.get_running_loop().run_in_executor(None, call)
+        declared = len(response.body) + (1024 if response.drop else 0)
+        out_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+        out_headers.append((b"content-length", str(declared).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": response.body, "more_body": response.drop})
+        if response.drop:
+            raise _Dropped
+
+    return app
+
+
+class _Server:
+    """uvicorn.Server with hooks: `on_ready` once listening, `on_stop` after shutdown (before uvicorn
+    re-raises a caught SIGTERM, so state is saved first). Built lazily to keep imports light."""
+
+    @staticmethod
+    def create(sb: Sandbox, *, log_level: str, on_ready: Callable[[], None] | None,
+               on_stop: Callable[[], None] | None) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets=sockets)
+                if on_ready is not None and self.started:
+                    on_ready()
+
+            async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+                try:
+                    await super().shutdown(sockets=sockets)
+                finally:
+                    if on_stop is not None:
+                        on_stop()
+
+        config = uvicorn.Config(asgi_app(sb), lifespan="off", log_level=log_level, access_log=False,
+                                timeout_graceful_shutdown=5)
+        _quiet_drops()
+        return Server(config)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(host: str, sock: socket.socket) -> str:
+    port = sock.getsockname()[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(sb: Sandbox, host: str, port: int, state_path: Path | str | None = None, *,
+          on_ready: Callable[[str], None] | None = None, log_level: str = "warning") -> None:
+    """Blocking. SIGTERM/SIGINT stop it cleanly; the state file (if any) is saved on the way out."""
+    sb.persist_to(state_path)
+    sock = _bind(host, port)
+    url = _url(host, sock)
+
+    def stopped() -> None:
+        if state_path is not None:
+            sb.save_state(state_path)
+
+    server = _Server.create(sb, log_level=log_level, on_ready=(lambda: on_ready(url)) if on_ready else None,
+                            on_stop=stopped)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def running(sb: Sandbox, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """A real server in a background thread for tests; yields its base URL, stops and joins on exit."""
+    sock = _bind(host, port)
+    ready = threading.Event()
+    server = _Server.create(sb, log_level="warning", on_ready=ready.set, on_stop=None)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException as exc:  # reported to the caller below
+            failure.append(exc)
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=run, name="kcr-sandbox", daemon=True)
+    thread.start()
+    try:
+        if not ready.wait(START_TIMEOUT_S) or failure or not server.started:
+            raise RuntimeError(f"the sandbox server did not start within {START_TIMEOUT_S:.0f}s")
+        yield _url(host, sock)
+    finally:
+        server.should_exit = True
+        thread.join(START_TIMEOUT_S)
+        sock.close()
+
+
+def main_options(host: str, port: int, seed_path: Path | None, state_path: Path | None) -> None:
+    """What `kcr sandbox` runs: build from the seed file, persist to the state file, serve until
+    SIGTERM/SIGINT. Raises ConfigError for an unreadable seed or state."""
+    import click
+
+    sb = Sandbox.from_seed_file(seed_path) if seed_path is not None else Sandbox.from_seed(None)
+
+    def announce(url: str) -> None:
+        click.echo(f"kcr sandbox: Kibana connectors API on {url} (offline test double; never use real credentials)")
+
+    serve(sb, host, port, state_path, on_ready=announce, log_level="warning")

@@ -1,0 +1,297 @@
+"""Kibana's two layers of request validation, in its order and wording.
+
+1. The route body schema (`@kbn/config-schema`): one message, the first failing key in schema order,
+   `[request body.<path>]: <reason>`; unknown keys and blank strings are refused.
+2. The connector type's config and secrets (the JSON Schemas of schemas/types via `catalog`), then the
+   allowed-hosts check: `error validating action type config|secrets: <detail>`.
+
+Messages never quote a submitted value: a secret would travel back into a client's error text."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from reconciler import catalog
+from reconciler.sandbox.http import HttpError
+
+_MISSING: Any = object()
+_FIELD_REF = re.compile(r"^(config|secrets)\.([A-Za-z0-9_]+)")
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str
+    kind: str  # "string" | "object" | "array" | "any"
+    required: bool = False
+    no_blanks: bool = False  # Kibana's validateEmptyStrings, recursive for objects
+
+
+CREATE_CONNECTOR = (
+    Field("name", "string", True, True),
+    Field("connector_type_id", "string", True, True),
+    Field("config", "object", no_blanks=True),
+    Field("secrets", "object", no_blanks=True),
+)
+UPDATE_CONNECTOR = (
+    Field("name", "string", True, True),
+    Field("config", "object", no_blanks=True),
+    Field("secrets", "object", no_blanks=True),
+)
+EXECUTE = (Field("params", "object", True),)
+
+
+def js_type(value: Any) -> str:
+    """The type name config-schema prints (`typeof`, with null and Array told apart)."""
+    if value is _MISSING:
+        return "undefined"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "Array"
+    return "object"
+
+
+def _has_blank(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, Mapping):
+        return any(_has_blank(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_blank(v) for v in value)
+    return False
+
+
+def _bad(path: str, reason: str) -> HttpError:
+    return HttpError(400, f"[request body.{path}]: {reason}")
+
+
+def _kind_ok(kind: str, value: Any) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "object":
+        return isinstance(value, dict)
+    if kind == "array":
+        return isinstance(value, list)
+    return True
+
+
+def check_body(body: Any, fields: Sequence[Field], *, allow_unknown: bool = False) -> dict[str, Any]:
+    """The validated body with object defaults (`{}`) filled; raises the first failure as Kibana would."""
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise HttpError(400, f"[request body]: expected a plain object value, but found [{js_type(body)}] instead.")
+    out: dict[str, Any] = {}
+    for f in fields:
+        value = body.get(f.key, _MISSING)
+        if value is _MISSING:
+            if f.required:
+                raise _bad(f.key, f"expected value of type [{f.kind}] but got [undefined]")
+            if f.kind == "object":
+                out[f.key] = {}
+            continue
+        if not _kind_ok(f.kind, value):
+            raise _bad(f.key, f"expected value of type [{f.kind}] but got [{js_type(value)}]")
+        if f.no_blanks:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    if _has_blank(v):
+                        raise _bad(f"{f.key}.{k}", "value '' is not valid")
+            elif _has_blank(value):
+                raise _bad(f.key, "value '' is not valid")
+        out[f.key] = value
+    if not allow_unknown:
+        known = {f.key for f in fields}
+        for key in body:
+            if key not in known:
+                raise _bad(str(key), "definition for this key is missing")
+    else:
+        out.update({k: v for k, v in body.items() if k not in out})
+    return out
+
+
+def _detail(error: Any) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    validator = error.validator
+    if validator == "required":
+        missing = next((r for r in error.validator_value if r not in (error.instance or {})), "?")
+        full = f"{path}.{missing}" if path else str(missing)
+        return f"[{full}]: expected value of type [string] but got [undefined]"
+    if validator == "additionalProperties":
+        extra = sorted(set(error.instance or {}) - set(error.schema.get("properties") or {}))
+        key = extra[0] if extra else "?"
+        return f"[{path + '.' if path else ''}{key}]: definition for this key is missing"
+    if validator == "type":
+        expected = error.validator_value if isinstance(error.validator_value, str) else "|".join(error.validator_value)
+        return f"[{path}]: expected value of type [{expected}] but got [{js_type(error.instance)}]"
+    if validator in ("enum", "const"):
+        allowed = error.validator_value if validator == "enum" else [error.validator_value]
+        return f"[{path}]: expected one of [{', '.join(str(a) for a in allowed)}]"
+    return f"[{path}]: failed validation ({validator})"
+
+
+def _host_of(value: str) -> str | None:
+    if "://" not in value:
+        return value.strip().lower() or None
+    try:
+        return (urlsplit(value).hostname or "").lower() or None
+    except ValueError:
+        return None
+
+
+def host_allowed(value: str, allowed_hosts: Sequence[str]) -> bool:
+    if "*" in allowed_hosts:
+        return True
+    host = _host_of(value)
+    return host is not None and host in {h.lower() for h in allowed_hosts}
+
+
+def checked_fields(type_id: str, part: str) -> list[str]:
+    """The keys of `part` whose URL Kibana checks against xpack.actions.allowedHosts. Descriptive
+    entries of the catalogue that name no field (fixed URLs, derived hosts) are skipped."""
+    ct = catalog.get(type_id)
+    out = []
+    for entry in ct.allowed_hosts_checked if ct else ():
+        m = _FIELD_REF.match(entry)
+        if m and m.group(1) == part:
+            out.append(m.group(2))
+    return out
+
+
+# Hosts Kibana checks that no field names: fixed endpoints, and hosts a field implies.
+_FIXED_URLS: Mapping[tuple[str, str], str] = {
+    (".slack_api", "secrets"): "https://slack.com/api/",
+}
+_DEFAULT_URLS: Mapping[tuple[str, str, str], str] = {
+    (".pagerduty", "config", "apiUrl"): "https://events.pagerduty.com/v2/enqueue",
+}
+# A few nodemailer well-known services (the email type resolves config.service to a host).
+_EMAIL_SERVICE_HOSTS: Mapping[str, str] = {
+    "gmail": "smtp.gmail.com",
+    "outlook365": "smtp.office365.com",
+    "hotmail": "smtp-mail.outlook.com",
+    "yahoo": "smtp.mail.yahoo.com",
+    "fastmail": "smtp.fastmail.com",
+    "zoho": "smtp.zoho.com",
+}
+
+
+def _implied_urls(type_id: str, part: str, value: Mapping[str, Any]) -> list[str]:
+    urls = [url for (t, p), url in _FIXED_URLS.items() if (t, p) == (type_id, part)]
+    urls += [url for (t, p, key), url in _DEFAULT_URLS.items() if (t, p) == (type_id, part) and not value.get(key)]
+    if (type_id, part) == (".email", "config"):
+        host = _EMAIL_SERVICE_HOSTS.get(str(value.get("service") or "").lower())
+        if host:
+            urls.append(host)
+    return urls
+
+
+def _type_checks(type_id: str, part: str, value: Mapping[str, Any]) -> str | None:
+    """Cross-field rules the JSON Schemas cannot say; the detail of the 400, or None."""
+    if (type_id, part) == (".gemini", "secrets") and isinstance(value.get("credentialsJson"), str):
+        try:
+            kind = json.loads(value["credentialsJson"]).get("type")
+        except (ValueError, AttributeError):
+            return "[credentialsJson]: must be the JSON text of a service-account key"
+        if kind != "service_account":
+            return "[credentialsJson]: only service_account credentials are supported"
+    return None
+
+
+def _host_error(prefix: str, part: str, url: str) -> HttpError:
+    host = _host_of(url) or "(unparsable)"
+    shown = f'target url "{url}"' if part == "config" else f'target hostname "{host}"'
+    return HttpError(400, f"{prefix}: {shown} is not added to the Kibana config xpack.actions.allowedHosts")
+
+
+def validate_part(type_id: str, part: str, value: Mapping[str, Any], allowed_hosts: Sequence[str]) -> dict[str, Any]:
+    """Config or secrets as Kibana stores them (defaults filled), or a 400 with Kibana's prefix."""
+    filled = catalog.with_defaults(type_id, part, value)
+    validator = catalog.validator(type_id, part)
+    errors = list(validator.iter_errors(filled))
+    prefix = f"error validating action type {part}"
+    if errors:
+        import jsonschema.exceptions  # deferred: only failures pay for it
+
+        best = jsonschema.exceptions.best_match(errors)
+        raise HttpError(400, f"{prefix}: {_detail(best)}")
+    detail = _type_checks(type_id, part, filled)
+    if detail is not None:
+        raise HttpError(400, f"{prefix}: {detail}")
+    urls = [u for u in (filled.get(k) for k in checked_fields(type_id, part)) if isinstance(u, str) and u]
+    for url in urls + _implied_urls(type_id, part, filled):
+        if not host_allowed(url, allowed_hosts):
+            raise _host_error(prefix, part, url)
+    return filled
+
+
+# nodemailer's well-known services that Kibana accepts as config.service, plus Kibana's own values.
+_EMAIL_SERVICES = frozenset({
+    "other", "ses", "elastic_cloud", "exchange_server", "__json", "126", "163", "1und1", "aol", "dynectemail",
+    "fastmail",
+    "gandimail", "gmail", "godaddy", "godaddyasia", "godaddyeurope", "hot.ee", "hotmail", "icloud", "mail.ee",
+    "mail.ru", "mailgun", "mailjet", "mandrill", "naver", "openmailbox", "outlook365", "postmark", "qq", "qqex",
+    "sendcloud", "sendgrid", "sendinblue", "sendpulse", "ses-us-east-1", "ses-us-west-2", "ses-eu-west-1",
+    "sparkpost", "yahoo", "yandex", "zoho",
+})
+_SERVICENOW = frozenset({".servicenow", ".servicenow-sir", ".servicenow-itom"})
+_SN_OAUTH_CONFIG = ("clientId", "userIdentifierValue", "jwtKeyId")
+_SN_OAUTH_SECRETS = ("clientSecret", "privateKey")
+
+
+def _email_connector(raw_config: Mapping[str, Any], secrets: Mapping[str, Any]) -> str | None:
+    if raw_config.get("service") == "exchange_server":
+        return None if secrets.get("clientSecret") else "[clientSecret] is required"
+    if raw_config.get("hasAuth") is True:
+        for key in ("user", "password"):
+            if not secrets.get(key):
+                return f"[{key}] is required"
+    return None
+
+
+def _servicenow_connector(config: Mapping[str, Any], secrets: Mapping[str, Any]) -> str | None:
+    if config.get("isOAuth") is True:
+        if any(config.get(k) in (None, "") for k in _SN_OAUTH_CONFIG):
+            return "clientId, userIdentifierValue and jwtKeyId must not be empty when isOAuth is true"
+        if any(not secrets.get(k) for k in _SN_OAUTH_SECRETS):
+            return "clientSecret and privateKey must not be empty when isOAuth is true"
+        if secrets.get("username") or secrets.get("password"):
+            return "Username and password must not be set when isOAuth is true"
+        return None
+    if not (secrets.get("username") and secrets.get("password")):
+        return "username and password must be set when isOAuth is false"
+    if any(config.get(k) for k in _SN_OAUTH_CONFIG) or any(secrets.get(k) for k in (*_SN_OAUTH_SECRETS,
+                                                                                    "privateKeyPassword")):
+        return "OAuth fields (clientId, userIdentifierValue, jwtKeyId, clientSecret, privateKey) must be empty " \
+               "when isOAuth is false"
+    return None
+
+
+def check_config_values(type_id: str, raw_config: Mapping[str, Any]) -> None:
+    """Config rules the JSON Schema leaves open (a free-string field with a closed set of values)."""
+    service = raw_config.get("service")
+    if type_id == ".email" and isinstance(service, str) and service.lower() not in _EMAIL_SERVICES:
+        raise HttpError(400, f"error validating action type config: [service] value '{service}' is not valid")
+
+
+def validate_connector(type_id: str, raw_config: Mapping[str, Any], config: Mapping[str, Any],
+                       secrets: Mapping[str, Any]) -> None:
+    """Kibana's per-type `validateConnector`, run after config and secrets (on the config as sent)."""
+    detail = None
+    if type_id == ".email":
+        detail = _email_connector(raw_config, secrets)
+    elif type_id in _SERVICENOW:
+        detail = _servicenow_connector(config, secrets)
+    if detail is not None:
+        raise HttpError(400, f"error validating action type connector: {detail}")
