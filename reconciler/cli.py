@@ -111,33 +111,29 @@ class Planned:
     desired: DesiredState
 
 
-def _owner(space: str, key: str, file: str | None) -> str:
-    return f"{space}/{key} ({file})" if file else f"{space}/{key}"
-
-
 def _digests(g: Globals, desired: DesiredState) -> dict[str, SecretDigest]:
     """Resolve every secret reference before any request to Kibana: an unset variable stops the run
     here, naming the reference and the connector."""
+    from reconciler.desired import owner_label
     from reconciler.secrets import SecretResolver
 
     owners: dict[str, tuple[str, Mapping[str, Any]]] = {}
     for space in desired.spaces.values():
         for spec in space.connectors:
             if spec.secrets:
-                file = str(spec.location.file) if spec.location else None
-                owners[_owner(spec.space, spec.key, file)] = (spec.id, spec.secrets)
+                owners[owner_label(spec)] = (spec.id, spec.secrets)
     resolver = SecretResolver(g.env, desired.settings, g.root)
     resolved = resolver.resolve_many({owner: refs for owner, (_, refs) in owners.items()})
     key = _fingerprint_key(g.env)
     return {owners[o][0]: r.digest(owners[o][0], key) for o, r in resolved.items()}
 
 
-def _make_plan(g: Globals, *, sync_secrets: bool = False) -> Planned:
+def _make_plan(g: Globals, *, sync_secrets: bool = False, allow_plaintext_secrets: bool = False) -> Planned:
     from reconciler import planner
     from reconciler.desired import load_repository
     from reconciler.state import backend_from_env
 
-    desired = load_repository(g.root, g.spaces or None, env=g.env)
+    desired = load_repository(g.root, g.spaces or None, env=g.env, allow_plaintext_secrets=allow_plaintext_secrets)
     digests = _digests(g, desired)
     record = backend_from_env(g.env, g.root).load()
     spaces = sorted(desired.spaces)
@@ -202,14 +198,16 @@ def cli() -> None:
 @_common
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.option("--resolve-secrets", is_flag=True, help="Also resolve every secret reference (reads env, files, Vault).")
+@click.option("--allow-plaintext-secrets", is_flag=True, help="Local experiments only: literal secrets warn.")
 @click.pass_context
 def validate(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
-             fmt: str, resolve_secrets: bool) -> None:
+             fmt: str, resolve_secrets: bool, allow_plaintext_secrets: bool) -> None:
     """Check the repository offline: file format, connector types, ids, secret references."""
     from reconciler import validate as v
 
     g = _globals(ctx, root, spaces, kibana_url, verbose)
-    report = v.validate(g.root, spaces=g.spaces or None, resolve_secrets=resolve_secrets, env=g.env)
+    report = v.validate(g.root, spaces=g.spaces or None, resolve_secrets=resolve_secrets, env=g.env,
+                        allow_plaintext_secrets=allow_plaintext_secrets)
     if fmt == "json":
         click.echo(v.format_problems_json(report))
     else:
@@ -220,10 +218,11 @@ def validate(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kib
 
 @cli.command()
 @_common
-@click.option("--live", is_flag=True, help="Ask Kibana (GET connector_types) instead of the built-in schemas.")
+@click.option("--live", is_flag=True, help="Also ask Kibana (GET connector_types): enabled, licence.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
 def types(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
-          live: bool) -> None:
+          live: bool, fmt: str) -> None:
     """The connector types kcr knows, with licences and required keys."""
     from reconciler import validate as v
 
@@ -232,7 +231,11 @@ def types(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
     if live:
         with _client(g) as client:
             info = client.connector_types(g.spaces[0] if g.spaces else "default")
-    click.echo(v.format_types_text(v.types_table(info)), nl=False)
+    rows = v.types_table(info)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(v.format_types_text(rows), nl=False)
 
 
 def _plan_options(f: F) -> F:
@@ -388,14 +391,14 @@ def export(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kiban
 def test_connector(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None,
                    verbose: int, connector_id: str, params: str) -> None:
     """Run a connector once through Kibana's _execute (this sends a real notification)."""
-    from reconciler.connector_test import parse_params, run_connector_test
+    from reconciler.connector_test import exit_code, parse_params, render_text, run_connector_test
 
     g = _globals(ctx, root, spaces, kibana_url, verbose)
     space = g.spaces[0] if g.spaces else "default"
     with _client(g) as client:
         result = run_connector_test(client, space, connector_id, parse_params(params))
-    click.echo(result.describe())
-    ctx.exit(ExitCode.OK if result.ok else ExitCode.ERROR)
+    _out(render_text(result, f"{space}/{connector_id}"))
+    ctx.exit(exit_code(result))
 
 
 @cli.command("mr-comment")
@@ -437,13 +440,13 @@ def demo(ctx: click.Context, root: Path) -> None:
 def _invoke(args: Sequence[str], env: Mapping[str, str]) -> int:
     """Run one kcr command in this process with its own environment (used by the demo)."""
     try:
-        cli.main(args=list(args), prog_name="kcr", standalone_mode=False, obj=Globals(env=dict(env)))
+        returned = cli.main(args=list(args), prog_name="kcr", standalone_mode=False, obj=Globals(env=dict(env)))
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except ReconcilerError as exc:
         click.echo(f"Error: {exc}", err=True)
         return exc.exit_code
-    return ExitCode.OK
+    return returned if isinstance(returned, int) else ExitCode.OK
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, transport: Any = None) -> int:
@@ -451,7 +454,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     unless KCR_DEBUG is set, since a traceback could quote a local holding a secret."""
     obj = Globals(env=dict(os.environ if env is None else env), transport=transport)
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="kcr", standalone_mode=False, obj=obj)
+        # Without standalone mode, click returns ctx.exit()'s code (recent click) or raises Exit (older).
+        returned = cli.main(args=list(argv) if argv is not None else None, prog_name="kcr", standalone_mode=False,
+                            obj=obj)
     except click.exceptions.Exit as exc:
         code = int(exc.exit_code)
     except click.exceptions.Abort:
@@ -472,7 +477,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         click.echo(f"Error: internal error ({type(exc).__name__}); re-run with KCR_DEBUG=1 and report it", err=True)
         code = ExitCode.ERROR
     else:
-        code = ExitCode.OK
+        code = returned if isinstance(returned, int) else ExitCode.OK
     if argv is None:
         sys.exit(code)
     return code

@@ -1,0 +1,130 @@
+"""What `kcr validate` and `kcr types` compute, as data; the CLI only prints it and picks the exit code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from reconciler import catalog
+from reconciler.desired import check_secrets, load
+from reconciler.errors import Problem
+from reconciler.model import ConnectorTypeInfo
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    problems: tuple[Problem, ...]
+    files: int
+    connectors: int
+    spaces: int
+    secrets_resolved: bool = False
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "warning")
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def validate(root: Path, *, spaces: Sequence[str] | None = None, resolve_secrets: bool = False,
+             env: Mapping[str, str] | None = None, vault_transport: httpx.BaseTransport | None = None,
+             allow_plaintext_secrets: bool = False) -> ValidationReport:
+    """Offline by default (no network, no environment read for values); `resolve_secrets` also resolves
+    every reference and reports each failure as a problem at its connector."""
+    result = load(root, spaces, env, allow_plaintext_secrets=allow_plaintext_secrets)
+    problems = list(result.problems)
+    resolved = False
+    if resolve_secrets and result.state is not None:
+        problems.extend(check_secrets(result.state, root, env or {}, vault_transport))
+        resolved = True
+    return ValidationReport(tuple(problems), result.files, result.connectors, result.spaces, resolved)
+
+
+def summary(report: ValidationReport) -> str:
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    scope = f"{plural(report.connectors, 'connector')} in {plural(report.files, 'file')}, " \
+            f"{plural(report.spaces, 'space')}"
+    verdict = "valid" if report.ok else f"{plural(len(report.errors), 'error')}"
+    tail = f", {plural(len(report.warnings), 'warning')}" if report.warnings else ""
+    secrets = "; secrets resolved" if report.secrets_resolved else ""
+    return f"{scope}: {verdict}{tail}{secrets}"
+
+
+def format_problems_text(report: ValidationReport) -> str:
+    """One line per problem (file:line:col: severity: message (field)), then a summary line."""
+    lines = [f"{p.location()}: {p.severity}: {p.message}" + (f" ({p.path})" if p.path else "")
+             for p in report.problems]
+    lines.append(summary(report))
+    return "\n".join(lines) + "\n"
+
+
+def format_problems_json(report: ValidationReport) -> str:
+    body = {
+        "valid": report.ok,
+        "files": report.files,
+        "connectors": report.connectors,
+        "spaces": report.spaces,
+        "secrets_resolved": report.secrets_resolved,
+        "problems": [p.to_json() for p in report.problems],
+    }
+    return json.dumps(body, indent=2, sort_keys=True) + "\n"
+
+
+def types_table(live: Mapping[str, ConnectorTypeInfo] | None = None) -> list[dict[str, Any]]:
+    """Rows for `kcr types`: what kcr knows from schemas/types, and with `live` (Kibana's connector_types)
+    whether the Kibana enables each type. Types only one side knows are listed too."""
+    rows: list[dict[str, Any]] = []
+    known = catalog.types()
+    for type_id in sorted(set(known) | set(live or {})):
+        ct = known.get(type_id)
+        info = (live or {}).get(type_id)
+        row: dict[str, Any] = {
+            "id": type_id,
+            "name": ct.name if ct else (info.name if info else type_id),
+            "minimum_license": info.minimum_license_required if info else (ct.minimum_license if ct else ""),
+            "required_config": list(ct.required("config")) if ct else [],
+            "required_secrets": list(ct.required("secrets")) if ct else [],
+            "system_action": (ct.is_system_action if ct else bool(info and info.is_system_action_type)),
+            "known": ct is not None,
+        }
+        if live is not None:
+            row.update({
+                "in_kibana": info is not None,
+                "enabled": bool(info and info.enabled),
+                "enabled_in_config": bool(info and info.enabled_in_config),
+                "enabled_in_license": bool(info and info.enabled_in_license),
+            })
+        rows.append(row)
+    return rows
+
+
+def format_types_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A plain aligned table: readable in a terminal and in a CI log alike."""
+    live = bool(rows) and "in_kibana" in rows[0]
+    header = ["TYPE", "NAME", "LICENCE", "REQUIRED CONFIG", "REQUIRED SECRETS"] + (["IN KIBANA"] if live else [])
+    table = [header]
+    for row in rows:
+        cells = [row["id"], row["name"] + (" (system action)" if row["system_action"] else ""),
+                 row["minimum_license"] or "-", ", ".join(row["required_config"]) or "-",
+                 ", ".join(row["required_secrets"]) or "-"]
+        if live:
+            state = "no" if not row["in_kibana"] else "enabled" if row["enabled"] else (
+                "disabled (licence)" if not row["enabled_in_license"] else "disabled (config)")
+            cells.append(state)
+        table.append(cells)
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,190 @@
+"""YAML read safely, with a position for every node.
+
+PyYAML only *composes* here (text -> node graph, with aliases as shared nodes); the walk that turns
+nodes into Python values is ours, so that:
+- only JSON-like values come out (null, bool, int, float, str, list, dict with string keys);
+  timestamps stay the text the user wrote, any other tag is refused;
+- duplicate keys are refused, naming both lines;
+- every alias expansion counts against a node budget, so an alias bomb ("billion laughs") stops
+  after `max_nodes` visited nodes instead of eating memory, and a recursive alias is refused;
+- each value's position is kept under its field path ("connectors[2].config.apiUrl").
+Every failure is a `YamlError` carrying `errors.Problem`s, never another exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler.errors import Problem, ReconcilerError
+from reconciler.model import Location
+
+MAX_BYTES = 1024 * 1024
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # same nodes, faster
+
+_NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_STR = "tag:yaml.org,2002:str"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MERGE = "tag:yaml.org,2002:merge"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+_SCALARS = {_NULL, _BOOL, _INT, _FLOAT}
+
+
+class YamlError(ReconcilerError):
+    """A file that cannot be read as kcr's YAML; `problems` say where and why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class Document:
+    value: Any
+    locations: Mapping[str, Location]  # field path ("" is the document) -> where its value starts
+
+
+def join_path(base: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{base}[{key}]"
+    if key.isidentifier() or (key and all(c.isalnum() or c in "-_" for c in key)):
+        return f"{base}.{key}" if base else key
+    quoted = key.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{base}["{quoted}"]'
+
+
+class _Builder:
+    def __init__(self, file: str, max_nodes: int, max_depth: int) -> None:
+        self.file = file
+        self.max_nodes = max_nodes
+        self.max_depth = max_depth
+        self.visited = 0
+        self.locations: dict[str, Location] = {}
+        self.active: set[int] = set()  # nodes being built: an alias to one of them is a cycle
+        self._scalars = yaml.constructor.SafeConstructor()
+
+    def loc(self, node: yaml.Node) -> Location:
+        return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def fail(self, node: yaml.Node, message: str, path: str) -> YamlError:
+        where = self.loc(node)
+        return YamlError([Problem(self.file, message, where.line, where.column, path or None)])
+
+    def build(self, node: yaml.Node, path: str, depth: int) -> Any:
+        self.visited += 1
+        if self.visited > self.max_nodes:
+            raise self.fail(node, f"the document expands to more than {self.max_nodes} values (an alias bomb?); "
+                            "anchors and aliases may not expand beyond that bound", path)
+        if depth > self.max_depth:
+            raise self.fail(node, f"nesting deeper than {self.max_depth} levels", path)
+        if id(node) in self.active:
+            raise self.fail(node, "an alias refers to a value that contains it (recursive anchor)", path)
+        self.locations.setdefault(path, self.loc(node))
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, path)
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                if node.tag != _SEQ:
+                    raise self.fail(node, f"unsupported tag {node.tag!r}", path)
+                return [self.build(child, join_path(path, i), depth + 1) for i, child in enumerate(node.value)]
+            if isinstance(node, yaml.MappingNode):
+                if node.tag != _MAP:
+                    raise self.fail(node, f"unsupported tag {node.tag!r}", path)
+                return self.mapping(node, path, depth)
+        finally:
+            self.active.discard(id(node))
+        raise self.fail(node, "unsupported YAML node", path)  # pragma: no cover - composer makes only these
+
+    def scalar(self, node: yaml.ScalarNode, path: str) -> Any:
+        if node.tag == _STR or node.tag == _TIMESTAMP:
+            return str(node.value)  # a date stays the text written: JSON has no date type
+        if node.tag in _SCALARS:
+            return self._scalars.construct_object(node, deep=True)
+        raise self.fail(node, f"unsupported tag {node.tag!r}: only plain YAML values are read", path)
+
+    def mapping(self, node: yaml.MappingNode, path: str, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        seen: dict[str, yaml.Node] = {}
+        merges: list[tuple[yaml.Node, str]] = []
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _MERGE:
+                merges.append((value_node, path))
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(key_node, "a mapping key must be a plain string", path)
+            key = str(key_node.value)  # as written: `on:` stays "on", `1:` stays "1"
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                raise self.fail(key_node, f"duplicate key {key!r} (first defined at line {first}, "
+                                f"again at line {key_node.start_mark.line + 1})", join_path(path, key))
+            seen[key] = key_node
+            out[key] = self.build(value_node, join_path(path, key), depth + 1)
+        for value_node, _ in merges:  # `<<: *base` fills in keys not written out, as YAML 1.1 says
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                merged = self.build(source, path, depth + 1)
+                if not isinstance(merged, dict):
+                    raise self.fail(source, "a merge key (<<) takes a mapping or a list of mappings", path)
+                for key, value in merged.items():
+                    out.setdefault(key, value)
+        return out
+
+
+def _mark_problem(file: str, exc: yaml.YAMLError) -> Problem:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        text = " ".join(part for part in (exc.context, exc.problem) if part) or "malformed YAML"
+        if mark is not None:
+            return Problem(file, f"malformed YAML: {text}", mark.line + 1, mark.column + 1)
+        return Problem(file, f"malformed YAML: {text}")
+    return Problem(file, f"malformed YAML: {exc}")
+
+
+def parse(data: bytes, file: str, *, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES,
+          max_depth: int = MAX_DEPTH) -> Document:
+    """Bytes of one YAML document -> its value and positions. Raises YamlError."""
+    if len(data) > max_bytes:
+        raise YamlError([Problem(file, f"file is {len(data)} bytes, over the {max_bytes}-byte limit; "
+                                 "split it into several files")])
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise YamlError([Problem(file, f"not UTF-8 text (invalid byte at offset {exc.start}); save it as UTF-8",
+                                 line, column)]) from None
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise YamlError([_mark_problem(file, exc)]) from None
+    except RecursionError:
+        raise YamlError([Problem(file, f"nesting deeper than {max_depth} levels")]) from None
+    if node is None:
+        return Document(None, {"": Location(file, 1, 1)})
+    builder = _Builder(file, max_nodes, max_depth)
+    value = builder.build(node, "", 0)
+    return Document(value, builder.locations)
+
+
+def load_file(path: Path, file: str, *, max_bytes: int = MAX_BYTES) -> Document:
+    """Read and parse `path`; `file` is how problems name it (relative to the repository)."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(max_bytes + 1)  # never more: a huge file is refused without reading it all
+    except OSError as exc:
+        raise YamlError([Problem(file, f"cannot read file: {exc.strerror or exc}")]) from None
+    if len(data) > max_bytes:
+        raise YamlError([Problem(file, f"file is over the {max_bytes}-byte limit; split it into several files")])
+    return parse(data, file, max_bytes=max_bytes)
