@@ -286,7 +286,7 @@ def _ssl_context(paths: Sequence[str], source: str) -> ssl.SSLContext:
 
 
 def check_space(space: str) -> str:
-    if not isinstance(space, str) or not _SPACE_RE.match(space):
+    if not isinstance(space, str) or not _SPACE_RE.fullmatch(space):
         raise ConfigError(
             f"space id {space!r} is not valid: Kibana space ids use lowercase letters, digits, '-' and '_'"
         )
@@ -302,6 +302,10 @@ def _segment(value: str, what: str) -> str:
         raise ConfigError(f"{what} is longer than {MAX_ID_LENGTH} characters")
     if _CONTROL_RE.search(value):
         raise ConfigError(f"{what} {value!r} contains control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{what} {value!r} is not valid Unicode (a lone surrogate)") from None
     quoted = urllib.parse.quote(value, safe="")
     if quoted in (".", ".."):
         quoted = quoted.replace(".", "%2E")
@@ -339,6 +343,12 @@ def _status_error(status: int) -> type[KibanaError]:
 def _secret_strings(value: Any) -> Iterable[str]:
     if isinstance(value, str):
         yield value
+        # a server that quotes the JSON it received shows the escaped forms
+        yield json.dumps(value)[1:-1]
+        yield json.dumps(value, ensure_ascii=False)[1:-1]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if len(str(value)) >= 4:  # shorter numbers are not worth masking, and would mask every digit
+            yield str(value)
     elif isinstance(value, Mapping):
         for item in value.values():
             yield from _secret_strings(item)
@@ -350,25 +360,26 @@ def _secret_strings(value: Any) -> Iterable[str]:
 def _scrub(text: str, secrets: Sequence[str]) -> str:
     """Kibana's messages sometimes quote what was sent (a URL that is not allowed, a value that failed
     validation): whatever we sent as a secret is masked before it can reach a message."""
-    for secret in secrets:
+    for secret in sorted(secrets, key=len, reverse=True):  # longest first: an escaped form contains the raw one
         if secret:
             text = text.replace(secret, "***")
     return text
 
 
-def _kibana_message(response: httpx.Response) -> str:
+def _kibana_message(response: httpx.Response, secrets: Sequence[str] = ()) -> str:
+    """Secrets are masked before the text is cut, so a cut never leaves part of one behind."""
     try:
         body = response.json()
-    except ValueError:
-        text = response.text.strip()
+    except (ValueError, RecursionError):
+        text = _scrub(response.text.strip(), secrets)
         return text[:200] + ("..." if len(text) > 200 else "") if text else ""
     if isinstance(body, Mapping):
         message = body.get("message")
         if isinstance(message, str):
-            return message
+            return _scrub(message, secrets)
         error = body.get("error")
         if isinstance(error, str):
-            return error
+            return _scrub(error, secrets)
     return ""
 
 
@@ -380,7 +391,7 @@ _HINTS = {
 
 def _error_for(method: str, path: str, response: httpx.Response, secrets: Sequence[str] = ()) -> KibanaError:
     status = response.status_code
-    message = _scrub(_kibana_message(response), secrets)
+    message = _kibana_message(response, secrets)
     text = f"{method} {path}: Kibana answered {status} {response.reason_phrase}".rstrip()
     if message:
         text += f": {message}"
@@ -504,6 +515,7 @@ class KibanaClient:
             try:
                 response = self._send_once(method, path, body, params)
             except httpx.HTTPError as exc:
+                _raise_if_tls(method, path, exc)
                 if idempotent and not last:
                     ambiguous = True
                     self._sleep(self._delay(attempt, None))
@@ -524,7 +536,7 @@ class KibanaClient:
     def _json(self, method: str, path: str, response: httpx.Response) -> Any:
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _malformed(method, path, f"a {response.status_code} answer whose body is not JSON") from None
 
     def _get(self, path: str, params: Mapping[str, str] | None = None, *, missing_ok: bool = False) -> Any:
@@ -661,6 +673,7 @@ class KibanaClient:
             try:
                 response = self._send_once("POST", path, body, None)
             except httpx.HTTPError as exc:
+                _raise_if_tls("POST", path, exc)  # the handshake failed: nothing was sent
                 failure = f"{type_name(exc)}: {_describe(exc)}"
             else:
                 status = response.status_code
@@ -743,6 +756,21 @@ class KibanaClient:
         return body
 
 
+def _raise_if_tls(method: str, path: str, exc: httpx.HTTPError) -> None:
+    """A certificate that does not verify fails the same way every time: no retry, and the message
+    names the fix instead of blaming the network."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return
+    detail = cause.verify_message or str(cause)
+    raise KibanaUnavailable(
+        f"{method} {path}: TLS certificate verification failed ({detail}); if Kibana uses a private CA, "
+        "set KIBANA_CA_CERT to the CA's PEM file (KIBANA_INSECURE=true disables verification: never in production)"
+    ) from None
+
+
 def type_name(exc: BaseException) -> str:
     return type(exc).__name__
 
@@ -761,9 +789,15 @@ def _live_connector(method: str, path: str, body: Any) -> LiveConnector:
     config = body.get("config")
     if config is not None and not isinstance(config, Mapping):
         raise _malformed(method, path, f"connector {body['id']!r} has a config that is not an object")
+    missing_secrets = body.get("is_missing_secrets")
+    if missing_secrets is not None and not isinstance(missing_secrets, bool):
+        raise _malformed(method, path, f"connector {body['id']!r} has an is_missing_secrets that is not a boolean")
+    count = body.get("referenced_by_count")
+    if isinstance(count, int | float) and not isinstance(count, bool) and count < 0:
+        raise _malformed(method, path, f"connector {body['id']!r} has a negative referenced_by_count")
     try:
         return LiveConnector.from_api(body)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise _malformed(method, path, f"connector {body['id']!r} has fields of the wrong type") from None
 
 
