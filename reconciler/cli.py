@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
@@ -79,6 +79,13 @@ def _write_atomic(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 def _color(no_color: bool) -> bool:
@@ -306,7 +313,7 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
     g = _globals(ctx, root, spaces, kibana_url, verbose)
     color = _color(no_color)
     if plan_file is not None:
-        the_plan = loads(plan_file.read_text(encoding="utf-8"), str(plan_file))
+        the_plan = loads(_read_text(plan_file), str(plan_file))
         from reconciler.desired import load_settings
 
         settings = load_settings(g.root)
@@ -327,15 +334,19 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
                 ctx.exit(ExitCode.OK)
     if plan_file is not None and g.kibana_url is None and "KIBANA_URL" not in g.env and "KIBANA_ENDPOINT" not in g.env:
         g.kibana_url = the_plan.kibana_url
-    allow: frozenset[str] | str = "all" if "all" in allow_referenced else frozenset(allow_referenced)
+    allow: frozenset[str] | Literal["all"] = "all" if "all" in allow_referenced else frozenset(allow_referenced)
     resolver = SecretResolver(g.env, settings, g.root)
     record = backend_from_env(g.env, g.root)
-    with _client(g) as client:
-        _check_same_kibana(client, the_plan)
-        progress = _progress(color)
-        report = applier.apply_plan(the_plan, client, resolver, record, parallelism=parallelism,
-                                    allow_referenced=allow,  # type: ignore[arg-type]
-                                    fingerprint_key=_fingerprint_key(g.env), on_progress=progress)
+    try:
+        with _client(g) as client, _progress(the_plan) as progress:
+            _check_same_kibana(client, the_plan)
+            report = applier.apply_plan(the_plan, client, resolver, record, parallelism=parallelism,
+                                        allow_referenced=allow, fingerprint_key=_fingerprint_key(g.env),
+                                        on_progress=progress)
+    finally:
+        close = getattr(record, "close", None)
+        if callable(close):
+            close()
     if fmt == "json":
         click.echo(json.dumps(applier.report_to_json(report), indent=2))
     else:
@@ -344,20 +355,34 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
 
 
 def _check_same_kibana(client: KibanaClient, plan: Plan) -> None:
-    url = getattr(client, "base_url", None)
-    if url and plan.kibana_url and str(url).rstrip("/") != plan.kibana_url.rstrip("/"):
+    """A saved plan carries the fingerprints of one Kibana; applying it to another would refuse every
+    action as stale at best, so say what is wrong up front."""
+    url = client.conn.url.rstrip("/")
+    if plan.kibana_url and url != plan.kibana_url.rstrip("/"):
         raise ConfigError(f"the plan was made against {plan.kibana_url} but KIBANA_URL is {url}; "
                           "re-run `kcr plan --out` against this Kibana")
 
 
-def _progress(color: bool) -> Callable[[Any], None] | None:
-    if not sys.stderr.isatty():
-        return None
+@contextmanager
+def _progress(plan: Plan) -> Iterator[Callable[[Any], None] | None]:
+    """A progress bar on stderr when it is a terminal (CI logs get the report alone)."""
+    from reconciler.plan import MUTATING
 
-    def report(result: Any) -> None:
-        click.echo(f"  {getattr(result, 'status', '')!s:8} {getattr(result, 'address', '')}", err=True)
+    total = sum(1 for c in plan.changes if c.action in MUTATING)
+    if not sys.stderr.isatty() or total == 0:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return report
+    with Progress(TextColumn("applying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("", total=total)
+
+        def advance(result: Any) -> None:
+            bar.update(task, advance=1, description=f"{result.status} {result.address}")
+
+        yield advance
 
 
 @cli.command()
