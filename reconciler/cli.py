@@ -420,10 +420,25 @@ def test_connector(ctx: click.Context, root: Path | None, spaces: tuple[str, ...
 
     g = _globals(ctx, root, spaces, kibana_url, verbose)
     space = g.spaces[0] if g.spaces else "default"
+    connector_id = _kibana_id(g.root, space, connector_id)
     with _client(g) as client:
         result = run_connector_test(client, space, connector_id, parse_params(params))
     _out(render_text(result, f"{space}/{connector_id}"))
     ctx.exit(exit_code(result))
+
+
+def _kibana_id(root: Path, space: str, given: str) -> str:
+    """`kcr test` takes what users know, a repository key, as well as a Kibana id."""
+    import re
+
+    from reconciler.desired import load_settings
+    from reconciler.model import KEY_PATTERN, UUID_PATTERN, derive_connector_id
+
+    if re.match(UUID_PATTERN, given) or not re.match(KEY_PATTERN, given):
+        return given
+    if (root / "kcr.yaml").is_file() and load_settings(root).id_mode == "verbatim":
+        return given
+    return derive_connector_id(space, given)
 
 
 @cli.command("mr-comment")

@@ -55,6 +55,7 @@ _SPACE = re.compile(SPACE_ID_PATTERN)
 _INDEX = re.compile(r"^connectors\[(\d+)\]")
 _REQUIRED = re.compile(r"^'(.+)' is a required property$")
 _OWN_CHECKS = re.compile(r"^connectors\[\d+\](\.id$|\.name$|\.secrets[.\[])")
+_SECRET_FIELD = re.compile(r"^connectors\[\d+\]\.secrets($|[.\[])")
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class _FileChecker:
             if skip is not None and err.validator not in ("required", "type") and skip(_concat(base, field_rel)):
                 continue
             field = _concat(label, field_rel)
-            message = _human(err)
+            message = _human(err, redact=_SECRET_FIELD.match(_concat(base, rel)) is not None)
             self.add(_concat(base, rel), f"{field}: {message}" if field else message)
             count += 1
         return count
@@ -131,7 +132,20 @@ def _concat(base: str, rel: str) -> str:
     return base + rel if rel.startswith("[") else f"{base}.{rel}"
 
 
-def _human(err: jsonschema.ValidationError) -> str:
+def _redacted(value: Any) -> str:
+    kind = {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list", type(None): "null",
+            dict: "a mapping"}.get(type(value))
+    return kind or "the value"
+
+
+def _human(err: jsonschema.ValidationError, redact: bool = False) -> str:
+    """jsonschema's message; under `secrets` it quotes the value (a plaintext secret), so it is replaced
+    by what kind of value it is."""
+    if redact:
+        message = err.message.replace(repr(err.instance), _redacted(err.instance))
+        if isinstance(err.instance, str) and err.instance in message:
+            message = f"{err.validator} check failed for {_redacted(err.instance)}"
+        return message if len(message) <= 300 else message[:300] + "..."
     if err.validator in ("anyOf", "oneOf"):
         description = err.schema.get("description") if isinstance(err.schema, Mapping) else None
         if description:

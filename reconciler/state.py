@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import getpass
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -31,6 +32,8 @@ import httpx
 from reconciler import __version__
 from reconciler.errors import ConfigError, StateError
 from reconciler.model import SecretDigest
+
+log = logging.getLogger(__name__)
 
 FORMAT = 1
 DEFAULT_RECORD = Path(".kcr") / "record.json"
@@ -150,6 +153,31 @@ def _parse_record(doc: Any, where: str, advice: str) -> dict[str, SecretDigest]:
 # Local file
 
 
+_LOCK_ATTEMPTS = 5
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    return True
+
+
+def _holder_is_dead(holder: Any) -> bool:
+    """Only a holder on this host whose pid no longer runs is known dead; a lock from another host
+    (a shared directory) or without a pid is never broken, since its holder may still be working."""
+    if not isinstance(holder, Mapping) or holder.get("host") != socket.gethostname():
+        return False
+    try:
+        pid = int(str(holder.get("pid")))
+    except ValueError:
+        return False
+    return pid > 0 and pid != os.getpid() and not _pid_alive(pid)
+
+
 _CORRUPT_ADVICE = (
     "restore it from a backup, or delete it: kcr then reports secrets as unknown until the next apply "
     "(`kcr apply --sync-secrets` pushes every secret and rebuilds the record)"
@@ -212,25 +240,94 @@ class FileBackend:
                 os.close(dir_fd)
 
     def lock(self, info: LockInfoArg = None) -> None:
+        """Exclusive, and never half-written: the holder's JSON is written to a temporary file and
+        hard-linked into place, so a kill at any point leaves either no lock or a complete one. A lock
+        left by a process that died on this host (kill -9, OOM, a cancelled CI job) is broken with a
+        warning; one held by a live process, or by another host, is refused with its holder named."""
         holder = lock_info(self.env, info, str(self.path))
         holder.update({"pid": str(os.getpid()), "host": socket.gethostname(), "time": holder["Created"]})
-        try:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
+        data = json.dumps(holder, indent=2) + "\n"
+        for _ in range(_LOCK_ATTEMPTS):
             try:
-                current: Any = json.loads(self.lock_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                current = None
-            raise StateError(
-                f"{self.path}: the record is locked by {_describe_holder(current)}; wait for that run to finish, "
-                f"or, if it died, remove {self.lock_path}"
-            ) from None
+                self._create_lock(data)
+            except FileExistsError:
+                current = self._read_lock()
+                if not _holder_is_dead(current):
+                    raise StateError(
+                        f"{self.path}: the record is locked by {_describe_holder(current)}; wait for that run to "
+                        f"finish, or, if it died, remove {self.lock_path}"
+                    ) from None
+                self._break_stale(current)
+                continue
+            self._lock_id = holder["ID"]
+            return
+        raise StateError(
+            f"{self.path}: could not take the lock ({self.lock_path}) after {_LOCK_ATTEMPTS} attempts: other runs "
+            "keep taking it; wait for them to finish"
+        )
+
+    def _read_lock(self, path: Path | None = None) -> Any:
+        try:
+            return json.loads((path or self.lock_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _create_lock(self, data: str) -> None:
+        """Raises FileExistsError when a lock is there."""
+        directory = self.lock_path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{self.lock_path.name}.", suffix=".tmp")
         except OSError as exc:
             raise StateError(f"{self.lock_path}: cannot create the lock file ({exc.strerror})") from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, self.lock_path)  # atomic and exclusive: fails if the lock exists
+            except FileExistsError:
+                raise
+            except OSError:  # a filesystem without hard links: exclusive create, then write
+                self._create_lock_without_link(data)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise StateError(f"{self.lock_path}: cannot create the lock file ({exc.strerror})") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def _create_lock_without_link(self, data: str) -> None:
+        fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(holder, handle, indent=2)
-        self._lock_id = holder["ID"]
+            handle.write(data)
+
+    def _break_stale(self, stale: Mapping[str, Any]) -> None:
+        """Moves the dead holder's lock aside and removes it only if it is still that holder's: when
+        two runs break the same stale lock at once, the loser must not remove the winner's new lock."""
+        aside = self.lock_path.with_name(f"{self.lock_path.name}.stale-{uuid.uuid4().hex}")
+        try:
+            os.rename(self.lock_path, aside)
+        except FileNotFoundError:
+            return  # someone else broke it first
+        except OSError as exc:
+            raise StateError(
+                f"{self.path}: the lock of a run that died ({_describe_holder(stale)}) cannot be removed "
+                f"({exc.strerror}); remove {self.lock_path}"
+            ) from None
+        moved = self._read_lock(aside)
+        if isinstance(moved, Mapping) and moved.get("ID") == stale.get("ID"):
+            log.warning(
+                "%s: removed the lock of a run that died without releasing it (%s)", self.path,
+                _describe_holder(stale),
+            )
+        else:  # a live lock taken in between: put it back
+            with contextlib.suppress(OSError):
+                os.link(aside, self.lock_path)
+        with contextlib.suppress(OSError):
+            os.unlink(aside)
 
     def unlock(self) -> None:
         """Removes the lock only if this backend holds it: never someone else's."""
