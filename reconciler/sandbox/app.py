@@ -11,8 +11,14 @@ spaces plugin checks existence for `/app` paths only): they answer, list only pr
 and a create writes into that space. Only `GET /api/spaces/space/{id}` answers 404 for it. A client
 that must refuse unknown spaces asks the spaces API first, as kcr does.
 
-Not emulated: privileges (every authenticated user is a superuser, so no 403 `Unauthorized to ...`),
-`kbn-version` mismatches, newer-version response fields (`is_connector_type_deprecated`, ...).
+Versions. The seed's `kibana_version` is what a `kbn-version` request header must equal (core's
+version-check onPostAuth handler, registered after the xsrf one: elastic/kibana
+src/core/packages/http/server-internal/src/lifecycle_handlers.ts). `response_fields: current` (the
+default) answers with what newer releases add: `is_connector_type_deprecated`, connector_types'
+`is_deprecated`/`is_experimental`, and the `elastic-api-version: 2023-10-31` header that core puts
+on every `access: public` route's response (router-server-internal/src/route.ts); `legacy` omits them.
+
+Not emulated: privileges (every authenticated user is a superuser, so no 403 `Unauthorized to ...`).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ STATS_PATH = "/__kcr_sandbox/stats"
 RESET_STATS_PATH = "/__kcr_sandbox/reset-stats"
 _SPACE_PREFIX = re.compile(r"^/s/([a-z0-9_\-]+)(/.*)?$")
 _SAFE_METHODS = frozenset({"GET", "OPTIONS", "HEAD"})
+PUBLIC_API_VERSION = "2023-10-31"  # BASE_PUBLIC_VERSION of core's versioned router
 
 
 def _no_constants(name: str) -> Any:
@@ -68,9 +75,12 @@ class Sandbox:
     # ---- construction and persistence ----------------------------------------------------------
 
     @classmethod
-    def from_seed(cls, seed: Mapping[str, Any] | None = None, **kwargs: Any) -> Sandbox:
+    def from_seed(cls, seed: Mapping[str, Any] | None = None, *, origin: str = "sandbox seed",
+                  **kwargs: Any) -> Sandbox:
+        """`origin` names the seed in ConfigError messages (the file path for `from_seed_file`)."""
         seed = dict(seed or {})
-        return cls(settings_from_seed(seed), store_from_seed(seed), **kwargs)
+        settings = settings_from_seed(seed, origin)
+        return cls(settings, store_from_seed(seed, settings, origin), **kwargs)
 
     @classmethod
     def from_seed_file(cls, path: Path | str, **kwargs: Any) -> Sandbox:
@@ -84,7 +94,7 @@ class Sandbox:
             raise ConfigError(f"{path}: cannot read the sandbox seed ({type(exc).__name__}: {exc})") from None
         if seed is not None and not isinstance(seed, Mapping):
             raise ConfigError(f"{path}: the sandbox seed must be a mapping of keys (license, spaces, ...)")
-        return cls.from_seed(seed, **kwargs)
+        return cls.from_seed(seed, origin=str(path), **kwargs)
 
     def load_state(self, path: Path | str) -> None:
         """Replace connectors, rules and executions with the file's (state wins over the seed)."""
@@ -238,6 +248,7 @@ class Sandbox:
         self, method: str, space: str, route: Any, params: dict[str, str], query: str,
         raw_headers: Mapping[str, str], body: bytes,
     ) -> SandboxResponse:
+        in_route = False  # core's route handler reached: its responses (400s included) carry the header
         try:
             if route is None:
                 raise HttpError(404, "Not Found")
@@ -247,15 +258,31 @@ class Sandbox:
             payload = self._payload(headers, body) if route[4] else None
             if method not in _SAFE_METHODS and "kbn-xsrf" not in headers and "kbn-version" not in headers:
                 raise HttpError(400, "Request must contain a kbn-xsrf header.")
+            self._check_version(headers)
             ctx = routes.Ctx(self.settings, self._store, space, parse_qs(query, keep_blank_values=True), payload)
+            in_route = True
             with self._lock:
                 ctx.store = self._store
                 response: SandboxResponse = route[3](ctx, params)
                 if ctx.changed and self._state_path is not None:
                     self._store.save(self._state_path)
-            return response
         except HttpError as exc:
-            return error_response(exc.status, exc.message, exc.headers)
+            response = error_response(exc.status, exc.message, exc.headers, exc.attributes)
+        if in_route and self.settings.current_fields:
+            response = replace(response, headers={**response.headers, "elastic-api-version": PUBLIC_API_VERSION})
+        return response
+
+    def _check_version(self, headers: Mapping[str, str]) -> None:
+        """Core's createVersionCheckPostAuthHandler: an empty header passes (`requestVersion &&`)."""
+        got = headers.get("kbn-version")
+        expected = self.settings.kibana_version
+        if got and got != expected:
+            raise HttpError(
+                400,
+                f'Browser client is out of date, please refresh the page ("kbn-version" header was "{got}" but '
+                f'should be "{expected}")',
+                attributes={"expected": expected, "got": got},
+            )
 
     @staticmethod
     def _payload(headers: Mapping[str, str], body: bytes) -> Any:

@@ -28,11 +28,13 @@ class SandboxResponse:
 class HttpError(Exception):
     """Raised by any layer to answer with Kibana's error envelope."""
 
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None, *,
+                 attributes: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = dict(headers or {})
+        self.attributes = dict(attributes) if attributes is not None else None
 
 
 def reason(status: int) -> str:
@@ -47,8 +49,13 @@ def json_response(status: int, payload: Any, headers: Mapping[str, str] | None =
     return SandboxResponse(status, {"content-type": JSON_TYPE, **(headers or {})}, body)
 
 
-def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> SandboxResponse:
-    return json_response(status, {"statusCode": status, "error": reason(status), "message": message}, headers)
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None,
+                   attributes: Mapping[str, Any] | None = None) -> SandboxResponse:
+    """Kibana's envelope; `attributes` only when the handler gives some (core's response_adapter)."""
+    body: dict[str, Any] = {"statusCode": status, "error": reason(status), "message": message}
+    if attributes is not None:
+        body["attributes"] = dict(attributes)
+    return json_response(status, body, headers)
 
 
 def empty_response(status: int = 204) -> SandboxResponse:

@@ -19,6 +19,7 @@ from reconciler import catalog
 from reconciler.model import UUID_PATTERN
 from reconciler.sandbox import validation as v
 from reconciler.sandbox.http import HttpError, SandboxResponse, empty_response, json_response
+from reconciler.sandbox.params import execute_result
 from reconciler.sandbox.store import SYSTEM_CONNECTOR_ID, Preconfigured, Settings, Store, connector_record, rule_record
 
 MAX_ACTIONS_RETURNED = 10_000
@@ -79,8 +80,10 @@ def _is_deprecated(type_id: str, config: Mapping[str, Any]) -> bool:
     return type_id in (".servicenow", ".servicenow-sir") and config.get("usesTableApi") is True
 
 
-def connector_json(rec: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+def connector_json(rec: Mapping[str, Any], settings: Settings | None = None) -> dict[str, Any]:
+    """The create/get/update shape. Newer releases add `is_connector_type_deprecated` (false for every
+    type the catalogue holds; the actions plugin's transform_connector_response v1)."""
+    out = {
         "id": rec["id"],
         "name": rec["name"],
         "config": rec["config"],
@@ -90,10 +93,13 @@ def connector_json(rec: Mapping[str, Any]) -> dict[str, Any]:
         "is_missing_secrets": bool(rec.get("is_missing_secrets", False)),
         "is_system_action": False,
     }
+    if settings is None or settings.current_fields:
+        out["is_connector_type_deprecated"] = False
+    return out
 
 
-def preconfigured_json(p: Preconfigured) -> dict[str, Any]:
-    return {
+def preconfigured_json(p: Preconfigured, settings: Settings | None = None) -> dict[str, Any]:
+    out = {
         "id": p.id,
         "connector_type_id": p.type,
         "name": p.name,
@@ -101,6 +107,9 @@ def preconfigured_json(p: Preconfigured) -> dict[str, Any]:
         "is_system_action": False,
         "is_deprecated": _is_deprecated(p.type, p.config),
     }
+    if settings is None or settings.current_fields:
+        out["is_connector_type_deprecated"] = False
+    return out
 
 
 def _not_found(id: str, kind: str = "action") -> HttpError:
@@ -139,10 +148,11 @@ def _registered(type_id: str) -> catalog.ConnectorType:
 def _validated(ctx: Ctx, type_id: str, config: Mapping[str, Any], secrets: Mapping[str, Any]) -> tuple[dict[str, Any],
                                                                                                      dict[str, Any]]:
     hosts = ctx.settings.allowed_hosts
+    current = ctx.settings.current_fields
     v.check_config_values(type_id, config)
-    valid_config = v.validate_part(type_id, "config", config, hosts)
-    valid_secrets = v.validate_part(type_id, "secrets", secrets, hosts)
-    v.validate_connector(type_id, config, valid_config, valid_secrets)
+    valid_config = v.validate_part(type_id, "config", config, hosts, current=current)
+    valid_secrets = v.validate_part(type_id, "secrets", secrets, hosts, current=current)
+    v.validate_connector(type_id, config, valid_config, valid_secrets, secrets)
     return valid_config, valid_secrets
 
 
@@ -166,7 +176,7 @@ def list_types(ctx: Ctx, _: dict[str, str]) -> SandboxResponse:
             continue
         in_config = ctx.settings.type_enabled_in_config(ct.id)
         in_license = catalog.license_allows(ctx.settings.license, ct.minimum_license)
-        out.append({
+        item: dict[str, Any] = {
             "id": ct.id,
             "name": ct.name,
             "enabled": in_config and in_license,
@@ -175,7 +185,13 @@ def list_types(ctx: Ctx, _: dict[str, str]) -> SandboxResponse:
             "minimum_license_required": ct.minimum_license,
             "supported_feature_ids": list(ct.supported_feature_ids),
             "is_system_action_type": False,
-        })
+        }
+        if ctx.settings.current_fields:
+            # action_type_registry.ts list(): `source: actionType.source || 'stack'`, `isDeprecated:
+            # !!actionType.isDeprecated`; sub_feature, description, allow_multiple_system_actions and
+            # is_experimental are undefined for these stack types, so the v1 transform omits them.
+            item.update(source="stack", is_deprecated=False)
+        out.append(item)
     return json_response(200, out)
 
 
@@ -190,8 +206,8 @@ def list_connectors(ctx: Ctx, _: dict[str, str]) -> SandboxResponse:
     items: list[dict[str, Any]] = []
     for rec in ctx.store.connectors.values():
         if rec["space"] == ctx.space and len(items) < MAX_ACTIONS_RETURNED:
-            items.append(connector_json(rec))
-    items.extend(preconfigured_json(p) for p in ctx.settings.preconfigured.values())
+            items.append(connector_json(rec, ctx.settings))
+    items.extend(preconfigured_json(p, ctx.settings) for p in ctx.settings.preconfigured.values())
     for item in items:
         item["referenced_by_count"] = refs.get(item["id"], 0)
     items.sort(key=lambda i: collation_key(i["name"]))
@@ -204,8 +220,8 @@ def get_connector(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
         raise HttpError(404, f"Connector {id} not found")
     pre = ctx.settings.preconfigured.get(id)
     if pre is not None:
-        return json_response(200, preconfigured_json(pre))
-    return json_response(200, connector_json(_record_in_space(ctx, id)))
+        return json_response(200, preconfigured_json(pre, ctx.settings))
+    return json_response(200, connector_json(_record_in_space(ctx, id), ctx.settings))
 
 
 def _check_new_id(ctx: Ctx, id: str) -> None:
@@ -249,7 +265,7 @@ def create_connector(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
     rec = connector_record(id, ctx.space, body["name"], type_id, config, secrets, False)
     ctx.store.connectors[id] = rec
     ctx.mark_changed()
-    return json_response(200, connector_json(rec))
+    return json_response(200, connector_json(rec, ctx.settings))
 
 
 def update_connector(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
@@ -266,7 +282,7 @@ def update_connector(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
     _check_enabled(ctx.settings, type_id)
     rec.update(name=body["name"], config=config, secrets=secrets, is_missing_secrets=False)
     ctx.mark_changed()
-    return json_response(200, connector_json(rec))
+    return json_response(200, connector_json(rec, ctx.settings))
 
 
 def delete_connector(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
@@ -288,14 +304,18 @@ def execute_connector(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
     if id == SYSTEM_CONNECTOR_ID:
         raise HttpError(400, "Execution of system action is not allowed")
     pre = ctx.settings.preconfigured.get(id)
-    type_id = pre.type if pre is not None else _record_in_space(ctx, id)["connector_type_id"]
+    rec = None if pre is not None else _record_in_space(ctx, id)
+    type_id = pre.type if pre is not None else rec["connector_type_id"]  # type: ignore[index]
+    config = pre.config if pre is not None else rec["config"]  # type: ignore[index]
     _registered(type_id)
     _check_enabled(ctx.settings, type_id)
-    ctx.store.executions.append(
-        {"connector_id": id, "space": ctx.space, "connector_type_id": type_id, "params": body["params"], "at": _now()}
-    )
-    ctx.mark_changed()
-    return json_response(200, {"connector_id": id, "status": "ok"})
+    # The executor validates params after the enabled check; failures are a 200 with status "error".
+    result = execute_result(id, type_id, config, body["params"])
+    if result["status"] == "ok":
+        ctx.store.executions.append({"connector_id": id, "space": ctx.space, "connector_type_id": type_id,
+                                     "params": body["params"], "at": _now()})
+        ctx.mark_changed()
+    return json_response(200, result)
 
 
 # ---- spaces -----------------------------------------------------------------------------------
@@ -336,7 +356,8 @@ def rule_json(ctx: Ctx, rule: Mapping[str, Any]) -> dict[str, Any]:
     out["actions"] = [{**a, "connector_type_id": type_of(a["id"])} for a in rule["actions"]]
     out.update(
         mute_all=False, muted_alert_ids=[], created_by="elastic", updated_by="elastic", api_key_owner="elastic",
-        scheduled_task_id=rule["id"] if rule.get("enabled", True) else None, revision=0, running=False,
+        scheduled_task_id=rule["id"] if rule.get("enabled", True) else None, revision=rule.get("revision", 0),
+        running=False,
         execution_status={"status": "pending", "last_execution_date": rule["created_at"]},
     )
     return out
@@ -352,8 +373,7 @@ _RULE_FIELDS = (
 )
 
 
-def create_rule(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
-    body = v.check_body(ctx.body, _RULE_FIELDS, allow_unknown=True)
+def _check_rule_actions(ctx: Ctx, body: Mapping[str, Any]) -> None:
     if not isinstance(body["schedule"].get("interval"), str):
         raise HttpError(400, "[request body.schedule.interval]: expected value of type [string] but got "
                              f"[{v.js_type(body['schedule'].get('interval', v._MISSING))}]")
@@ -366,6 +386,14 @@ def create_rule(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
         rec = ctx.store.connectors.get(cid)
         if not known and (rec is None or rec["space"] != ctx.space):
             raise HttpError(400, f"Failed to load action {cid} (404): Saved object [action/{cid}] not found")
+
+
+def create_rule(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
+    """A chosen id may be any string: the alerting plugin registers the rule saved object with
+    `enforceRandomId: false` "to allow users creating rules with a predefined ID" (elastic/kibana
+    x-pack/platform/plugins/shared/alerting/server/saved_objects/index.ts), unlike connectors."""
+    body = v.check_body(ctx.body, _RULE_FIELDS, allow_unknown=True)
+    _check_rule_actions(ctx, body)
     id = p.get("id") or str(uuid.uuid4())
     if id in ctx.store.rules:
         raise HttpError(409, f"Saved object [alert/{id}] conflict")
@@ -384,6 +412,38 @@ def _rule_in_space(ctx: Ctx, id: str) -> dict[str, Any]:
 
 def get_rule(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
     return json_response(200, rule_json(ctx, _rule_in_space(ctx, p["id"])))
+
+
+# The update body schema (alerting common/routes/rule/apis/update/schemas/v1.ts): no rule_type_id,
+# consumer or enabled (unknown keys are refused); schedule required; tags, params, actions defaulted.
+_RULE_UPDATE_FIELDS = (
+    v.Field("name", "string", True, True),
+    v.Field("tags", "array"),
+    v.Field("schedule", "object", True),
+    v.Field("throttle", "any"),
+    v.Field("params", "object"),
+    v.Field("actions", "array"),
+    v.Field("notify_when", "any"),
+    v.Field("alert_delay", "any"),
+    v.Field("flapping", "any"),
+)
+
+
+def update_rule(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
+    """A full replacement of the updatable fields, as Kibana's PUT does; the rule keeps its id, type,
+    consumer, enabled state and created_at. Actions are checked as on create."""
+    body = v.check_body(ctx.body, _RULE_UPDATE_FIELDS)
+    body.setdefault("tags", [])
+    body.setdefault("actions", [])
+    rule = _rule_in_space(ctx, p["id"])
+    _check_rule_actions(ctx, body)
+    kept = {k: rule[k] for k in ("rule_type_id", "consumer", "enabled", "created_at")}
+    fresh = rule_record(rule["id"], rule["space"], {**body, **kept}, _now())
+    fresh["created_at"] = rule["created_at"]
+    fresh["revision"] = int(rule.get("revision", 0)) + 1
+    ctx.store.rules[rule["id"]] = fresh
+    ctx.mark_changed()
+    return json_response(200, rule_json(ctx, fresh))
 
 
 def delete_rule(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
@@ -446,6 +506,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str, Handler, bool], ...] = tuple(
         ("POST", "/api/alerting/rule", "create_rule", create_rule, True),
         ("POST", f"/api/alerting/rule/{_ID}", "create_rule", create_rule, True),
         ("GET", f"/api/alerting/rule/{_ID}", "get_rule", get_rule, False),
+        ("PUT", f"/api/alerting/rule/{_ID}", "update_rule", update_rule, True),
         ("DELETE", f"/api/alerting/rule/{_ID}", "delete_rule", delete_rule, False),
         ("GET", "/api/alerting/rules/_find", "find_rules", find_rules, False),
     )

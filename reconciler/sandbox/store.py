@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Mapping
@@ -24,9 +25,15 @@ STATE_VERSION = 1
 _SEED_KEYS = frozenset(
     {
         "license", "spaces", "auth", "preconfigured", "enabled_action_types", "allowed_hosts", "connectors",
-        "rules", "faults", "human_readable_ids",
+        "rules", "faults", "human_readable_ids", "kibana_version", "response_fields",
     }
 )
+DEFAULT_KIBANA_VERSION = "9.2.0"
+RESPONSE_FIELDS = ("legacy", "current")
+_FAULT_KEYS = frozenset({"latency_ms", "error_rate", "rate_limit_per_s", "drop_rate", "seed"})
+_CONNECTOR_KEYS = frozenset({"id", "space", "name", "connector_type_id", "config", "secrets", "is_missing_secrets"})
+_SPACE_ID = re.compile(r"^[a-z0-9_\-]+$")  # the spaces plugin's getSpaceIdFromPath character set
+_VERSION = re.compile(r"^\d+\.\d+\.\d+(-[A-Za-z0-9.]+)?$")
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,15 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ("*",)
     human_readable_ids: bool = False
     faults: Faults = field(default_factory=Faults)
+    # The version `kbn-version` is compared with, and which response shape to answer: "current" adds
+    # what newer Kibana sends (`is_connector_type_deprecated`, connector_types' `is_deprecated`...,
+    # the `elastic-api-version` response header); "legacy" is the 8.x shape without them.
+    kibana_version: str = DEFAULT_KIBANA_VERSION
+    response_fields: str = "current"
+
+    @property
+    def current_fields(self) -> bool:
+        return self.response_fields == "current"
 
     def space_ids(self) -> tuple[str, ...]:
         return tuple(s for s, _ in self.spaces)
@@ -125,60 +141,106 @@ class Store:
         return cls.from_json(raw, str(path))
 
 
-def _fail(message: str) -> ConfigError:
-    return ConfigError(f"sandbox seed: {message}")
+def _fail(origin: str, key: str, message: str) -> ConfigError:
+    """Every seed problem names the file (or "sandbox seed" for an in-memory dict) and the key."""
+    return ConfigError(f"{origin}: {key}: {message}")
 
 
-def _mapping(seed: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = seed.get(key) or {}
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, Mapping):
+        return "mapping"
+    return type(value).__name__
+
+
+def _mapping(seed: Mapping[str, Any], key: str, origin: str) -> Mapping[str, Any]:
+    value = seed.get(key)
+    if value is None:
+        return {}
     if not isinstance(value, Mapping):
-        raise _fail(f"'{key}' must be a mapping")
+        raise _fail(origin, key, f"must be a mapping, got {_type_name(value)}")
     return value
 
 
-def _strings(seed: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+def _strings(seed: Mapping[str, Any], key: str, default: tuple[str, ...], origin: str) -> tuple[str, ...]:
     value = seed.get(key)
     if value is None:
         return default
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _fail(f"'{key}' must be a list of strings")
+        raise _fail(origin, key, f"must be a list of strings, got {_type_name(value)}")
     return tuple(value)
 
 
-def _spaces(seed: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+def _bool(seed: Mapping[str, Any], key: str, origin: str) -> bool:
+    value = seed.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _fail(origin, key, f"must be true or false, got {_type_name(value)}")
+    return value
+
+
+def _spaces(seed: Mapping[str, Any], origin: str) -> tuple[tuple[str, str], ...]:
     out: dict[str, str] = {"default": "Default"}
-    for item in seed.get("spaces") or []:
-        if isinstance(item, str):
-            out.setdefault(item, item)
-        elif isinstance(item, Mapping) and isinstance(item.get("id"), str):
-            out[item["id"]] = str(item.get("name") or item["id"])
+    raw = seed.get("spaces")
+    if raw is None:
+        return tuple(out.items())
+    if not isinstance(raw, list):
+        raise _fail(origin, "spaces", f"must be a list of space ids or {{id, name}}, got {_type_name(raw)}")
+    for i, item in enumerate(raw):
+        sid = item if isinstance(item, str) else item.get("id") if isinstance(item, Mapping) else None
+        if not isinstance(sid, str) or not _SPACE_ID.match(sid):
+            raise _fail(origin, f"spaces[{i}]", "must be a space id (lowercase letters, digits, '_' and '-') or "
+                                               "{id, name}")
+        if isinstance(item, Mapping):
+            out[sid] = str(item.get("name") or sid)
         else:
-            raise _fail("'spaces' entries must be space ids or {id, name}")
+            out.setdefault(sid, sid)
     return tuple(out.items())
 
 
-def _faults(seed: Mapping[str, Any]) -> Faults:
-    raw = _mapping(seed, "faults")
-    try:
-        faults = Faults(
-            latency_ms=float(raw.get("latency_ms", 0) or 0),
-            error_rate=float(raw.get("error_rate", 0) or 0),
-            rate_limit_per_s=int(raw.get("rate_limit_per_s", 0) or 0),
-            drop_rate=float(raw.get("drop_rate", 0) or 0),
-            seed=int(raw.get("seed", 1) or 0),
-        )
-    except (TypeError, ValueError):
-        raise _fail("'faults' values must be numbers") from None
-    if not (0 <= faults.error_rate <= 1 and 0 <= faults.drop_rate <= 1):
-        raise _fail("'faults.error_rate' and 'faults.drop_rate' must be between 0 and 1")
+def _faults(seed: Mapping[str, Any], origin: str) -> Faults:
+    raw = _mapping(seed, "faults", origin)
+    unknown = sorted(set(raw) - _FAULT_KEYS)
+    if unknown:
+        raise _fail(origin, "faults", f"unknown key(s) {', '.join(map(str, unknown))}; known: "
+                                      f"{', '.join(sorted(_FAULT_KEYS))}")
+    for key, value in raw.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _fail(origin, f"faults.{key}", f"must be a number, got {_type_name(value)}")
+    faults = Faults(
+        latency_ms=float(raw.get("latency_ms") or 0),
+        error_rate=float(raw.get("error_rate") or 0),
+        rate_limit_per_s=int(raw.get("rate_limit_per_s") or 0),
+        drop_rate=float(raw.get("drop_rate") or 0),
+        seed=int(raw.get("seed", 1) or 0),
+    )
+    for key in ("error_rate", "drop_rate"):
+        if not 0 <= getattr(faults, key) <= 1:
+            raise _fail(origin, f"faults.{key}", "must be between 0 and 1")
+    if faults.latency_ms < 0 or faults.rate_limit_per_s < 0:
+        raise _fail(origin, "faults", "latency_ms and rate_limit_per_s must not be negative")
     return faults
 
 
-def _preconfigured(seed: Mapping[str, Any]) -> dict[str, Preconfigured]:
+def _preconfigured(seed: Mapping[str, Any], origin: str) -> dict[str, Preconfigured]:
     out: dict[str, Preconfigured] = {}
-    for pid, raw in _mapping(seed, "preconfigured").items():
+    for pid, raw in _mapping(seed, "preconfigured", origin).items():
+        where = f"preconfigured.{pid}"
         if not isinstance(raw, Mapping) or not isinstance(raw.get("actionTypeId"), str):
-            raise _fail(f"preconfigured connector {pid!r} needs an 'actionTypeId' (kibana.yml shape)")
+            raise _fail(origin, where, "needs an 'actionTypeId' (kibana.yml xpack.actions.preconfigured shape)")
+        for part in ("config", "secrets"):
+            if raw.get(part) is not None and not isinstance(raw[part], Mapping):
+                raise _fail(origin, f"{where}.{part}", f"must be a mapping, got {_type_name(raw[part])}")
         out[str(pid)] = Preconfigured(
             id=str(pid),
             name=str(raw.get("name") or pid),
@@ -189,31 +251,56 @@ def _preconfigured(seed: Mapping[str, Any]) -> dict[str, Preconfigured]:
     return out
 
 
-def settings_from_seed(seed: Mapping[str, Any]) -> Settings:
-    unknown = sorted(set(seed) - _SEED_KEYS)
+def _auth(seed: Mapping[str, Any], origin: str) -> tuple[dict[str, str], frozenset[str]]:
+    auth = _mapping(seed, "auth", origin)
+    unknown = sorted(set(auth) - {"users", "api_keys"})
     if unknown:
-        raise _fail(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_SEED_KEYS))}")
-    license_ = str(seed.get("license") or "trial")
-    if license_ not in LICENSES:
-        raise _fail(f"license {license_!r} is not one of {', '.join(LICENSES)}")
-    auth = _mapping(seed, "auth")
+        raise _fail(origin, "auth", f"unknown key(s) {', '.join(map(str, unknown))}; known: api_keys, users")
     users = auth.get("users") or {}
     keys = auth.get("api_keys") or []
-    if not isinstance(users, Mapping) or not isinstance(keys, list):
-        raise _fail("'auth.users' must map user to password and 'auth.api_keys' be a list")
+    if not isinstance(users, Mapping) or not all(isinstance(p, str | int) for p in users.values()):
+        raise _fail(origin, "auth.users", "must map each user name to a password")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise _fail(origin, "auth.api_keys", "must be a list of strings")
+    return {str(u): str(p) for u, p in users.items()}, frozenset(keys)
+
+
+def _version(seed: Mapping[str, Any], origin: str) -> tuple[str, str]:
+    version = seed.get("kibana_version", DEFAULT_KIBANA_VERSION)
+    if not isinstance(version, str) or not _VERSION.match(version):
+        raise _fail(origin, "kibana_version", f"must be a version string like {DEFAULT_KIBANA_VERSION!r} (quote it "
+                                              "in YAML)")
+    fields = seed.get("response_fields", "current")
+    if fields not in RESPONSE_FIELDS:
+        raise _fail(origin, "response_fields", f"{fields!r} is not one of {', '.join(RESPONSE_FIELDS)}")
+    return version, str(fields)
+
+
+def settings_from_seed(seed: Mapping[str, Any], origin: str = "sandbox seed") -> Settings:
+    unknown = sorted(str(k) for k in set(seed) - _SEED_KEYS)
+    if unknown:
+        raise ConfigError(f"{origin}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_SEED_KEYS))}")
+    license_ = seed.get("license", "trial")
+    if license_ is None:
+        license_ = "trial"
+    if license_ not in LICENSES:
+        raise _fail(origin, "license", f"{license_!r} is not one of {', '.join(LICENSES)}")
+    users, api_keys = _auth(seed, origin)
+    version, fields = _version(seed, origin)
     return Settings(
         license=license_,
-        spaces=_spaces(seed),
-        users={str(u): str(p) for u, p in users.items()},
-        api_keys=frozenset(str(k) for k in keys),
+        spaces=_spaces(seed, origin),
+        users=users,
+        api_keys=api_keys,
         auth_enabled="auth" in seed and seed["auth"] is not None,
-        preconfigured=_preconfigured(seed),
-        enabled_action_types=_strings(seed, "enabled_action_types", ("*",)),
-        allowed_hosts=_strings(seed, "allowed_hosts", ("*",)),
-        human_readable_ids=bool(seed.get("human_readable_ids", False)),
-        faults=_faults(seed),
+        preconfigured=_preconfigured(seed, origin),
+        enabled_action_types=_strings(seed, "enabled_action_types", ("*",), origin),
+        allowed_hosts=_strings(seed, "allowed_hosts", ("*",), origin),
+        human_readable_ids=_bool(seed, "human_readable_ids", origin),
+        faults=_faults(seed, origin),
+        kibana_version=version,
+        response_fields=fields,
     )
-
 
 def connector_record(
     id: str, space: str, name: str, type_id: str, config: Mapping[str, Any], secrets: Mapping[str, Any],
@@ -230,27 +317,71 @@ def connector_record(
     }
 
 
-def store_from_seed(seed: Mapping[str, Any]) -> Store:
+
+
+def _list(seed: Mapping[str, Any], key: str, origin: str) -> list[Any]:
+    value = seed.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _fail(origin, key, f"must be a list, got {_type_name(value)}")
+    return value
+
+
+def _space_of(raw: Mapping[str, Any], where: str, settings: Settings | None, origin: str) -> str:
+    space = raw.get("space", "default")
+    if not isinstance(space, str):
+        raise _fail(origin, f"{where}.space", f"must be a space id, got {_type_name(space)}")
+    if settings is not None and space not in settings.space_ids():
+        raise _fail(origin, f"{where}.space", f"space {space!r} is not declared in 'spaces' "
+                                              f"({', '.join(settings.space_ids())}); add it there")
+    return space
+
+
+def store_from_seed(seed: Mapping[str, Any], settings: Settings | None = None, origin: str = "sandbox seed") -> Store:
     """Seed connectors are stored as given (defaults filled, no validation) so a seed can emulate
-    states Kibana reaches by other routes: imports with missing secrets, types since unregistered."""
+    states Kibana reaches by other routes: imports with missing secrets, types since unregistered.
+    With `settings`, spaces must be declared and ids must not clash with preconfigured connectors."""
     store = Store()
-    for i, raw in enumerate(seed.get("connectors") or []):
+    pre = settings.preconfigured if settings is not None else {}
+    for i, raw in enumerate(_list(seed, "connectors", origin)):
+        where = f"connectors[{i}]"
         if not isinstance(raw, Mapping) or not isinstance(raw.get("connector_type_id"), str):
-            raise _fail(f"connectors[{i}] needs at least 'connector_type_id'")
+            raise _fail(origin, where, "needs at least 'connector_type_id' (a string)")
+        unknown = sorted(str(k) for k in set(raw) - _CONNECTOR_KEYS)
+        if unknown:
+            known = ", ".join(sorted(_CONNECTOR_KEYS))
+            raise _fail(origin, where, f"unknown key(s) {', '.join(unknown)}; known: {known}")
+        for key in ("id", "name"):
+            if raw.get(key) is not None and not isinstance(raw[key], str):
+                raise _fail(origin, f"{where}.{key}", f"must be a string, got {_type_name(raw[key])}")
+        for part in ("config", "secrets"):
+            if raw.get(part) is not None and not isinstance(raw[part], Mapping):
+                raise _fail(origin, f"{where}.{part}", f"must be a mapping, got {_type_name(raw[part])}")
         cid = str(raw.get("id") or uuid.uuid4())
         if cid in store.connectors:
-            raise _fail(f"connectors[{i}]: id {cid!r} appears twice (ids are global across spaces)")
+            raise _fail(origin, f"{where}.id", f"{cid!r} appears twice (connector ids are global across spaces)")
+        if cid in pre:
+            raise _fail(origin, f"{where}.id", f"{cid!r} is already a preconfigured connector id")
         type_id = raw["connector_type_id"]
         store.connectors[cid] = connector_record(
-            cid, str(raw.get("space") or "default"), str(raw.get("name") or cid), type_id,
+            cid, _space_of(raw, where, settings, origin), str(raw.get("name") or cid), type_id,
             catalog.with_defaults(type_id, "config", dict(raw.get("config") or {})),
             dict(raw.get("secrets") or {}), bool(raw.get("is_missing_secrets", False)),
         )
-    for i, raw in enumerate(seed.get("rules") or []):
+    for i, raw in enumerate(_list(seed, "rules", origin)):
+        where = f"rules[{i}]"
         if not isinstance(raw, Mapping):
-            raise _fail(f"rules[{i}] must be a mapping")
+            raise _fail(origin, where, f"must be a mapping, got {_type_name(raw)}")
+        if raw.get("actions") is not None and not (
+            isinstance(raw["actions"], list) and all(isinstance(a, Mapping) and isinstance(a.get("id"), str)
+                                                     for a in raw["actions"])):
+            raise _fail(origin, f"{where}.actions", "must be a list of {id: <connector id>, group, params}")
         rid = str(raw.get("id") or uuid.uuid4())
-        store.rules[rid] = rule_record(rid, str(raw.get("space") or "default"), dict(raw), "1970-01-01T00:00:00.000Z")
+        if rid in store.rules:
+            raise _fail(origin, f"{where}.id", f"{rid!r} appears twice")
+        store.rules[rid] = rule_record(rid, _space_of(raw, where, settings, origin), dict(raw),
+                                       "1970-01-01T00:00:00.000Z")
     return store
 
 

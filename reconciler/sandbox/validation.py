@@ -197,8 +197,44 @@ def _implied_urls(type_id: str, part: str, value: Mapping[str, Any]) -> list[str
     return urls
 
 
+def _pem(value: Any, label: str, marker: str) -> str | None:
+    import base64
+    import binascii
+
+    try:
+        text = base64.b64decode(str(value), validate=False).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        text = ""
+    if f"-----BEGIN {marker}-----" in text or (marker == "PRIVATE KEY" and "-----BEGIN RSA PRIVATE KEY-----" in text):
+        return None
+    return (f"Invalid {label} file format: The file must be a PEM-encoded value beginning with "
+            f"\"-----BEGIN {marker}-----\".")
+
+
+def _gen_ai_secrets(value: Mapping[str, Any]) -> str | None:
+    """openai/lib/other_openai_utils.ts pkiSecretsValidator / nonPkiSecretsValidator."""
+    if any(k in value for k in ("caData", "certificateData", "privateKeyData")):
+        if not value.get("certificateData"):
+            return "Certificate data must be provided for PKI"
+        if not value.get("privateKeyData"):
+            return "Private key data must be provided for PKI"
+        return (_pem(value["certificateData"], "Certificate data", "CERTIFICATE")
+                or _pem(value["privateKeyData"], "Private key data", "PRIVATE KEY")
+                or (_pem(value["caData"], "CA certificate data", "CERTIFICATE") if value.get("caData") else None))
+    if not value.get("apiKey"):
+        return "[apiKey]: expected value of type [string] but got [undefined]"
+    return None
+
+
 def _type_checks(type_id: str, part: str, value: Mapping[str, Any]) -> str | None:
     """Cross-field rules the JSON Schemas cannot say; the detail of the 400, or None."""
+    if (type_id, part) == (".gen-ai", "secrets"):
+        return _gen_ai_secrets(value)
+    if (type_id, part) == (".torq", "config"):
+        try:
+            _js_url(str(value.get("webhookIntegrationUrl") or ""))
+        except ValueError as exc:
+            return f"error configuring send to Torq action: unable to parse url: {exc}"
     if (type_id, part) == (".gemini", "secrets") and isinstance(value.get("credentialsJson"), str):
         try:
             kind = json.loads(value["credentialsJson"]).get("type")
@@ -215,11 +251,23 @@ def _host_error(prefix: str, part: str, url: str) -> HttpError:
     return HttpError(400, f"{prefix}: {shown} is not added to the Kibana config xpack.actions.allowedHosts")
 
 
-def validate_part(type_id: str, part: str, value: Mapping[str, Any], allowed_hosts: Sequence[str]) -> dict[str, Any]:
-    """Config or secrets as Kibana stores them (defaults filled), or a 400 with Kibana's prefix."""
+def _schema_errors(type_id: str, part: str, filled: Mapping[str, Any]) -> list[Any]:
+    errors = list(catalog.validator(type_id, part).iter_errors(filled))
+    if type_id in _WEBHOOKS and part == "config":
+        # Kibana's webhook validator checks "authType with hasAuth false" after the URL checks, in its
+        # own words (_webhook_auth_type below); the catalogue's if/then must not pre-empt it.
+        errors = [e for e in errors if list(e.absolute_path) != ["authType"] or e.validator != "type"]
+    if (type_id, part) == (".gen-ai", "secrets") and isinstance(filled, Mapping):
+        errors = [e for e in errors if list(e.absolute_path) or e.validator != "anyOf"]
+    return errors
+
+
+def validate_part(type_id: str, part: str, value: Mapping[str, Any], allowed_hosts: Sequence[str],
+                  *, current: bool = True) -> dict[str, Any]:
+    """Config or secrets as Kibana stores them (defaults filled), or a 400 with Kibana's prefix.
+    `current` adds the defaults newer releases store (webhook `authType`)."""
     filled = catalog.with_defaults(type_id, part, value)
-    validator = catalog.validator(type_id, part)
-    errors = list(validator.iter_errors(filled))
+    errors = _schema_errors(type_id, part, filled)
     prefix = f"error validating action type {part}"
     if errors:
         import jsonschema.exceptions  # deferred: only failures pay for it
@@ -233,7 +281,54 @@ def validate_part(type_id: str, part: str, value: Mapping[str, Any], allowed_hos
     for url in urls + _implied_urls(type_id, part, filled):
         if not host_allowed(url, allowed_hosts):
             raise _host_error(prefix, part, url)
+    detail = _after_hosts(type_id, part, filled)
+    if detail is not None:
+        raise HttpError(400, f"{prefix}: {detail}")
+    if current and part == "config" and type_id in _WEBHOOKS and filled.get("hasAuth") is True \
+            and "authType" not in filled:
+        # Newer releases store basic auth for `hasAuth: true` with no authType (webhook.ts API tests
+        # expect `authType: 'webhook-authentication-basic'` in the created config).
+        filled["authType"] = "webhook-authentication-basic"
     return filled
+
+
+_WEBHOOKS = frozenset({".webhook", ".cases-webhook"})
+_TORQ_HOSTS = frozenset({"hooks.torq.io", "hooks.eu.torq.io", "localhost"})
+
+
+def _js_url(value: str) -> Any:
+    """What WHATWG `new URL(value)` accepts, roughly: a scheme and, for http(s), a host."""
+    parts = urlsplit(value)
+    if not parts.scheme or (parts.scheme in ("http", "https") and not parts.hostname):
+        raise ValueError(f"TypeError: Invalid URL: {value}")
+    return parts
+
+
+def _after_hosts(type_id: str, part: str, value: Mapping[str, Any]) -> str | None:
+    """Per-type config validators that run after the allowedHosts check, in Kibana's words."""
+    if part != "config":
+        return None
+    if type_id == ".torq":
+        # stack_connectors/server/connector_types/torq/index.ts validateActionTypeConfig
+        url = str(value.get("webhookIntegrationUrl") or "")
+        try:
+            host = _js_url(url).hostname
+        except ValueError as exc:
+            return f"error configuring send to Torq action: unable to parse url: {exc}"
+        if host not in _TORQ_HOSTS:
+            return ("error configuring send to Torq action: url must begin with https://hooks.torq.io or "
+                    "https://hooks.eu.torq.io")
+    if type_id == ".webhook" and value.get("authType") and not value.get("hasAuth"):
+        # stack_connectors/server/connector_types/webhook/index.ts validateAuthType
+        return "error validation webhook action config: authType must be null or undefined if hasAuth is false"
+    if type_id == ".gen-ai":
+        # openai/lib/utils configValidator: assertURL (http(s) with a hostname), wrapped by the type
+        url = str(value.get("apiUrl") or "")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return ("Error configuring OpenAI action: Error: " +
+                    ("Invalid protocol" if parts.hostname else "URL must contain hostname"))
+    return None
 
 
 # nodemailer's well-known services that Kibana accepts as config.service, plus Kibana's own values.
@@ -248,6 +343,36 @@ _EMAIL_SERVICES = frozenset({
 _SERVICENOW = frozenset({".servicenow", ".servicenow-sir", ".servicenow-itom"})
 _SN_OAUTH_CONFIG = ("clientId", "userIdentifierValue", "jwtKeyId")
 _SN_OAUTH_SECRETS = ("clientSecret", "privateKey")
+
+
+def _xmatters_connector(config: Mapping[str, Any], secrets: Mapping[str, Any]) -> str | None:
+    """stack_connectors/server/connector_types/xmatters/index.ts validateConnector, on the request as
+    sent: an omitted usesBasic is falsy there although the stored default is true."""
+    if config.get("usesBasic"):
+        if secrets.get("secretsUrl"):
+            return "secretsUrl should not be provided when usesBasic is true"
+        if secrets.get("user") is None:
+            return "Provide valid Username"
+        if secrets.get("password") is None:
+            return "Provide valid Password"
+        if config.get("configUrl") is None:
+            return "Provide valid configUrl"
+        return None
+    if secrets.get("user") or secrets.get("password"):
+        return "Username and password should not be provided when usesBasic is false"
+    if config.get("configUrl"):
+        return "configUrl should not be provided when usesBasic is false"
+    if secrets.get("secretsUrl") is None:
+        return "Provide valid secretsUrl with API Key"
+    return None
+
+
+def _cases_webhook_connector(config: Mapping[str, Any], secrets: Mapping[str, Any]) -> str | None:
+    """cases_webhook/validators.ts validateConnector: `hasAuth && isEmpty(secrets)` on the request as
+    sent (`{user: null}` is not empty). The i18n.INVALID_AUTH text was not read; this wording is ours."""
+    if config.get("hasAuth") and not secrets:
+        return "Invalid authentication: hasAuth is true but no secrets were given"
+    return None
 
 
 def _email_connector(raw_config: Mapping[str, Any], secrets: Mapping[str, Any]) -> str | None:
@@ -286,12 +411,18 @@ def check_config_values(type_id: str, raw_config: Mapping[str, Any]) -> None:
 
 
 def validate_connector(type_id: str, raw_config: Mapping[str, Any], config: Mapping[str, Any],
-                       secrets: Mapping[str, Any]) -> None:
-    """Kibana's per-type `validateConnector`, run after config and secrets (on the config as sent)."""
+                       secrets: Mapping[str, Any], raw_secrets: Mapping[str, Any] | None = None) -> None:
+    """Kibana's per-type `validateConnector`, run after config and secrets on the request's own
+    `{config, secrets}` (actions server/application/connector/methods/create/create.ts)."""
+    raw_secrets = secrets if raw_secrets is None else raw_secrets
     detail = None
     if type_id == ".email":
         detail = _email_connector(raw_config, secrets)
     elif type_id in _SERVICENOW:
         detail = _servicenow_connector(config, secrets)
+    elif type_id == ".xmatters":
+        detail = _xmatters_connector(raw_config, raw_secrets)
+    elif type_id == ".cases-webhook":
+        detail = _cases_webhook_connector(raw_config, raw_secrets)
     if detail is not None:
         raise HttpError(400, f"error validating action type connector: {detail}")

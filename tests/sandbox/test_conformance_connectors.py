@@ -577,3 +577,26 @@ def test_connector_types_license_fields() -> None:
     assert by_id[".servicenow"]["enabled"] is False
     assert by_id[".slack"]["enabled_in_license"] is True
     assert by_id[".slack"]["enabled"] is True
+
+
+def test_server_log_create_and_execute_exact_current_shape() -> None:
+    """connector_types/server_log.ts (elastic/kibana x-pack/platform/test/alerting_api_integration/
+    security_and_spaces/group2/tests/actions/): the created and fetched bodies `eql` Kibana's, with
+    `is_connector_type_deprecated: false` (the sandbox's default, current, response fields), and
+    firing the action with `{level, message}` answers `status: 'ok'`."""
+    kb = kc.make_kibana()
+    resp = kb.request("POST", "/api/actions/connector", space="default",
+                      body={"name": "A server.log action", "connector_type_id": ".server-log"})
+    assert resp.status_code == 200, resp.text
+    created = resp.json()
+    expected = {
+        "id": created["id"], "is_preconfigured": False, "is_system_action": False, "is_deprecated": False,
+        "is_missing_secrets": False, "name": "A server.log action", "connector_type_id": ".server-log",
+        "config": {}, "is_connector_type_deprecated": False,
+    }
+    assert created == expected
+    assert kb.request("GET", f"/api/actions/connector/{created['id']}", space="default").json() == expected
+    fired = kb.request("POST", f"/api/actions/connector/{created['id']}/_execute", space="default",
+                       body={"params": {"level": "info",
+                                        "message": "message posted by firing an action during a test"}})
+    assert fired.status_code == 200 and fired.json()["status"] == "ok"

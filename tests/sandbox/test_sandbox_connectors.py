@@ -35,7 +35,7 @@ def test_create_returns_kibana_shape_with_defaults(sandbox_client: ClientFactory
     uuid.UUID(body.pop("id"))
     assert body == {
         "name": "Index", "connector_type_id": ".index", "is_preconfigured": False, "is_deprecated": False,
-        "is_missing_secrets": False, "is_system_action": False,
+        "is_missing_secrets": False, "is_system_action": False, "is_connector_type_deprecated": False,
         "config": {"index": "logs", "refresh": False, "executionTimeField": None},
     }
 
@@ -188,7 +188,7 @@ PRE = {"my-slack1": {"name": "Slack#xyz", "actionTypeId": ".slack", "secrets": {
 def test_preconfigured_connectors(sandbox_client: ClientFactory) -> None:
     _, c = sandbox_client({"preconfigured": PRE, "spaces": ["team"]})
     expected = {"id": "my-slack1", "connector_type_id": ".slack", "name": "Slack#xyz", "is_preconfigured": True,
-                "is_system_action": False, "is_deprecated": False}
+                "is_system_action": False, "is_deprecated": False, "is_connector_type_deprecated": False}
     for prefix in ("", "/s/team"):
         assert c.get(f"{prefix}/api/actions/connector/my-slack1").json() == expected
         assert c.get(f"{prefix}/api/actions/connectors").json() == [{**expected, "referenced_by_count": 0}]
@@ -198,7 +198,8 @@ def test_preconfigured_connectors(sandbox_client: ClientFactory) -> None:
     assert (r.status_code, r.json()["message"]) == (400, "Preconfigured action my-slack1 is not allowed to delete.")
     r = c.post("/api/actions/connector/my-slack1", json=INDEX)
     assert (r.status_code, r.json()["message"]) == (400, "This my-slack1 already exists in a preconfigured action.")
-    assert c.post("/api/actions/connector/my-slack1/_execute", json={"params": {}}).json()["status"] == "ok"
+    r = c.post("/api/actions/connector/my-slack1/_execute", json={"params": {"message": "hi"}})
+    assert r.json() == {"connector_id": "my-slack1", "status": "ok"}
 
 
 def test_system_connector(sandbox_client: ClientFactory) -> None:
@@ -249,7 +250,7 @@ def test_connector_types(sandbox_client: ClientFactory) -> None:
     assert types[".slack"] == {
         "id": ".slack", "name": "Slack", "enabled": True, "enabled_in_config": True, "enabled_in_license": True,
         "minimum_license_required": "gold", "supported_feature_ids": types[".slack"]["supported_feature_ids"],
-        "is_system_action_type": False,
+        "is_system_action_type": False, "source": "stack", "is_deprecated": False,
     }
     assert types[".servicenow"]["enabled"] is False and types[".servicenow"]["enabled_in_license"] is False
     assert types[".webhook"]["enabled_in_config"] is False
