@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from reconciler.errors import ConfigError, ExitCode, KibanaConflict, KibanaNotFound, ReconcilerError, StateError
 from reconciler.model import LiveConnector, SecretDigest
 from reconciler.plan import MUTATING, Action, Change, Plan, live_fingerprint
+from reconciler.secrets import Masker
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ StaleCheck = Literal["get", "list"]
 
 STALE_LIVE = "changed in Kibana since the plan was made; re-run kcr plan"
 STALE_SECRETS = "secrets changed since the plan was made; re-run kcr plan"
-_MIN_SCRUB_LEN = 4  # shorter "secrets" would garble ordinary words; no real credential is that short
 
 
 # --- what apply needs of its collaborators (the real classes satisfy these structurally) --------
@@ -163,30 +163,6 @@ def _digest_matches(planned: SecretDigest | None, now: SecretDigest) -> bool:
     return all(now.vault_versions.get(ref) == version for ref, version in planned.vault_versions.items())
 
 
-def _secret_strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        if len(value) >= _MIN_SCRUB_LEN:
-            yield value
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _secret_strings(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _secret_strings(v)
-
-
-class _Scrubber:
-    def __init__(self, payloads: Iterable[Mapping[str, Any]]) -> None:
-        values = {s for p in payloads for s in _secret_strings(p)}
-        self._values = sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
-
-    def __call__(self, text: str) -> str:
-        for v in self._values:
-            if v in text:
-                text = text.replace(v, "***")
-        return text
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ReconcilerError):
         return str(exc)
@@ -209,7 +185,7 @@ class _Run:
         secrets: Mapping[str, Resolved],
         digests: Mapping[str, SecretDigest],
         allow_referenced: AllowReferenced,
-        scrub: _Scrubber,
+        scrub: Masker,
         on_progress: Callable[[ActionResult], None] | None,
     ) -> None:
         self.client = client
@@ -438,7 +414,7 @@ def apply_plan(
     )
     secrets = {c.address: resolved_by_owner[owner] for owner, c in owners.items()}
     digests = {c.address: secrets[c.address].digest(c.id, fingerprint_key) for c in sending}
-    scrub = _Scrubber(s.payload() for s in secrets.values())
+    scrub = Masker(*(s.payload() for s in secrets.values()))
     run = _Run(client, secrets, digests, allow_referenced, scrub, on_progress)
     run.stale_check = stale_check
 

@@ -24,7 +24,7 @@ import re
 import ssl
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +48,7 @@ from reconciler.model import (
     LiveState,
     RuleRef,
 )
+from reconciler.secrets import Masker
 
 log = logging.getLogger("kcr.kibana")
 
@@ -328,6 +329,9 @@ def connector_path(space: str, connector_id: str | None = None, suffix: str = ""
 # Errors
 
 
+_NO_SECRETS = Masker()
+
+
 def _status_error(status: int) -> type[KibanaError]:
     if status in (401, 403):
         return KibanaAuthError
@@ -340,46 +344,22 @@ def _status_error(status: int) -> type[KibanaError]:
     return KibanaError
 
 
-def _secret_strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-        # a server that quotes the JSON it received shows the escaped forms
-        yield json.dumps(value)[1:-1]
-        yield json.dumps(value, ensure_ascii=False)[1:-1]
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        if len(str(value)) >= 4:  # shorter numbers are not worth masking, and would mask every digit
-            yield str(value)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _secret_strings(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _secret_strings(item)
-
-
-def _scrub(text: str, secrets: Sequence[str]) -> str:
+def _kibana_message(response: httpx.Response, mask: Masker = _NO_SECRETS) -> str:
     """Kibana's messages sometimes quote what was sent (a URL that is not allowed, a value that failed
-    validation): whatever we sent as a secret is masked before it can reach a message."""
-    for secret in sorted(secrets, key=len, reverse=True):  # longest first: an escaped form contains the raw one
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _kibana_message(response: httpx.Response, secrets: Sequence[str] = ()) -> str:
-    """Secrets are masked before the text is cut, so a cut never leaves part of one behind."""
+    validation), so whatever we sent as a secret is masked — before the text is cut, so a cut never
+    leaves part of one behind."""
     try:
         body = response.json()
     except (ValueError, RecursionError):
-        text = _scrub(response.text.strip(), secrets)
+        text = mask(response.text.strip())
         return text[:200] + ("..." if len(text) > 200 else "") if text else ""
     if isinstance(body, Mapping):
         message = body.get("message")
         if isinstance(message, str):
-            return _scrub(message, secrets)
+            return mask(message)
         error = body.get("error")
         if isinstance(error, str):
-            return _scrub(error, secrets)
+            return mask(error)
     return ""
 
 
@@ -389,9 +369,9 @@ _HINTS = {
 }
 
 
-def _error_for(method: str, path: str, response: httpx.Response, secrets: Sequence[str] = ()) -> KibanaError:
+def _error_for(method: str, path: str, response: httpx.Response, mask: Masker = _NO_SECRETS) -> KibanaError:
     status = response.status_code
-    message = _kibana_message(response, secrets)
+    message = _kibana_message(response, mask)
     text = f"{method} {path}: Kibana answered {status} {response.reason_phrase}".rstrip()
     if message:
         text += f": {message}"
@@ -665,7 +645,7 @@ class KibanaClient:
     ) -> LiveConnector:
         path = connector_path(space, id)
         body = {"name": name, "connector_type_id": type, "config": dict(config), "secrets": dict(secrets)}
-        masked = list(_secret_strings(secrets))
+        masked = Masker(secrets)
         maybe_created = False
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
@@ -731,7 +711,7 @@ class KibanaClient:
         body = {"name": name, "config": dict(config), "secrets": dict(secrets)}
         response, _ = self._request("PUT", path, body=body, idempotent=True)
         if not response.is_success:
-            raise _error_for("PUT", path, response, list(_secret_strings(secrets)))
+            raise _error_for("PUT", path, response, Masker(secrets))
         return _live_connector("PUT", path, self._json("PUT", path, response))
 
     def delete_connector(self, space: str, id: str) -> None:
@@ -747,7 +727,7 @@ class KibanaClient:
         path = connector_path(space, id, "/_execute")
         response, _ = self._request("POST", path, body={"params": dict(params)}, idempotent=False)
         if not response.is_success:
-            raise _error_for("POST", path, response, list(_secret_strings(params)))
+            raise _error_for("POST", path, response, Masker(params))
         if response.status_code == 204 or not response.content:
             return {"connector_id": id, "status": "ok"}
         body = self._json("POST", path, response)

@@ -190,6 +190,45 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
+MIN_MASKED_LEN = 4  # shorter values would garble ordinary words; no real credential is that short
+
+
+def _masked_forms(value: Any) -> Iterator[str]:
+    if isinstance(value, Secret):
+        value = value.reveal()
+    if isinstance(value, str):
+        if len(value) >= MIN_MASKED_LEN:
+            yield value
+            # a server that quotes the JSON it received shows the escaped forms
+            yield json.dumps(value)[1:-1]
+            yield json.dumps(value, ensure_ascii=False)[1:-1]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if len(str(value)) >= MIN_MASKED_LEN:
+            yield str(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _masked_forms(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _masked_forms(item)
+
+
+class Masker:
+    """Replaces every resolved secret value (and its JSON-escaped forms) in a text with `***`. The one
+    place text from outside — Kibana's messages, exceptions — is cleaned before it is reported, for the
+    client and the applier alike."""
+
+    def __init__(self, *payloads: Any) -> None:
+        forms = {f for p in payloads for f in _masked_forms(p)}
+        self._forms = sorted(forms, key=len, reverse=True)  # longest first: an escaped form holds the raw one
+
+    def __call__(self, text: str) -> str:
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, "***")
+        return text
+
+
 def references_in(value: Any) -> list[Reference]:
     """Every reference inside a JSON-like value, in order. Raises ReferenceSyntaxError."""
     return [ref for s in _strings(value) for ref in parse_template(s).references]

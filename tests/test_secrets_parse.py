@@ -145,3 +145,14 @@ def test_digest_is_hmac_over_canonical_json() -> None:
     assert resolved.digest("conn-1", None).hmacs == {}
     same = ResolvedSecrets({"h": {"a": Secret("1"), "b": Secret("2")}, "routingKey": Secret("abc")})
     assert same.digest("conn-1", key).hmacs == digest.hmacs  # key order does not matter
+
+
+def test_masker_hides_raw_escaped_and_numeric_forms() -> None:
+    from reconciler.secrets import Masker, Secret
+
+    mask = Masker({"a": 'pa"ss\\word', "b": ["tab\there", 123456]}, {"c": Secret("wrapped-value")})
+    text = 'got pa"ss\\word, "pa\\"ss\\\\word", tab\\there, 123456 and wrapped-value; ok=ab'
+    out = mask(text)
+    for leaked in ('pa"ss', "pa\\\"ss", "tab\\there", "123456", "wrapped-value"):
+        assert leaked not in out
+    assert out.endswith("ok=ab")  # short values are left alone
