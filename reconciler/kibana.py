@@ -415,6 +415,7 @@ class KibanaClient:
         *,
         transport: httpx.BaseTransport | None = None,
         retries: int = 4,
+        throttled: int = 10,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
@@ -422,6 +423,9 @@ class KibanaClient:
     ) -> None:
         self.conn = conn
         self.retries = max(0, retries)
+        # A 429 means Kibana did nothing and says when to come back: it has its own budget, so being
+        # throttled never uses up the retries meant for failures.
+        self.throttled = max(0, throttled)
         self.backoff = backoff
         self._sleep = sleep
         self._random = random
@@ -490,28 +494,32 @@ class KibanaClient:
         """Sends with the retry policy; returns the last response and whether an earlier attempt may
         have reached Kibana (a transport failure or a 5xx), which makes a later 404 on DELETE a success."""
         ambiguous = False
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
+        attempt = throttled = 0
+        while True:
+            last = attempt >= self.retries
             try:
                 response = self._send_once(method, path, body, params)
             except httpx.HTTPError as exc:
                 _raise_if_tls(method, path, exc)
                 if idempotent and not last:
                     ambiguous = True
-                    self._sleep(self._delay(attempt, None))
+                    self._sleep(self._delay(attempt + throttled, None))
+                    attempt += 1
                     continue
                 raise KibanaUnavailable(
                     f"{method} {path}: Kibana could not be reached ({type(exc).__name__}: {_describe(exc)}); "
                     f"check the URL, the network and the proxy settings"
                 ) from None
-            retryable = response.status_code == 429 or (idempotent and response.status_code in RETRY_STATUSES)
-            if retryable and not last:
-                if response.status_code != 429:
-                    ambiguous = True
-                self._sleep(self._delay(attempt, response))
+            if response.status_code == 429 and throttled < self.throttled:
+                self._sleep(self._delay(attempt + throttled, response))
+                throttled += 1
+                continue
+            if idempotent and response.status_code in RETRY_STATUSES and not last:
+                ambiguous = True
+                self._sleep(self._delay(attempt + throttled, response))
+                attempt += 1
                 continue
             return response, ambiguous
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _json(self, method: str, path: str, response: httpx.Response) -> Any:
         try:
@@ -647,8 +655,9 @@ class KibanaClient:
         body = {"name": name, "connector_type_id": type, "config": dict(config), "secrets": dict(secrets)}
         masked = Masker(secrets)
         maybe_created = False
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
+        attempt = throttled = 0
+        while True:
+            last = attempt >= self.retries
             response: httpx.Response | None = None
             try:
                 response = self._send_once("POST", path, body, None)
@@ -659,8 +668,9 @@ class KibanaClient:
                 status = response.status_code
                 if response.is_success:
                     return _live_connector("POST", path, self._json("POST", path, response))
-                if status == 429 and not last:
-                    self._sleep(self._delay(attempt, response))
+                if status == 429 and throttled < self.throttled:  # Kibana did nothing: safe to repeat
+                    self._sleep(self._delay(attempt + throttled, response))
+                    throttled += 1
                     continue
                 if status == 409 and maybe_created:
                     confirmed = self._confirm_created(space, id, name, type)
@@ -676,7 +686,8 @@ class KibanaClient:
             maybe_created = True
             retry = response is None or response.status_code in RETRY_STATUSES
             if retry and not last:
-                self._sleep(self._delay(attempt, response))
+                self._sleep(self._delay(attempt + throttled, response))
+                attempt += 1
                 continue
             if response is not None:
                 raise _error_for("POST", path, response, masked)
@@ -684,7 +695,6 @@ class KibanaClient:
                 f"POST {path}: Kibana could not be reached ({failure}) and the connector does not exist; "
                 "re-run when Kibana is reachable"
             )
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _confirm_created(self, space: str, id: str, name: str, type: str) -> LiveConnector | None:
         live = self.get_connector(space, id)

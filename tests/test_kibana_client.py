@@ -601,3 +601,21 @@ def test_with_respx() -> None:
             [live] = client.list_connectors("ops")
         assert live.referenced_by_count == 3
         assert route.calls.last.request.headers["authorization"] == "Bearer t"
+
+
+def test_being_throttled_does_not_use_up_the_retries_for_failures() -> None:
+    """Six 429s, then two 503s, then success: the 429s have their own budget (10 by default)."""
+    throttled = [httpx.Response(429, headers={"Retry-After": "1"})] * 6
+    client, rec, sleeps = make_client(
+        sequence(*throttled, httpx.Response(503), httpx.Response(503), httpx.Response(200, json=[])), retries=2
+    )
+    assert client.list_connectors("default") == []
+    assert len(rec.requests) == 9
+    assert sleeps.delays[:6] == [1.0] * 6
+
+
+def test_throttling_without_end_still_stops() -> None:
+    client, rec, _ = make_client(sequence(*[httpx.Response(429, headers={"Retry-After": "1"})] * 30), retries=2)
+    with pytest.raises(KibanaError):
+        client.list_connectors("default")
+    assert len(rec.requests) == 1 + 10 + 2  # its own 10 retries, then the 2 for failures, then reported
