@@ -88,6 +88,9 @@ class LockingRecord(Protocol):
 # --- results ------------------------------------------------------------------------------------
 
 
+SAVE_INTERVAL_S = 1.0  # how often a long apply saves the record of applied secrets (and once at the end)
+
+
 class Status(StrEnum):
     OK = "ok"
     FAILED = "failed"
@@ -178,6 +181,58 @@ class _Outcome(Exception):
         self.message = message
 
 
+class _RecordKeeper:
+    """The record of applied secrets, updated as results arrive and saved every few seconds and at the
+    end, so a run killed half-way loses at most the last few seconds of its record (the connectors it
+    changed would otherwise show "secrets unknown" and a later rotation would go unnoticed). It only
+    ever claims what succeeded, so an early save is never a lie."""
+
+    def __init__(self, record: Record, digests: Mapping[str, SecretDigest], scrub: Masker,
+                 interval: float = SAVE_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.record = record
+        self.digests = digests
+        self.scrub = scrub
+        self.interval = interval
+        self.clock = clock
+        self.stored: dict[str, SecretDigest] = {}
+        self.current: dict[str, SecretDigest] = {}
+        self.saved: dict[str, SecretDigest] = {}
+        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._last_save = clock()
+
+    def load(self) -> None:
+        self.stored = dict(self.record.load())
+        self.current = dict(self.stored)
+        self.saved = dict(self.stored)
+
+    def note(self, change: Change, result: ActionResult, deleted: bool) -> None:
+        with self._lock:
+            if deleted:
+                self.current.pop(change.id, None)
+            if result.status is Status.OK and change.action is not Action.DELETE:
+                self.current[change.id] = self.digests[change.address]
+            if self.clock() - self._last_save >= self.interval:
+                self._save()
+
+    def finish(self) -> bool:
+        """True when the record now differs from what the run found."""
+        with self._lock:
+            self._save()
+            return self.error is None and self.saved != self.stored
+
+    def _save(self) -> None:
+        self._last_save = self.clock()
+        if self.current == self.saved:
+            return
+        try:
+            self.record.save(self.current)
+        except ReconcilerError as exc:
+            self.error = self.scrub(str(exc))
+            return
+        self.saved = dict(self.current)
+
+
 class _Run:
     def __init__(
         self,
@@ -187,8 +242,10 @@ class _Run:
         allow_referenced: AllowReferenced,
         scrub: Masker,
         on_progress: Callable[[ActionResult], None] | None,
+        keeper: _RecordKeeper,
     ) -> None:
         self.client = client
+        self.keeper = keeper
         self.secrets = secrets  # by address
         self.digests = digests  # by address, computed now
         self.allow_referenced = allow_referenced
@@ -352,6 +409,9 @@ class _Run:
             message=self.scrub(message),
             duration=time.perf_counter() - start,
         )
+        with self._deleted_lock:
+            deleted = change.address in self.deleted
+        self.keeper.note(change, result, deleted)
         self.report(result)
         return result
 
@@ -415,14 +475,15 @@ def apply_plan(
     secrets = {c.address: resolved_by_owner[owner] for owner, c in owners.items()}
     digests = {c.address: secrets[c.address].digest(c.id, fingerprint_key) for c in sending}
     scrub = Masker(*(s.payload() for s in secrets.values()))
-    run = _Run(client, secrets, digests, allow_referenced, scrub, on_progress)
+    keeper = _RecordKeeper(record, digests, scrub)
+    run = _Run(client, secrets, digests, allow_referenced, scrub, on_progress, keeper)
     run.stale_check = stale_check
 
     locker = record if isinstance(record, LockingRecord) else None
     if locker is not None:
         locker.lock(lock if lock is not None else lock_info(plan))
     try:
-        stored = dict(record.load())
+        keeper.load()
         first = [c for c in changes if c.action in (Action.CREATE, Action.UPDATE)]
         second = [c for c in changes if c.action in (Action.DELETE, Action.RECREATE)]
         by_address: dict[str, ActionResult] = {}
@@ -436,22 +497,8 @@ def apply_plan(
                 for r in _run_phase(pool, run, second):
                     by_address[r.address] = r
         results = tuple(by_address[c.address] for c in changes)
-
-        updated = dict(stored)
-        for c in changes:
-            if c.address in run.deleted:
-                updated.pop(c.id, None)
-            if by_address[c.address].status is Status.OK and c.action is not Action.DELETE:
-                updated[c.id] = digests[c.address]
-        record_error: str | None = None
-        changed = updated != stored
-        if changed:
-            try:
-                record.save(updated)
-            except ReconcilerError as exc:
-                record_error = scrub(str(exc))
-                changed = False
-        return ApplyReport(results=results, record_updated=changed, record_error=record_error)
+        changed = keeper.finish()
+        return ApplyReport(results=results, record_updated=changed, record_error=keeper.error)
     finally:
         if locker is not None:
             try:

@@ -684,3 +684,29 @@ def test_list_mode_reads_one_list_per_space_and_phase_instead_of_a_get_per_actio
     assert [r.status for r in report.results] == [Status.OK, Status.STALE, Status.OK]
     assert client.reads == [("list", "default"), ("list", "default")]
     assert client.calls == [("update", cid(1)), ("delete", cid(3))]
+
+
+def test_record_keeper_saves_as_results_arrive() -> None:
+    """A run killed half-way keeps the record of what it already changed: with the interval elapsed,
+    each success is saved at once, and only successes are ever claimed."""
+    from reconciler.applier import ActionResult, _RecordKeeper
+    from reconciler.secrets import Masker
+
+    saves: list[dict[str, SecretDigest]] = []
+
+    class Rec:
+        def load(self) -> dict[str, SecretDigest]:
+            return {}
+
+        def save(self, record: Mapping[str, SecretDigest]) -> None:
+            saves.append(dict(record))
+
+    ok = change(Action.CREATE, 1, want=desired(1), resolver=FakeResolver(env_for(1)))
+    failed = change(Action.CREATE, 2, want=desired(2), resolver=FakeResolver(env_for(2)))
+    digest = SecretDigest(hmacs={"routingKey": "h1"})
+    keeper = _RecordKeeper(Rec(), {ok.address: digest, failed.address: digest}, Masker(), interval=0.0)
+    keeper.load()
+    keeper.note(ok, ActionResult(ok.address, ok.action, Status.OK), deleted=False)
+    keeper.note(failed, ActionResult(failed.address, failed.action, Status.FAILED), deleted=False)
+    assert saves == [{ok.id: digest}]  # saved once the success arrived; the failure changed nothing
+    assert keeper.finish() is True and len(saves) == 1

@@ -151,7 +151,9 @@ def test_kill_9_at_random_points_is_always_recoverable(tmp_path: Path) -> None:
 
             rerun = _kcr(repo, env, "apply", "--auto-approve")
             assert rerun.returncode == 0, (trial, delay, rerun.stdout, rerun.stderr)
-            if stale_lock:
+            if stale_lock and "No changes." not in rerun.stdout:
+                # (a run killed after its last write and save leaves nothing to apply: the next apply
+                # that has work takes the dead run's lock over the same way)
                 assert "removed the lock of a run that died" in rerun.stderr
                 assert f"pid {proc.pid}" in rerun.stderr
             assert not lock.exists()
