@@ -31,7 +31,7 @@ from reconciler.model import LiveConnector, SecretDigest
 from reconciler.plan import MUTATING, Action, Change, Plan, live_fingerprint
 from reconciler.secrets import Masker
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("kcr.applier")
 
 AllowReferenced = frozenset[str] | Literal["all"]
 StaleCheck = Literal["get", "list"]

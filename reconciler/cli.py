@@ -57,10 +57,24 @@ def _globals(ctx: click.Context, root: Path | None, spaces: Sequence[str], kiban
         g.root = root
     g.spaces = tuple(spaces) or g.spaces
     g.kibana_url = kibana_url or g.kibana_url
-    if verbose:
-        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr,
-                            format="%(levelname)s %(name)s: %(message)s")
+    _logging(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     return g
+
+
+class _KcrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """kcr's own stderr handler (one, whatever the number of commands a process runs)."""
+
+
+def _logging(level: int) -> None:
+    """Warnings (a stale lock taken over, TLS verification off) always reach stderr; -v adds requests."""
+    logger = logging.getLogger("kcr")
+    for old in [h for h in logger.handlers if isinstance(h, _KcrHandler)]:
+        logger.removeHandler(old)
+    handler = _KcrHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(min(level, logger.level or logging.WARNING))
 
 
 def _out(text: str, path: Path | None = None) -> None:
@@ -72,13 +86,22 @@ def _out(text: str, path: Path | None = None) -> None:
 
 def _write_atomic(path: Path, text: str) -> None:
     """A saved plan or report is either whole or absent: written beside, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be written ({exc.strerror or exc})") from None
 
 
 def _read_text(path: Path) -> str:

@@ -33,7 +33,7 @@ from reconciler import __version__
 from reconciler.errors import ConfigError, StateError
 from reconciler.model import SecretDigest
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("kcr.state")
 
 FORMAT = 1
 DEFAULT_RECORD = Path(".kcr") / "record.json"

@@ -275,7 +275,8 @@ def test_apply_saved_plan_then_drift_export_test(kcr: Run, world: World) -> None
 
     code, out = kcr("types", "--live", "--format", "json", "-vv")
     assert code == 0
-    assert any(row["id"] == ".slack" and row["enabled"] for row in json.loads(out))
+    rows, _ = json.JSONDecoder().raw_decode(out)  # stdout's JSON; -vv's request log follows on stderr
+    assert any(row["id"] == ".slack" and row["enabled"] for row in rows)
 
 
 def test_apply_auto_approve_and_sync_secrets(kcr: Run, world: World) -> None:
