@@ -16,7 +16,6 @@ and, as a second line of defence, scrubbed of every resolved value before they a
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -28,7 +27,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from reconciler.errors import ConfigError, ExitCode, KibanaConflict, KibanaNotFound, ReconcilerError, StateError
 from reconciler.model import LiveConnector, SecretDigest
-from reconciler.plan import MUTATING, Action, Change, Plan, live_fingerprint
+from reconciler.plan import MUTATING, Action, Change, Plan, has_plaintext_marker, live_fingerprint
 from reconciler.secrets import Masker
 
 log = logging.getLogger("kcr.applier")
@@ -88,7 +87,9 @@ class LockingRecord(Protocol):
 # --- results ------------------------------------------------------------------------------------
 
 
-SAVE_INTERVAL_S = 1.0  # how often a long apply saves the record of applied secrets (and once at the end)
+PLAINTEXT_IN_SAVED_PLAN = ("a plaintext secret (allow_plaintext_secrets) is never written to a saved plan; "
+                           "apply it with `kcr apply` (plan and apply in one run)")
+SAVE_INTERVAL_S = 0.25  # how often a long apply saves the record of applied secrets (and once at the end)
 
 
 class Status(StrEnum):
@@ -96,7 +97,6 @@ class Status(StrEnum):
     FAILED = "failed"
     STALE = "stale"
     BLOCKED = "blocked"
-    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
@@ -199,6 +199,7 @@ class _RecordKeeper:
         self.saved: dict[str, SecretDigest] = {}
         self.error: str | None = None
         self._lock = threading.Lock()
+        self._saving = threading.Lock()
         self._last_save = clock()
 
     def load(self) -> None:
@@ -212,25 +213,32 @@ class _RecordKeeper:
                 self.current.pop(change.id, None)
             if result.status is Status.OK and change.action is not Action.DELETE:
                 self.current[change.id] = self.digests[change.address]
-            if self.clock() - self._last_save >= self.interval:
-                self._save()
+            due = self.clock() - self._last_save >= self.interval
+            if due:
+                self._last_save = self.clock()
+        if due:
+            self._save()
 
     def finish(self) -> bool:
         """True when the record now differs from what the run found."""
-        with self._lock:
-            self._save()
-            return self.error is None and self.saved != self.stored
+        self._save()
+        return self.error is None and self.saved != self.stored
 
     def _save(self) -> None:
-        self._last_save = self.clock()
-        if self.current == self.saved:
-            return
-        try:
-            self.record.save(self.current)
-        except ReconcilerError as exc:
-            self.error = self.scrub(str(exc))
-            return
-        self.saved = dict(self.current)
+        """One save at a time, outside the lock the workers share: a slow HTTP backend delays only the
+        worker that happens to save, and a later save always writes the latest record."""
+        with self._saving:
+            with self._lock:
+                snapshot = dict(self.current)
+            if snapshot == self.saved:
+                return
+            try:
+                self.record.save(snapshot)
+            except ReconcilerError as exc:
+                self.error = self.scrub(str(exc))
+                return
+            self.saved = snapshot
+            self.error = None
 
 
 class _Run:
@@ -254,6 +262,7 @@ class _Run:
         self.stale_check: StaleCheck = "get"
         self.lists: dict[str, Mapping[str, LiveConnector] | Exception] = {}  # space -> id -> live, per phase
         self.deleted: set[str] = set()  # addresses whose delete went through (recreates included)
+        self.unsendable: set[str] = set()  # addresses whose saved plan holds a plaintext-secret marker
         self._progress_lock = threading.Lock()
         self._deleted_lock = threading.Lock()
 
@@ -315,7 +324,8 @@ class _Run:
     def check_references(self, change: Change) -> None:
         listed = self._listed(change, "referenced_by_count").get(change.id)
         count = 0 if listed is None else listed.referenced_by_count
-        allowed = self.allow_referenced == "all" or change.id in self.allow_referenced
+        names_for = {change.id, change.address} | ({change.desired.key} if change.desired else set())
+        allowed = self.allow_referenced == "all" or bool(names_for & set(self.allow_referenced))
         if count > 0 and not allowed:
             names = ", ".join(f"{r.name} ({r.id})" for r in change.guard.rules)
             used_by = f" (rules: {names})" if names else ""
@@ -332,9 +342,13 @@ class _Run:
         try:
             self._post(change)
         except KibanaConflict:
-            if change.action is Action.CREATE:
-                raise _Outcome(Status.STALE, f"now exists in Kibana (409 conflict): {STALE_LIVE}") from None
-            raise
+            if change.action is not Action.CREATE:
+                raise
+            if self.client.get_connector(change.space, change.id) is None:
+                # Ids are global across spaces: the id is taken in a space this plan did not read.
+                raise _Outcome(Status.FAILED, "this id is used by a connector in another space (Kibana ids are "
+                                              "global across spaces); change the id, or delete that one") from None
+            raise _Outcome(Status.STALE, f"now exists in Kibana (409 conflict): {STALE_LIVE}") from None
 
     def _post(self, change: Change) -> None:
         assert change.desired is not None
@@ -369,6 +383,8 @@ class _Run:
         return found
 
     def perform(self, change: Change) -> str:
+        if change.address in self.unsendable:
+            raise _Outcome(Status.FAILED, PLAINTEXT_IN_SAVED_PLAN)
         self.check_protect(change)
         self.check_secrets(change)
         self.check_live(change)
@@ -450,6 +466,7 @@ def apply_plan(
     on_progress: Callable[[ActionResult], None] | None = None,
     lock: Any = None,
     stale_check: StaleCheck = "get",
+    secret_refs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ApplyReport:
     """Apply every mutating change of `plan`. Raises SecretError (nothing sent) when a secret cannot
     be resolved and StateError when the record cannot be locked or loaded; everything after the
@@ -460,24 +477,31 @@ def apply_plan(
     action); a create needs no read, since Kibana's POST refuses any id that exists (409 → stale);
     "list" compares with one list per space read at the start of each phase (1 request per action
     plus one per space), a wider window for a concurrent edit but half the requests, for large
-    applies over slow links."""
+    applies over slow links.
+
+    `secret_refs` (by address) replaces the plan's references when plan and apply run in one process:
+    the only way a plaintext secret, which a saved plan never holds, reaches Kibana."""
     if parallelism < 1:
         raise ConfigError(f"--parallelism must be at least 1 (got {parallelism})")
     changes = [c for c in plan.changes if c.action in MUTATING]
     if not changes:
         return ApplyReport(results=(), record_updated=False)
 
-    sending = [c for c in changes if c.action is not Action.DELETE and c.desired is not None]
+    refs = {c.address: (secret_refs or {}).get(c.address, c.desired.secret_refs)
+            for c in changes if c.action is not Action.DELETE and c.desired is not None}
+    # A plaintext secret (allow_plaintext_secrets) is never written to a saved plan: only a one-run
+    # apply, which passes the repository's own values as `secret_refs`, can send it.
+    unsendable = {address for address, r in refs.items() if has_plaintext_marker(r)}
+    sending = [c for c in changes if c.address in refs and c.address not in unsendable]
     owners = {_owner(c): c for c in sending}
-    resolved_by_owner = resolver.resolve_many(
-        {owner: dict(c.desired.secret_refs) for owner, c in owners.items() if c.desired is not None}
-    )
+    resolved_by_owner = resolver.resolve_many({owner: dict(refs[c.address]) for owner, c in owners.items()})
     secrets = {c.address: resolved_by_owner[owner] for owner, c in owners.items()}
     digests = {c.address: secrets[c.address].digest(c.id, fingerprint_key) for c in sending}
     scrub = Masker(*(s.payload() for s in secrets.values()))
     keeper = _RecordKeeper(record, digests, scrub)
     run = _Run(client, secrets, digests, allow_referenced, scrub, on_progress, keeper)
     run.stale_check = stale_check
+    run.unsendable = unsendable
 
     locker = record if isinstance(record, LockingRecord) else None
     if locker is not None:
@@ -514,7 +538,6 @@ _MARK = {
     Status.FAILED: ("✗", "\033[31m"),
     Status.STALE: ("!", "\033[33m"),
     Status.BLOCKED: ("⊘", "\033[35m"),
-    Status.SKIPPED: ("-", "\033[2m"),
 }
 _RESET = "\033[0m"
 
@@ -525,8 +548,6 @@ def summary_line(report: ApplyReport) -> str:
         f"Apply: {c[Status.OK]} succeeded, {c[Status.FAILED]} failed, {c[Status.STALE]} stale, "
         f"{c[Status.BLOCKED]} blocked"
     )
-    if c[Status.SKIPPED]:
-        line += f", {c[Status.SKIPPED]} skipped"
     return line + "."
 
 
@@ -556,7 +577,3 @@ def report_to_json(report: ApplyReport) -> dict[str, Any]:
         "record_error": report.record_error,
         "results": [r.to_json() for r in report.results],
     }
-
-
-def report_dumps(report: ApplyReport) -> str:
-    return json.dumps(report_to_json(report), indent=2, ensure_ascii=False) + "\n"

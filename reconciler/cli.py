@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from reconciler.kibana import KibanaClient
     from reconciler.model import DesiredState, SecretDigest
     from reconciler.plan import Plan
+    from reconciler.state import RecordBackend
 
 log = logging.getLogger("kcr")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -111,8 +112,8 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
 
 
-def _color(no_color: bool) -> bool:
-    return not no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+def _color(g: Globals, no_color: bool) -> bool:
+    return not no_color and sys.stdout.isatty() and "NO_COLOR" not in g.env
 
 
 def _fingerprint_key(env: Mapping[str, str]) -> bytes | None:
@@ -161,11 +162,11 @@ def _digests(g: Globals, desired: DesiredState) -> dict[str, SecretDigest]:
 def _make_plan(g: Globals, *, sync_secrets: bool = False, allow_plaintext_secrets: bool = False) -> Planned:
     from reconciler import planner
     from reconciler.desired import load_repository
-    from reconciler.state import backend_from_env
 
     desired = load_repository(g.root, g.spaces or None, env=g.env, allow_plaintext_secrets=allow_plaintext_secrets)
     digests = _digests(g, desired)
-    record = backend_from_env(g.env, g.root).load()
+    with _record(g) as backend:
+        record = backend.load()
     spaces = sorted(desired.spaces)
     with _client(g) as client:
         live = client.read_live(spaces)
@@ -177,6 +178,21 @@ def _make_plan(g: Globals, *, sync_secrets: bool = False, allow_plaintext_secret
             plan = planner.attach_rules(plan, rules)
     plan = replace(plan, created_at=datetime.now(UTC).replace(microsecond=0).isoformat())
     return Planned(plan=plan, desired=desired)
+
+
+@contextmanager
+def _record(g: Globals) -> Iterator[RecordBackend]:
+    """The record of applied secrets for this Kibana; an HTTP backend's connection is closed after."""
+    from reconciler.kibana import Connection
+    from reconciler.state import backend_from_env
+
+    backend = backend_from_env(g.env, g.root, kibana_url=Connection.from_env(g.env, url=g.kibana_url).url)
+    try:
+        yield backend
+    finally:
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
 
 
 def _render(plan: Plan, fmt: str, color: bool) -> str:
@@ -277,6 +293,8 @@ def _plan_options(f: F) -> F:
                      help="Also write the Markdown rendering (for an MR comment).")(f)
     f = click.option("--no-color", is_flag=True, help="Plain text even on a terminal.")(f)
     f = click.option("--sync-secrets", is_flag=True, help="Plan an update of every connector's secrets.")(f)
+    f = click.option("--allow-plaintext-secrets", is_flag=True,
+                     help="Local experiments only: literal secrets warn (and never reach a saved plan).")(f)
     return f
 
 
@@ -289,12 +307,12 @@ def _plan_options(f: F) -> F:
 @click.pass_context
 def plan(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
          fmt: str, gitlab_report: Path | None, markdown_out: Path | None, no_color: bool, sync_secrets: bool,
-         out: Path | None, detailed_exitcode: bool) -> None:
+         allow_plaintext_secrets: bool, out: Path | None, detailed_exitcode: bool) -> None:
     """Read Kibana, compare with the repository, and show what apply would do."""
     g = _globals(ctx, root, spaces, kibana_url, verbose)
-    planned = _make_plan(g, sync_secrets=sync_secrets)
+    planned = _make_plan(g, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets)
     _write_reports(planned.plan, out, gitlab_report, markdown_out)
-    _out(_render(planned.plan, fmt, _color(no_color)))
+    _out(_render(planned.plan, fmt, _color(g, no_color)))
     ctx.exit(_plan_exit(planned.plan, detailed_exitcode))
 
 
@@ -304,12 +322,12 @@ def plan(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_
 @click.pass_context
 def drift(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
           fmt: str, gitlab_report: Path | None, markdown_out: Path | None, no_color: bool,
-          sync_secrets: bool) -> None:
+          sync_secrets: bool, allow_plaintext_secrets: bool) -> None:
     """For cron jobs: 0 in sync, 2 drift, 1 error."""
     g = _globals(ctx, root, spaces, kibana_url, verbose)
-    planned = _make_plan(g, sync_secrets=sync_secrets)
+    planned = _make_plan(g, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets)
     _write_reports(planned.plan, None, gitlab_report, markdown_out)
-    _out(_render(planned.plan, fmt, _color(no_color)))
+    _out(_render(planned.plan, fmt, _color(g, no_color)))
     ctx.exit(_plan_exit(planned.plan, detailed=True))
 
 
@@ -321,27 +339,34 @@ def drift(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
 @click.option("--allow-referenced", multiple=True, metavar="ID|all",
               help="Let a delete/recreate proceed although rules use the connector (repeatable).")
 @click.option("--sync-secrets", is_flag=True, help="When planning here: push every connector's secrets.")
+@click.option("--allow-plaintext-secrets", is_flag=True, help="Local experiments only: literal secrets warn.")
 @click.option("--no-color", is_flag=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
 def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
           plan_file: Path | None, auto_approve: bool, parallelism: int, allow_referenced: tuple[str, ...],
-          sync_secrets: bool, no_color: bool, fmt: str) -> None:
+          sync_secrets: bool, no_color: bool, fmt: str, allow_plaintext_secrets: bool) -> None:
     """Apply a saved plan exactly (`kcr apply plan.json`), or plan, show, ask, and apply."""
     from reconciler import applier
     from reconciler.plan import loads
     from reconciler.secrets import SecretResolver
-    from reconciler.state import backend_from_env
 
     g = _globals(ctx, root, spaces, kibana_url, verbose)
-    color = _color(no_color)
+    color = _color(g, no_color)
+    one_run_refs: dict[str, Any] | None = None
     if plan_file is not None:
+        if spaces:
+            raise ConfigError("a saved plan is applied whole: --space limits planning (`kcr plan --space ... --out`)")
         the_plan = loads(_read_text(plan_file), str(plan_file))
+        if the_plan.has_errors:
+            raise ConfigError(f"{plan_file} holds a plan with errors (see `kcr plan`); fix them and plan again")
         from reconciler.desired import load_settings
 
         settings = load_settings(g.root)
+        if g.kibana_url is None and "KIBANA_URL" not in g.env and "KIBANA_ENDPOINT" not in g.env:
+            g.kibana_url = the_plan.kibana_url
     else:
-        planned = _make_plan(g, sync_secrets=sync_secrets)
+        planned = _make_plan(g, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets)
         the_plan, settings = planned.plan, planned.desired.settings
         _out(_render(the_plan, "text", color))
         if the_plan.has_errors:
@@ -355,21 +380,17 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
             if not click.confirm("Apply these changes?", default=False):
                 click.echo("Apply cancelled.")
                 ctx.exit(ExitCode.OK)
-    if plan_file is not None and g.kibana_url is None and "KIBANA_URL" not in g.env and "KIBANA_ENDPOINT" not in g.env:
-        g.kibana_url = the_plan.kibana_url
+        # Planned and applied in one run: the repository's own secret values (a plaintext one included,
+        # which a saved plan never holds) go straight to the applier.
+        one_run_refs = {f"{spec.space}/{spec.id}": dict(spec.secrets)
+                        for space in planned.desired.spaces.values() for spec in space.connectors}
     allow: frozenset[str] | Literal["all"] = "all" if "all" in allow_referenced else frozenset(allow_referenced)
     resolver = SecretResolver(g.env, settings, g.root)
-    record = backend_from_env(g.env, g.root)
-    try:
-        with _client(g) as client, _progress(the_plan) as progress:
-            _check_same_kibana(client, the_plan)
-            report = applier.apply_plan(the_plan, client, resolver, record, parallelism=parallelism,
-                                        allow_referenced=allow, fingerprint_key=_fingerprint_key(g.env),
-                                        on_progress=progress)
-    finally:
-        close = getattr(record, "close", None)
-        if callable(close):
-            close()
+    with _record(g) as record, _client(g) as client, _progress(the_plan) as progress:
+        _check_same_kibana(client, the_plan)
+        report = applier.apply_plan(the_plan, client, resolver, record, parallelism=parallelism,
+                                    allow_referenced=allow, fingerprint_key=_fingerprint_key(g.env),
+                                    on_progress=progress, secret_refs=one_run_refs)
     if fmt == "json":
         click.echo(json.dumps(applier.report_to_json(report), indent=2))
     else:
@@ -412,9 +433,10 @@ def _progress(plan: Plan) -> Iterator[Callable[[Any], None] | None]:
 @_common
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write (default: <dir>/connectors).")
+@click.option("--overwrite", is_flag=True, help="Replace files a previous export wrote.")
 @click.pass_context
 def export(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
-           out_dir: Path | None) -> None:
+           out_dir: Path | None, overwrite: bool) -> None:
     """Write live connectors as kcr files (secrets become ${env:..} references) to adopt a Kibana."""
     from reconciler.export import export_spaces
 
@@ -422,9 +444,11 @@ def export(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kiban
     target = out_dir or (g.root / "connectors")
     with _client(g) as client:
         wanted = list(g.spaces) or client.list_spaces()
-        result = export_spaces(client, wanted, target)
+        result = export_spaces(client, wanted, target, overwrite=overwrite)
     for path in result.files:
         click.echo(f"wrote {path}")
+    for line in (*result.warnings, *(f"skipped {s}" for s in result.skipped)):
+        click.echo(f"warning: {line}", err=True)
     if result.variables:
         click.echo("\nSet these variables (secrets are never exported) before `kcr plan`:")
         for name in result.variables:

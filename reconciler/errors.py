@@ -12,13 +12,14 @@ never carry a secret value.
     │   ├── KibanaConflict         409
     │   └── KibanaUnavailable      transport failure or 5xx after retries
     ├── StateError             the record of applied secrets (backend, lock held)
-    ├── PlanFileError          a saved plan that cannot be read or is of another format
-    └── ApplyFailed (1)        some actions failed; ApplyBlocked (3) some were blocked by a guard
+    └── PlanFileError          a saved plan that cannot be read or is of another format
+
+Failed, stale and blocked apply actions are results, not exceptions: applier.exit_code maps them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -111,15 +112,3 @@ class StateError(ReconcilerError):
 
 class PlanFileError(ReconcilerError):
     pass
-
-
-class ApplyFailed(ReconcilerError):
-    """Raised after every action has been tried and reported; the report is already printed."""
-
-    def __init__(self, message: str, failed: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.failed = tuple(failed)
-
-
-class ApplyBlocked(ApplyFailed):
-    exit_code = ExitCode.BLOCKED

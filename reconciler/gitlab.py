@@ -35,16 +35,21 @@ def post_mr_comment(markdown: str, title: str, env: Mapping[str, str],
     if len(body) > MAX_BODY:
         body = body[: MAX_BODY - 200] + "\n\n… (truncated: see the job's plan artifact)"
     headers = {"PRIVATE-TOKEN": env["KCR_GITLAB_TOKEN"]}
-    with httpx.Client(transport=transport, headers=headers, timeout=30) as http:
-        existing = _find(http, base, _marker(title))
-        if existing is None:
-            resp = http.post(base, json={"body": body})
-            verb = "created"
-        else:
-            resp = http.put(f"{base}/{existing}", json={"body": body})
-            verb = "updated"
-        if resp.status_code >= 400:
-            raise ReconcilerError(f"GitLab refused the MR comment: HTTP {resp.status_code}")
+    try:
+        with httpx.Client(transport=transport, headers=headers, timeout=30) as http:
+            existing = _find(http, base, _marker(title))
+            if existing is None:
+                resp = http.post(base, json={"body": body})
+                verb = "created"
+            else:
+                resp = http.put(f"{base}/{existing}", json={"body": body})
+                verb = "updated"
+    except httpx.HTTPError as exc:
+        raise ReconcilerError(f"GitLab could not be reached at CI_API_V4_URL ({type(exc).__name__}); "
+                              "check the runner's network") from None
+    if resp.status_code >= 400:
+        hint = " (does KCR_GITLAB_TOKEN have the api scope?)" if resp.status_code in (401, 403) else ""
+        raise ReconcilerError(f"GitLab refused the MR comment: HTTP {resp.status_code}{hint}")
     return verb
 
 
@@ -53,7 +58,10 @@ def _find(http: httpx.Client, base: str, marker: str) -> int | None:
         resp = http.get(base, params={"per_page": 100, "page": page, "sort": "asc"})
         if resp.status_code >= 400:
             raise ReconcilerError(f"GitLab refused to list MR notes: HTTP {resp.status_code}")
-        notes: Any = resp.json()
+        try:
+            notes: Any = resp.json()
+        except ValueError:
+            raise ReconcilerError("GitLab answered the notes list with something that is not JSON") from None
         if not isinstance(notes, list) or not notes:
             return None
         for note in notes:

@@ -16,6 +16,7 @@ blindly; `_execute` sends a real notification and is repeated only on 429 (Kiban
 from __future__ import annotations
 
 import base64
+import difflib
 import email.utils
 import json
 import logging
@@ -74,8 +75,8 @@ _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
 def parse_go_bool(name: str, value: str) -> bool:
-    """Go's strconv.ParseBool, because the Terraform provider reads KIBANA_INSECURE with it and users
-    copy their provider settings."""
+    """Go's strconv.ParseBool, because the Terraform provider reads KIBANA_INSECURE (and Terraform's
+    HTTP backend its skip_cert_verification) with it and users copy those settings."""
     if value in _GO_TRUE:
         return True
     if value in _GO_FALSE:
@@ -136,11 +137,18 @@ def _env_family(env: Mapping[str, str], prefix: str) -> tuple[dict[str, str | No
     return {k: env.get(v) or None for k, v in names.items()}, names
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
+    """The URL without user info, query or fragment: what may appear in a message or a repr."""
     parts = urllib.parse.urlsplit(url)
     netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
+    if ":" in netloc:  # IPv6
+        netloc = f"[{netloc}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a number: left out rather than risk echoing the netloc's user info
+        port = None
+    if port is not None:
+        netloc = f"{netloc}:{port}"
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
@@ -160,7 +168,7 @@ class Connection:
 
     def __repr__(self) -> str:
         return (
-            f"Connection(url={_redact_url(self.url)!r}, auth={self.auth_kind}"
+            f"Connection(url={redact_url(self.url)!r}, auth={self.auth_kind}"
             f"{' from ' + self.auth_source if self.auth_source else ''}, ca_certs={self.ca_certs!r}, "
             f"insecure={self.insecure}, timeout={self.timeout})"
         )
@@ -195,15 +203,20 @@ class Connection:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
-                f"{url_source}={_redact_url(url)!r} is not an http(s) URL; use e.g. https://kibana.example.com:5601"
+                f"{url_source}={redact_url(url)!r} is not an http(s) URL; use e.g. https://kibana.example.com:5601"
             )
         if parts.username or parts.password:
             raise ConfigError(
                 f"{url_source} carries credentials in the URL; use KIBANA_API_KEY or KIBANA_USERNAME/"
                 "KIBANA_PASSWORD instead"
             )
+        try:
+            parts.port  # noqa: B018 - validates: urlsplit parses the port lazily
+        except ValueError:
+            raise ConfigError(f"{url_source}={redact_url(url)!r} has a port that is not a number 0-65535") from None
         if parts.query or parts.fragment:
-            raise ConfigError(f"{url_source}={_redact_url(url)!r} must not have a query or fragment")
+            raise ConfigError(f"{url_source}={redact_url(url)!r} must not have a query or fragment")
+        _refuse_space_or_app_path(url_source, parts.path)
 
         flag_values: dict[str, str | None] = {
             "bearer": bearer, "api_key": api_key, "username": username, "password": password,
@@ -264,6 +277,23 @@ class Connection:
         if self.ca_certs:
             return _ssl_context(self.ca_certs, "KIBANA_CA_CERT")
         return True
+
+
+def _refuse_space_or_app_path(source: str, path: str) -> None:
+    """A URL copied from the browser (`.../s/ops/app/...`) would keep its path as the base of every
+    request, so "default" would silently be another space: with prune, kcr would plan deletes of that
+    space's connectors. A real server.basePath (`/kibana`) is kept. kcr cannot tell a basePath from the
+    rest of the path, so it refuses the two segments that mark a browser URL rather than guess."""
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        space = segment == "s" and i + 1 < len(segments) and segments[i + 1] != ""
+        if space or segment == "app":
+            tail = "/".join(segments[i:])
+            fix = " and use `--space`/the directory name" if space else ""
+            raise ConfigError(
+                f"{source} must be Kibana's base URL (including server.basePath if any), not a space or app URL: "
+                f"drop `/{tail}`{fix}"
+            )
 
 
 def _ssl_context(paths: Sequence[str], source: str) -> ssl.SSLContext:
@@ -363,10 +393,25 @@ def _kibana_message(response: httpx.Response, mask: Masker = _NO_SECRETS) -> str
     return ""
 
 
-_HINTS = {
-    401: "check the Kibana credentials (KIBANA_API_KEY, KIBANA_USERNAME/KIBANA_PASSWORD or KIBANA_BEARER_TOKEN)",
-    403: "the credentials lack a privilege: the user needs the Actions and Connectors feature (all) in this space",
-}
+_AUTH_HINT = "check the Kibana credentials (KIBANA_API_KEY, KIBANA_USERNAME/KIBANA_PASSWORD or KIBANA_BEARER_TOKEN)"
+_PRIVILEGE_HINT = (
+    "the credentials lack a privilege: the user needs the Actions and Connectors feature (all) in this space"
+)
+_TYPE_DISABLED_HINT = "the type needs a higher licence or is not in xpack.actions.enabledActionTypes"
+
+
+def _hint(status: int, message: str) -> str | None:
+    """Kibana answers 403 both for a missing privilege and for a type the licence or the config
+    disables; the two need different fixes, told apart by the message's prefix. Only the hint depends
+    on the wording: the error type follows the status alone."""
+    if status == 401:
+        return _AUTH_HINT
+    if status == 403:
+        if message.startswith("Unauthorized to"):
+            return _PRIVILEGE_HINT
+        if message.lower().startswith("action type "):
+            return _TYPE_DISABLED_HINT
+    return None
 
 
 def _error_for(method: str, path: str, response: httpx.Response, mask: Masker = _NO_SECRETS) -> KibanaError:
@@ -375,7 +420,7 @@ def _error_for(method: str, path: str, response: httpx.Response, mask: Masker = 
     text = f"{method} {path}: Kibana answered {status} {response.reason_phrase}".rstrip()
     if message:
         text += f": {message}"
-    hint = _HINTS.get(status)
+    hint = _hint(status, message)
     if hint:
         text += f" ({hint})"
     return _status_error(status)(text, status)
@@ -539,11 +584,16 @@ class KibanaClient:
     # -- reading ---------------------------------------------------------------------------
 
     def list_spaces(self) -> list[str]:
-        """Every space id the credentials can see; a Kibana without the spaces plugin has only `default`."""
+        """Every space id the credentials can see. Kibana 8+ cannot disable spaces, so a 404 here means
+        the URL is not Kibana's base (a basePath missing or extra), not "only `default`": reading it as
+        that would hide the wrong URL until a create or a delete landed somewhere else."""
         path = "/api/spaces/space"
         body = self._get(path, missing_ok=True)
         if body is MISSING:
-            return ["default"]
+            raise ConfigError(
+                f"Kibana at {redact_url(self.conn.url)} answered 404 for {path}: is KIBANA_URL Kibana's base URL "
+                "(server.basePath included)?"
+            )
         if not isinstance(body, list):
             raise _malformed("GET", path, "expected a list of spaces")
         ids: list[str] = []
@@ -624,8 +674,9 @@ class KibanaClient:
         unknown = [s for s in wanted if s not in known]
         if unknown:
             raise ConfigError(
-                f"space{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} not found in Kibana at "
-                f"{_redact_url(self.conn.url)}; known spaces: {', '.join(sorted(known)) or '(none)'}. "
+                f"space{'s' if len(unknown) > 1 else ''} {', '.join(_with_suggestion(s, known) for s in unknown)} "
+                "not found in Kibana at "
+                f"{redact_url(self.conn.url)}; known spaces: {', '.join(sorted(known)) or '(none)'}. "
                 "Create the space in Kibana or rename the directory under connectors/"
             )
         types = self.connector_types()
@@ -746,6 +797,11 @@ class KibanaClient:
         return body
 
 
+def _with_suggestion(space: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(space, known, n=1)
+    return f"{space} (did you mean {close[0]!r}?)" if close else space
+
+
 def _raise_if_tls(method: str, path: str, exc: httpx.HTTPError) -> None:
     """A certificate that does not verify fails the same way every time: no retry, and the message
     names the fix instead of blaming the network."""
@@ -797,5 +853,6 @@ __all__ = [
     "check_space",
     "connector_path",
     "parse_go_bool",
+    "redact_url",
     "space_prefix",
 ]

@@ -154,8 +154,6 @@ class LiveState:
     spaces: Mapping[str, LiveSpace]
     known_spaces: frozenset[str]
     connector_types: Mapping[str, ConnectorTypeInfo]
-    # rules that reference a connector, read only for connectors whose deletion a guard blocks
-    rules_by_connector: Mapping[str, tuple[RuleRef, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,15 @@ def desired_config(spec: ConnectorSpec) -> dict[str, JSON]:
     return _normalized(spec.type, spec.config)
 
 
+def declared_config(spec: ConnectorSpec) -> dict[str, JSON]:
+    """The config as the repository declares it (what apply sends), in canonical form but without
+    the type's defaults: a create shows only these, since the defaults are Kibana's to fill in (and
+    some, like `defaultModel`, differ between Kibana releases)."""
+    out = canonical(dict(spec.config))
+    assert isinstance(out, dict)
+    return out
+
+
 def live_config(conn: LiveConnector) -> dict[str, JSON]:
     """Kibana's config in canonical form. Defaults are applied here too: a key an older Kibana
     does not fill in still means its default."""
@@ -186,6 +195,7 @@ __all__: Sequence[str] = (
     "canonical",
     "config_diffs",
     "config_equal",
+    "declared_config",
     "desired_config",
     "diff_values",
     "kibana_decides",

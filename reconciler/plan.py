@@ -4,21 +4,58 @@ A saved plan (`kcr plan --out plan.json`) is this structure as JSON (schemas/pla
 the Kibana URL, the spaces, each action with the fingerprint of the live connector it was computed
 from, and the desired name/config/type plus the secret *references* (never values) that apply
 resolves again. `reason` is for people and never steers apply.
+
+A literal secret (allowed only by `allow_plaintext_secrets`, for local experiments) is never
+written: the planner puts PLAINTEXT_MARKER, `{"$plaintext": true}`, in its place in
+`Desired.secret_refs`, so such a change can be applied only by a one-run `kcr apply`, which takes
+the value from the repository again.
+
+Loading a saved plan checks it against the schema and the id and space rules before anything
+trusts it: a plan is an input like any other, and may have been edited by hand.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+import jsonschema
+import jsonschema.exceptions
+
 from reconciler.errors import PlanFileError
-from reconciler.model import LiveConnector, RuleRef, SecretDigest
+from reconciler.model import KEY_PATTERN, SPACE_ID_PATTERN, UUID_PATTERN, LiveConnector, RuleRef, SecretDigest
+from reconciler.secrets import is_plaintext
 
 FORMAT_VERSION = "1.0"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "plan.schema.json"
+PLAINTEXT_KEY = "$plaintext"
+# Stands for one literal secret value in `Desired.secret_refs` (the value itself is never saved).
+PLAINTEXT_MARKER: Mapping[str, bool] = MappingProxyType({PLAINTEXT_KEY: True})
+_SPACE = re.compile(SPACE_ID_PATTERN)
+_IDS = (re.compile(UUID_PATTERN), re.compile(KEY_PATTERN))
+
+
+def is_plaintext_marker(value: Any) -> bool:
+    return isinstance(value, Mapping) and dict(value) == {PLAINTEXT_KEY: True}
+
+
+def has_plaintext_marker(value: Any) -> bool:
+    """True when a secret_refs value holds the marker anywhere (apply from a saved plan refuses it)."""
+    if is_plaintext_marker(value):
+        return True
+    if isinstance(value, Mapping):
+        return any(has_plaintext_marker(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_plaintext_marker(v) for v in value)
+    return False
 
 
 class Action(StrEnum):
@@ -57,7 +94,8 @@ class Guard:
 
 @dataclass(frozen=True)
 class Desired:
-    """What apply sends (secrets as references, resolved again at apply time)."""
+    """What apply sends (secrets as references, resolved again at apply time; a literal secret is
+    PLAINTEXT_MARKER here, never its value)."""
 
     name: str
     type: str
@@ -239,6 +277,84 @@ def _change_from_json(d: Mapping[str, Any]) -> Change:
     )
 
 
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
+def _json_path(parts: Sequence[str | int]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _what(error: jsonschema.exceptions.ValidationError) -> str:
+    """jsonschema's own messages quote the offending value, which in a hand-edited plan could be a
+    secret: describe the rule instead (property names are fine to repeat)."""
+    rule, expected = error.validator, error.validator_value
+    if rule in ("required", "additionalProperties"):
+        return str(error.message)
+    if rule == "type":
+        return f"must be of type {' or '.join(expected) if isinstance(expected, list) else expected}"
+    if rule == "enum" and isinstance(expected, list):
+        return f"must be one of {', '.join(json.dumps(x) for x in expected)}"
+    if rule == "const":
+        return f"must be {json.dumps(expected)}"
+    if rule == "pattern":
+        return f"must match {expected}"
+    if rule in ("minimum", "minLength", "minItems"):
+        return f"{rule} is {expected}"
+    return f"does not match the schema ({rule})"
+
+
+def _where(body: Mapping[str, Any], parts: Sequence[str | int]) -> str:
+    """The change's address when the problem is inside one (`changes[3].desired` -> default/x: desired)."""
+    if len(parts) >= 2 and parts[0] == "changes" and isinstance(parts[1], int):
+        change = body["changes"][parts[1]]
+        if isinstance(change, Mapping):
+            address = change.get("address") or f"{change.get('space')}/{change.get('id')}"
+            rest = _json_path(parts[2:]) if parts[2:] else "the change"
+            return f"change {address}: {rest}"
+    return _json_path(parts)
+
+
+def _bad(source: str, detail: str) -> PlanFileError:
+    return PlanFileError(f"{source}: not a kcr plan, or edited by hand: {detail}; re-run `kcr plan --out`")
+
+
+def _literal_secret_paths(value: Any, path: str) -> list[str]:
+    if is_plaintext_marker(value):
+        return []
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in _literal_secret_paths(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _literal_secret_paths(v, f"{path}[{i}]")]
+    return [path] if is_plaintext(value) else []
+
+
+def _check(body: Mapping[str, Any], source: str) -> None:
+    """What the schema cannot say: ids (UUIDs, or verbatim keys), address consistency, and that
+    secret_refs hold references, never literal values."""
+    for space in body["spaces"]:
+        if not _SPACE.match(space):
+            raise _bad(source, f"spaces: {space!r} is not a Kibana space id ({SPACE_ID_PATTERN})")
+    for c in body["changes"]:
+        address = f"{c['space']}/{c['id']}"
+        if not _SPACE.match(c["space"]):
+            raise _bad(source, f"change {address}: space is not a Kibana space id ({SPACE_ID_PATTERN})")
+        if not any(p.match(c["id"]) for p in _IDS):
+            raise _bad(source, f"change {address}: id is neither a UUID nor a key ({KEY_PATTERN})")
+        if c["address"] != address:
+            raise _bad(source, f"change {address}: address {c['address']!r} does not match its space and id")
+        desired = c["desired"]
+        if desired is not None:
+            literal = _literal_secret_paths(desired["secret_refs"], "desired.secret_refs")
+            if literal:
+                raise _bad(source, f"change {address}: {', '.join(literal)} holds a literal value, not a "
+                                   "reference such as ${env:NAME}")
+
+
 def from_json(body: Mapping[str, Any], source: str = "plan") -> Plan:
     version = str(body.get("format_version", ""))
     if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
@@ -246,6 +362,10 @@ def from_json(body: Mapping[str, Any], source: str = "plan") -> Plan:
             f"{source}: plan format {version or '(none)'} is not supported (this kcr reads {FORMAT_VERSION}); "
             "re-run `kcr plan --out` with this version"
         )
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(body))
+    if error is not None:
+        raise _bad(source, f"{_where(body, list(error.absolute_path))}: {_what(error)}")
+    _check(body, source)
     try:
         return Plan(
             kibana_url=body["kibana_url"],
@@ -259,10 +379,8 @@ def from_json(body: Mapping[str, Any], source: str = "plan") -> Plan:
             created_at=body.get("created_at"),
             ignored=tuple(body.get("ignored", ())),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PlanFileError(
-            f"{source}: not a kcr plan ({type(exc).__name__}: {exc}); re-run `kcr plan --out`"
-        ) from None
+    except (KeyError, TypeError, ValueError) as exc:  # the schema should have caught it: a backstop
+        raise _bad(source, f"{type(exc).__name__}") from None
 
 
 def loads(text: str, source: str = "plan") -> Plan:

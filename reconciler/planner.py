@@ -26,6 +26,7 @@ from reconciler.model import (
     SpaceSettings,
 )
 from reconciler.plan import (
+    PLAINTEXT_MARKER,
     Action,
     Change,
     Desired,
@@ -36,7 +37,7 @@ from reconciler.plan import (
     SecretsStatus,
     live_fingerprint,
 )
-from reconciler.secrets import Reference, ReferenceSyntaxError, references_in
+from reconciler.secrets import Reference, ReferenceSyntaxError, is_plaintext, references_in
 
 ACTION_ORDER: Mapping[Action, int] = {
     Action.CREATE: 0,
@@ -47,6 +48,8 @@ ACTION_ORDER: Mapping[Action, int] = {
     Action.UNMANAGED: 5,
 }
 MISSING_SECRETS = "secrets missing in Kibana (e.g. after a saved-object import)"
+PLAINTEXT_WARNING = ("plaintext secret in {where} (allow_plaintext_secrets): it is never written to the plan; "
+                     "apply it with `kcr apply` (plan and apply in one run), not from a saved plan")
 SYNC_SECRETS = "--sync-secrets"
 # Kibana's in-memory system actions are listed nowhere public; their ids follow this pattern.
 _SYSTEM_ID_PREFIX = "system-connector-"
@@ -95,14 +98,13 @@ def make_plan(
         _plan_space(ctx, want, live_space, changes, problems, ignored)
     changes.sort(key=lambda c: (c.space, ACTION_ORDER[c.action], c.id))
     problems.sort(key=lambda p: (p.space, p.id or "", p.severity, p.message))
-    plan = Plan(
+    return Plan(
         kibana_url=live.kibana_url,
         spaces=tuple(scope),
         changes=tuple(changes),
         problems=tuple(problems),
         ignored=tuple(sorted(ignored)),
     )
-    return attach_rules(plan, live.rules_by_connector) if live.rules_by_connector else plan
 
 
 def attach_rules(plan: Plan, rules: Mapping[str, tuple[RuleRef, ...]]) -> Plan:
@@ -239,6 +241,7 @@ def _plan_connector(
         change = _update_or_noop(ctx, spec, conn)
     if change.action in (Action.CREATE, Action.UPDATE, Action.RECREATE):
         problems.extend(_type_problems(spec, label, ctx.live.connector_types))
+        problems.extend(_plaintext_problems(spec))
     return change
 
 
@@ -252,7 +255,7 @@ def _desired(spec: ConnectorSpec) -> Desired:
         name=spec.name,
         type=spec.type,
         config=dict(spec.config),
-        secret_refs=dict(spec.secrets),
+        secret_refs=_without_plaintext(spec.secrets),
         key=spec.key,
         protect=spec.protect,
         file=spec.location.file if spec.location is not None else None,
@@ -269,7 +272,7 @@ def _create(ctx: _Context, spec: ConnectorSpec) -> Change:
         name=spec.name,
         type=spec.type,
         diffs=(FieldDiff("name", None, spec.name, "added"), *normalize.added_diffs(
-            "config", normalize.desired_config(spec))),
+            "config", normalize.declared_config(spec))),
         secrets=status,
         secret_keys_changed=keys,
         desired=_desired(spec),
@@ -382,15 +385,44 @@ def _type_problems(spec: ConnectorSpec, label: str, types: Mapping[str, Connecto
                         "(GET connector_types does not list it: not registered in this version, or switched off)")]
     out: list[Problem] = []
     if not info.enabled_in_license:
-        out.append(Problem(spec.space, spec.id, "error", f"{label}: type {spec.type} needs a "
-                           f"{info.minimum_license_required} licence, which this Kibana's licence does not cover"))
+        licence = info.minimum_license_required
+        out.append(Problem(spec.space, spec.id, "error", f"{label}: type {spec.type} needs {_article(licence)} "
+                           f"{licence} licence, which this Kibana's licence does not cover"))
     if not info.enabled_in_config:
         out.append(Problem(spec.space, spec.id, "error", f"{label}: type {spec.type} is not enabled in "
                            "xpack.actions.enabledActionTypes (kibana.yml)"))
     return out
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 # --- secrets -------------------------------------------------------------------------------------
+
+
+def _without_plaintext(value: JSON) -> JSON:
+    """The secrets with every literal value (no `${...}` reference; allowed by allow_plaintext_secrets
+    for local experiments) replaced by the marker, so that no secret value reaches a saved plan or
+    `--format json`. References, and literal text around them, stay: apply resolves them again."""
+    if isinstance(value, Mapping):
+        return {str(k): _without_plaintext(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_plaintext(v) for v in value]
+    return dict(PLAINTEXT_MARKER) if is_plaintext(value) else value
+
+
+def _plaintext_keys(secrets: Mapping[str, JSON]) -> list[str]:
+    return [str(k) for k, v in secrets.items() if _without_plaintext(v) != v]
+
+
+def _plaintext_problems(spec: ConnectorSpec) -> list[Problem]:
+    keys = _plaintext_keys(spec.secrets)
+    if not keys:
+        return []
+    first = spec.locations.get(f"secrets.{keys[0]}") or spec.location
+    where = str(first) if first is not None else spec.key
+    return [Problem(spec.space, spec.id, "warning", PLAINTEXT_WARNING.format(where=where))]
 
 
 def _takes_secrets(spec: ConnectorSpec) -> bool:
@@ -399,9 +431,10 @@ def _takes_secrets(spec: ConnectorSpec) -> bool:
 
 
 def _new_secrets(spec: ConnectorSpec) -> tuple[SecretsStatus, tuple[str, ...]]:
+    """A new connector gets every declared secret; no keys means none is declared (a null is none)."""
     if not _takes_secrets(spec):
         return SecretsStatus.NONE, ()
-    return SecretsStatus.CHANGED, tuple(sorted(spec.secrets))
+    return SecretsStatus.CHANGED, tuple(sorted(k for k, v in spec.secrets.items() if v is not None))
 
 
 def _references(secrets: Mapping[str, JSON]) -> dict[str, list[Reference]] | None:

@@ -15,6 +15,9 @@ from typing import Any
 from reconciler.plan import MUTATING, Action, Change, FieldDiff, Plan, Problem, SecretsStatus
 
 NO_CHANGES = "No changes. Kibana matches the repository."
+NO_CHANGES_UNSURE = "No changes."  # errors, or secrets kcr cannot compare: it cannot vouch for a match
+UNKNOWN_SECRETS = ("secrets unknown for {n}: no record of what kcr applied; "
+                   "run `kcr apply --sync-secrets` once to push them")
 MARKER = "<!-- kcr-plan -->"
 TEXT_VALUE_WIDTH = 80
 MARKDOWN_VALUE_WIDTH = 200
@@ -31,9 +34,23 @@ _COLOUR = {"+": "32", "~": "33", "-/+": "35", "-": "31", "!": "1;31", "?": "2", 
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 
 
+def unknown_secrets(plan: Plan) -> int:
+    """Unchanged connectors whose secrets could not be compared (typically right after adoption)."""
+    return sum(1 for c in plan.changes if c.action is Action.NOOP and c.secrets is SecretsStatus.UNKNOWN)
+
+
+def unchanged_line(plan: Plan) -> str | None:
+    noop = plan.summary()["no-op"]
+    if not noop:
+        return None
+    unknown = unknown_secrets(plan)
+    return f"{noop} unchanged" + (f" ({UNKNOWN_SECRETS.format(n=unknown)})" if unknown else "")
+
+
 def summary_line(plan: Plan) -> str:
     if not plan.has_changes:
-        return NO_CHANGES
+        unsure = plan.has_errors or any(c.secrets is SecretsStatus.UNKNOWN for c in plan.changes)
+        return NO_CHANGES_UNSURE if unsure else NO_CHANGES
     s = plan.summary()
     return (
         f"Plan: {s['create']} to create, {s['update']} to update, {s['recreate']} to recreate, "
@@ -65,7 +82,7 @@ def _secrets_line(change: Change) -> str | None:
         return None
     if change.secrets is SecretsStatus.CHANGED:
         if change.action in (Action.CREATE, Action.RECREATE):
-            return f"set (keys: {keys})" if keys else "set"
+            return f"set (keys: {keys})" if keys else "none declared"
         return f"changed (keys: {keys})" if keys else "changed"
     return change.secrets.value
 
@@ -127,9 +144,9 @@ def text(plan: Plan, color: bool) -> str:
         lines.append("")
     if plan.ignored:
         lines.append(f"{len(plan.ignored)} ignored by `ignore` globs.")
-    noop = plan.summary()["no-op"]
-    if noop:
-        lines.append(f"{noop} unchanged.")
+    unchanged = unchanged_line(plan)
+    if unchanged is not None:
+        lines.append(f"{unchanged}.")
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 
@@ -155,6 +172,11 @@ def _md(s: str) -> str:
 
 def _code(s: str) -> str:
     return f"<code>{_md(s)}</code>"
+
+
+def _md_inline_code(s: str) -> str:
+    """Escaped text whose `backticked` parts become <code>."""
+    return "".join(_code(part) if i % 2 else _md(part) for i, part in enumerate(s.split("`")))
 
 
 def markdown(plan: Plan) -> str:
@@ -189,7 +211,9 @@ def markdown(plan: Plan) -> str:
         out += [f"- {_code(c.address)} {_md(c.name)} ({_code(c.type)})" for c in unmanaged]
         out += ["", "</details>", ""]
     if s["no-op"]:
-        out += [f"{s['no-op']} connector{'s' if s['no-op'] != 1 else ''} unchanged.", ""]
+        unknown = unknown_secrets(plan)
+        also = f" ({_md_inline_code(UNKNOWN_SECRETS.format(n=unknown))})" if unknown else ""
+        out += [f"{s['no-op']} connector{'s' if s['no-op'] != 1 else ''} unchanged{also}.", ""]
     return "\n".join(out)
 
 

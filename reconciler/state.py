@@ -2,12 +2,25 @@
 never returns secrets, so this record is the only way to tell "the source rotated" from "unchanged".
 It holds HMACs and Vault versions only, never a value.
 
+A record belongs to one Kibana. Derived connector ids are the same in every environment, so a record
+shared by two Kibanas would let one's plan claim "unchanged" for secrets only the other received. The
+record therefore stores the Kibana URL it was made for (normalised: no trailing slash, lowercase scheme
+and host, no default port), and a backend given `kibana_url`:
+- loads another Kibana's record as empty, with a warning (secrets show as unknown, never as unchanged);
+- refuses to lock or overwrite another Kibana's non-empty record (an apply stops before touching Kibana);
+- by default keeps a local record per Kibana: `.kcr/record-<host>[-<port>].json` under the repository
+  (host lowercased, characters other than letters, digits, '.', '-' replaced by '_'; the port only when
+  the URL names a non-default one). Without `kibana_url` the default stays `.kcr/record.json`.
+A record without a URL (written by an older kcr) is taken as this Kibana's and gets the URL on its next
+save: nothing in it says otherwise.
+
 Two backends behind one Protocol:
-- a local JSON file (default `.kcr/record.json` under the repository, or KCR_RECORD), written
-  atomically and locked with an exclusive lock file beside it;
+- a local JSON file `{"format": 1, "kibana_url": ..., "connectors": {...}}` (default above, or
+  KCR_RECORD), written atomically and locked with an exclusive lock file beside it;
 - Terraform's HTTP backend protocol (GET/POST the state, LOCK/UNLOCK with Terraform's lock info), so
   GitLab-managed Terraform state shares the record between pipelines and its lock serializes applies.
-  GitLab wants a Terraform-state-shaped document, so the record rides inside one as `kcr_record`.
+  GitLab wants a Terraform-state-shaped document, so the record (the same object, URL included) rides
+  inside one as `kcr_record`.
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import socket
 import tempfile
 import urllib.parse
@@ -31,12 +45,15 @@ import httpx
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, StateError
+from reconciler.kibana import parse_go_bool, redact_url
 from reconciler.model import SecretDigest
 
 log = logging.getLogger("kcr.state")
 
 FORMAT = 1
 DEFAULT_RECORD = Path(".kcr") / "record.json"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNSAFE_NAME_RE = re.compile(r"[^a-z0-9.-]")
 HTTP_TIMEOUT = 30.0
 
 LockInfoArg = str | Mapping[str, Any] | None
@@ -134,11 +151,16 @@ def _digests(connectors: Any, where: str) -> dict[str, SecretDigest]:
     return record
 
 
-def _record_json(record: Mapping[str, SecretDigest]) -> dict[str, Any]:
-    return {"format": FORMAT, "connectors": {cid: record[cid].to_json() for cid in sorted(record)}}
+def _record_json(record: Mapping[str, SecretDigest], kibana_url: str | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"format": FORMAT}
+    if kibana_url:
+        doc["kibana_url"] = kibana_url
+    doc["connectors"] = {cid: record[cid].to_json() for cid in sorted(record)}
+    return doc
 
 
-def _parse_record(doc: Any, where: str, advice: str) -> dict[str, SecretDigest]:
+def _parse_record(doc: Any, where: str, advice: str) -> tuple[dict[str, SecretDigest], str | None]:
+    """The digests and the (normalised) Kibana URL the record was made for, None when it names none."""
     if not isinstance(doc, Mapping):
         raise StateError(f"{where}: the record of applied secrets is not a JSON object; {advice}")
     if doc.get("format") != FORMAT:
@@ -146,7 +168,62 @@ def _parse_record(doc: Any, where: str, advice: str) -> dict[str, SecretDigest]:
             f"{where}: record format {doc.get('format')!r} is not the one this kcr reads ({FORMAT}); "
             "upgrade kcr, or " + advice
         )
-    return _digests(doc.get("connectors", {}), where)
+    url = doc.get("kibana_url")
+    if url is not None and (not isinstance(url, str) or not url.strip()):
+        raise StateError(f"{where}: `kibana_url` is not a URL; {advice}")
+    try:
+        owner = normalize_kibana_url(url) if url else None
+    except ConfigError:
+        raise StateError(f"{where}: `kibana_url` {redact_url(str(url))!r} is not an http(s) URL; {advice}") from None
+    return _digests(doc.get("connectors", {}), where), owner
+
+
+def normalize_kibana_url(url: str) -> str:
+    """One spelling per Kibana, so `HTTPS://Kibana:443/` and `https://kibana` own the same record. User
+    info, query and fragment are dropped: they never reach a record or a message."""
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        raise ConfigError(f"Kibana URL {redact_url(url)!r} is not an http(s) URL")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"Kibana URL {redact_url(url)!r} has a port that is not a number") from None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc = f"{netloc}:{port}"
+    return urllib.parse.urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def default_record_path(kibana_url: str | None) -> Path:
+    """`.kcr/record-<host>[-<port>].json` (relative to the repository) for a known Kibana, else
+    `.kcr/record.json`. Two Kibanas on one host and port (different basePaths) share a file name; the
+    URL stored inside still keeps their records apart."""
+    if not kibana_url:
+        return DEFAULT_RECORD
+    parts = urllib.parse.urlsplit(normalize_kibana_url(kibana_url))
+    name = _UNSAFE_NAME_RE.sub("_", parts.hostname or "")
+    if parts.port is not None:
+        name = f"{name}-{parts.port}"
+    return DEFAULT_RECORD.with_name(f"record-{name}.json")
+
+
+def _foreign(owner: str | None, kibana_url: str | None) -> bool:
+    return bool(owner and kibana_url and owner != kibana_url)
+
+
+def _foreign_warning(where: str, owner: str, advice: str) -> None:
+    log.warning(
+        "the record at %s was made for %s; treating secrets as unknown — %s", where, owner, advice
+    )
+
+
+def _foreign_error(where: str, owner: str, kibana_url: str, doing: str, advice: str) -> StateError:
+    return StateError(
+        f"{where}: the record there holds the applied secrets of {owner}, not of {kibana_url}; kcr will not "
+        f"{doing} another Kibana's record. To fix: {advice}; or delete that record if {owner} no longer exists"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,21 +261,34 @@ _CORRUPT_ADVICE = (
 )
 
 
+_FILE_ADVICE = "set KCR_RECORD per Kibana, or leave it unset: the default file (.kcr/record-<host>.json) is per Kibana"
+
+
 @dataclass
 class FileBackend:
+    """`kibana_url`: the Kibana this run talks to (see the module docstring); None keeps no tie.
+    `legacy`: the pre-per-Kibana default file, only mentioned in a warning when this one is missing."""
+
     path: Path
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    kibana_url: str | None = None
+    legacy: Path | None = field(default=None, repr=False)
     _lock_id: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kibana_url is not None:
+            self.kibana_url = normalize_kibana_url(self.kibana_url)
 
     @property
     def lock_path(self) -> Path:
         return self.path.with_name(self.path.name + ".lock")
 
-    def load(self) -> dict[str, SecretDigest]:
+    def _read(self) -> tuple[dict[str, SecretDigest], str | None] | None:
+        """The stored digests and owner; None when there is no record file."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return {}
+            return None
         except OSError as exc:
             raise StateError(f"{self.path}: cannot read the record of applied secrets ({exc.strerror})") from None
         try:
@@ -209,10 +299,39 @@ class FileBackend:
             ) from None
         return _parse_record(doc, str(self.path), _CORRUPT_ADVICE)
 
+    def load(self) -> dict[str, SecretDigest]:
+        stored = self._read()
+        if stored is None:
+            if self.legacy is not None and self.legacy != self.path and self.legacy.exists():
+                log.warning(
+                    "%s is missing but %s exists: records are now kept per Kibana; if that one holds the secrets "
+                    "applied to %s, rename it to %s. Until then secrets show as unknown",
+                    self.path, self.legacy, self.kibana_url, self.path,
+                )
+            return {}
+        record, owner = stored
+        if _foreign(owner, self.kibana_url):
+            if record:
+                _foreign_warning(str(self.path), str(owner), _FILE_ADVICE)
+            return {}
+        return record
+
+    def _check_owner(self, doing: str) -> str | None:
+        """Raises when the file holds another Kibana's non-empty record; returns the URL to write."""
+        try:
+            stored = self._read()
+        except StateError:
+            stored = None  # unreadable: load() has said so; an atomic save replaces it
+        record, owner = stored if stored is not None else ({}, None)
+        if self.kibana_url is not None and owner is not None and owner != self.kibana_url and record:
+            raise _foreign_error(str(self.path), owner, self.kibana_url, doing, _FILE_ADVICE)
+        return self.kibana_url or owner
+
     def save(self, record: Mapping[str, SecretDigest]) -> None:
         """Write to a temporary file in the same directory, fsync, then rename over the record: a
         crash at any point leaves either the old record or the new one, never half of one."""
-        data = (json.dumps(_record_json(record), indent=2, sort_keys=True) + "\n").encode()
+        owner = self._check_owner("overwrite")
+        data = (json.dumps(_record_json(record, owner), indent=2, sort_keys=True) + "\n").encode()
         directory = self.path.parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -260,6 +379,12 @@ class FileBackend:
                 self._break_stale(current)
                 continue
             self._lock_id = holder["ID"]
+            if self.kibana_url is not None:
+                try:  # refuse before the apply touches Kibana, not at its first save
+                    self._check_owner("apply with")
+                except StateError:
+                    self.unlock()
+                    raise
             return
         raise StateError(
             f"{self.path}: could not take the lock ({self.lock_path}) after {_LOCK_ATTEMPTS} attempts: other runs "
@@ -347,12 +472,7 @@ class FileBackend:
 # Terraform HTTP backend (GitLab-managed Terraform state)
 
 
-def _safe_address(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+_HTTP_ADVICE = "set KCR_RECORD_GITLAB_STATE (or KCR_RECORD_HTTP_ADDRESS) per Kibana, e.g. kcr-<environment>"
 
 
 @dataclass
@@ -371,13 +491,20 @@ class HttpBackend:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
     verify: bool = True
+    kibana_url: str | None = None
     _serial: int | None = field(default=None, init=False, repr=False)
+    _owner: str | None = field(default=None, init=False, repr=False)
+    _stored_any: bool = field(default=False, init=False, repr=False)
     _lineage: str | None = field(default=None, init=False, repr=False)
     _held: dict[str, str] | None = field(default=None, init=False, repr=False)
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.kibana_url is not None:
+            self.kibana_url = normalize_kibana_url(self.kibana_url)
+
     def __repr__(self) -> str:
-        return f"HttpBackend(address={_safe_address(self.address)!r}, locking={self.lock_address is not None})"
+        return f"HttpBackend(address={redact_url(self.address)!r}, locking={self.lock_address is not None})"
 
     def _http(self) -> httpx.Client:
         if self._client is None:
@@ -405,7 +532,7 @@ class HttpBackend:
             return self._http().request(method, url, content=content, headers=headers, params=params)
         except httpx.HTTPError as exc:
             raise StateError(
-                f"{method} {_safe_address(url)}: the state backend could not be reached ({type(exc).__name__})"
+                f"{method} {redact_url(url)}: the state backend could not be reached ({type(exc).__name__})"
             ) from None
 
     def _fail(self, method: str, url: str, response: httpx.Response, doing: str) -> StateError:
@@ -416,17 +543,31 @@ class HttpBackend:
                 " (in GitLab CI: CI_JOB_TOKEN, role Maintainer)"
             )
         return StateError(
-            f"{method} {_safe_address(url)}: the state backend answered {response.status_code} while {doing}{hint}"
+            f"{method} {redact_url(url)}: the state backend answered {response.status_code} while {doing}{hint}"
         )
 
     def load(self) -> dict[str, SecretDigest]:
+        record = self._read()
+        if _foreign(self._owner, self.kibana_url):
+            if record:
+                _foreign_warning(redact_url(self.address), str(self._owner), _HTTP_ADVICE)
+            return {}
+        return record
+
+    def _check_owner(self, doing: str) -> None:
+        if self.kibana_url is not None and _foreign(self._owner, self.kibana_url) and self._stored_any:
+            raise _foreign_error(redact_url(self.address), str(self._owner), self.kibana_url, doing, _HTTP_ADVICE)
+
+    def _read(self) -> dict[str, SecretDigest]:
+        """The stored record whoever it belongs to; learns serial, lineage and owner for the next save."""
+        self._owner, self._stored_any = None, False
         response = self._send("GET", self.address)
         if response.status_code in (204, 404) or (response.is_success and not response.content.strip()):
             self._serial, self._lineage = 0, self._lineage or str(uuid.uuid4())
             return {}
         if not response.is_success:
             raise self._fail("GET", self.address, response, "reading the record")
-        where = _safe_address(self.address)
+        where = redact_url(self.address)
         try:
             doc = response.json()
         except ValueError:
@@ -446,11 +587,16 @@ class HttpBackend:
                     "(KCR_RECORD_GITLAB_STATE=kcr-<environment>)"
                 )
             return {}
-        return _parse_record(doc["kcr_record"], where, "delete that state to start a new record")
+        record, self._owner = _parse_record(doc["kcr_record"], where, "delete that state to start a new record")
+        self._stored_any = bool(record)
+        return record
 
     def save(self, record: Mapping[str, SecretDigest]) -> None:
+        """Follows the serial and lineage of the state read last; under the lock that is the stored one."""
         if self._serial is None:
-            self.load()  # learn serial and lineage so the new version follows the stored one
+            self._read()
+        self._check_owner("overwrite")
+        owner = self.kibana_url or self._owner
         serial = (self._serial or 0) + 1
         doc = {
             "version": 4,
@@ -459,13 +605,14 @@ class HttpBackend:
             "lineage": self._lineage or str(uuid.uuid4()),
             "outputs": {},
             "resources": [],
-            "kcr_record": _record_json(record),
+            "kcr_record": _record_json(record, owner),
         }
         params = {"ID": self._held["ID"]} if self._held else None
         response = self._send(self.update_method, self.address, body=doc, params=params)
         if not response.is_success:
             raise self._fail(self.update_method, self.address, response, "saving the record")
         self._serial, self._lineage = serial, str(doc["lineage"])
+        self._owner, self._stored_any = owner, bool(record)
 
     def lock(self, info: LockInfoArg = None) -> None:
         if not self.lock_address:
@@ -478,12 +625,20 @@ class HttpBackend:
             except ValueError:
                 current = None
             raise StateError(
-                f"{_safe_address(self.address)}: the record is locked by {_describe_holder(current)}; wait for that "
+                f"{redact_url(self.address)}: the record is locked by {_describe_holder(current)}; wait for that "
                 "run to finish, or, if it died, unlock the state (GitLab: Operate > Terraform states > Unlock)"
             )
         if not response.is_success:
             raise self._fail(self.lock_method, self.lock_address, response, "locking the record")
         self._held = holder
+        if self.kibana_url is not None:
+            try:  # refuse before the apply touches Kibana, not at its first save
+                self._read()
+                self._check_owner("apply with")
+            except StateError:
+                with contextlib.suppress(StateError):  # the refusal is the news, not a failed release
+                    self.unlock()
+                raise
 
     def unlock(self) -> None:
         if not self.unlock_address or self._held is None:
@@ -498,27 +653,20 @@ class HttpBackend:
 # Configuration
 
 
-def _go_bool(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "")
-    if not raw:
-        return False
-    if raw in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if raw in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false")
-
-
 def backend_from_env(
     env: Mapping[str, str],
     root: Path,
     path: str | None = None,
     transport: httpx.BaseTransport | None = None,
+    kibana_url: str | None = None,
 ) -> RecordBackend:
     """`path` (a --record flag) wins, then KCR_RECORD_HTTP_ADDRESS, then KCR_RECORD_GITLAB_STATE, then
-    KCR_RECORD, then `.kcr/record.json`. Relative paths are taken from the repository root."""
+    KCR_RECORD, then the default file (per Kibana when `kibana_url` is given, see the module docstring).
+    Relative paths are taken from the repository root. `kibana_url` ties the record to that Kibana."""
+    if kibana_url is not None:
+        kibana_url = normalize_kibana_url(kibana_url)
     if path:
-        return FileBackend(_under(root, path), env)
+        return FileBackend(_under(root, path), env, kibana_url)
     address = env.get("KCR_RECORD_HTTP_ADDRESS", "")
     gitlab_state = env.get("KCR_RECORD_GITLAB_STATE", "")
     if address or gitlab_state:
@@ -544,7 +692,7 @@ def backend_from_env(
         for name, url in (("KCR_RECORD_HTTP_ADDRESS", address), ("KCR_RECORD_HTTP_LOCK_ADDRESS", lock_address),
                           ("KCR_RECORD_HTTP_UNLOCK_ADDRESS", unlock_address)):
             if url and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-                raise ConfigError(f"{name}={_safe_address(url)!r} is not an http(s) URL")
+                raise ConfigError(f"{name}={redact_url(url)!r} is not an http(s) URL")
         return HttpBackend(
             address=address,
             lock_address=lock_address,
@@ -556,10 +704,19 @@ def backend_from_env(
             password=password,
             env=env,
             transport=transport,
-            verify=not _go_bool(env, "KCR_RECORD_HTTP_SKIP_CERT_VERIFICATION"),
+            verify=not _skip_verification(env),
+            kibana_url=kibana_url,
         )
     record = env.get("KCR_RECORD", "")
-    return FileBackend(_under(root, record) if record else root / DEFAULT_RECORD, env)
+    if record:
+        return FileBackend(_under(root, record), env, kibana_url)
+    return FileBackend(root / default_record_path(kibana_url), env, kibana_url, legacy=root / DEFAULT_RECORD)
+
+
+def _skip_verification(env: Mapping[str, str]) -> bool:
+    name = "KCR_RECORD_HTTP_SKIP_CERT_VERIFICATION"
+    raw = env.get(name, "")
+    return parse_go_bool(name, raw) if raw else False
 
 
 def _under(root: Path, path: str) -> Path:
@@ -586,6 +743,8 @@ __all__ = [
     "HttpBackend",
     "RecordBackend",
     "backend_from_env",
+    "default_record_path",
     "lock_info",
     "locked",
+    "normalize_kibana_url",
 ]

@@ -666,7 +666,7 @@ def test_render_text_and_json() -> None:
     assert "delete default/d: failed" in plain and "Kibana answered 500" in plain
     assert "\033[31m" in render_report_text(report, color=True)
     body = report_to_json(report)
-    assert body["summary"] == {"ok": 3, "failed": 1, "stale": 1, "blocked": 1, "skipped": 0}
+    assert body["summary"] == {"ok": 3, "failed": 1, "stale": 1, "blocked": 1}
     assert body["exit_code"] == 1 and body["record_updated"] is True
     assert body["results"][3] == {"address": "default/d", "action": "delete", "status": "failed",
                                   "message": "Kibana answered 500", "duration": 0.2}
@@ -710,3 +710,32 @@ def test_record_keeper_saves_as_results_arrive() -> None:
     keeper.note(failed, ActionResult(failed.address, failed.action, Status.FAILED), deleted=False)
     assert saves == [{ok.id: digest}]  # saved once the success arrived; the failure changed nothing
     assert keeper.finish() is True and len(saves) == 1
+
+
+def test_allow_referenced_takes_the_key_or_the_address() -> None:
+    for name in ("k1", f"default/{cid(1)}"):
+        client = FakeClient({("default", cid(1)): live(1, count=2)})
+        resolver = FakeResolver(env_for(1))
+        plan = plan_of(change(Action.RECREATE, 1, before=live(1, count=2), want=desired(1), resolver=resolver))
+        report = run(plan, client, resolver, allow_referenced=frozenset({name}))
+        assert report.results[0].status is Status.OK, (name, report.results[0].message)
+
+
+def test_a_saved_plan_with_a_plaintext_marker_is_refused_for_that_action() -> None:
+    client = FakeClient({})
+    resolver = FakeResolver(env_for(1))
+    marked = change(Action.CREATE, 1, want=desired(1), resolver=resolver)
+    assert marked.desired is not None
+    marked = dataclasses.replace(marked, desired=dataclasses.replace(
+        marked.desired, secret_refs={"routingKey": {"$plaintext": True}}))
+    report = run(plan_of(marked), client, resolver)
+    assert report.results[0].status is Status.FAILED
+    assert "plaintext" in report.results[0].message and client.calls == []
+
+
+def test_a_create_whose_id_lives_in_another_space_fails_clearly_rather_than_stale() -> None:
+    client = FakeClient({("other-space", cid(1)): live(1)})
+    resolver = FakeResolver(env_for(1))
+    report = run(plan_of(change(Action.CREATE, 1, want=desired(1), resolver=resolver)), client, resolver)
+    assert report.results[0].status is Status.FAILED
+    assert "another space" in report.results[0].message

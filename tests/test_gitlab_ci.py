@@ -82,3 +82,14 @@ def test_mr_comment_needs_its_variables_and_hides_the_token() -> None:
         post_mr_comment("x", "t", {**ENV, "CI_MERGE_REQUEST_IID": ""})
     assert "CI_MERGE_REQUEST_IID" in str(err.value)
     assert "CANARY" not in str(err.value)
+
+
+def test_mr_comment_network_failure_is_a_clear_error() -> None:
+    from reconciler.errors import ReconcilerError
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(ReconcilerError) as err:
+        post_mr_comment("x", "t", ENV, transport=httpx.MockTransport(refuse))
+    assert "CI_API_V4_URL" in str(err.value) and "CANARY" not in str(err.value)

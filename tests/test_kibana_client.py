@@ -186,6 +186,33 @@ def test_error_mapping_by_status(status: int, cls: type[KibanaError]) -> None:
     assert "Kibana says no" in text
 
 
+PRIVILEGE = "the credentials lack a privilege"
+TYPE_DISABLED = "the type needs a higher licence or is not in xpack.actions.enabledActionTypes"
+
+
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        ('Unauthorized to create a ".slack" action', PRIVILEGE),
+        ("Unauthorized to update actions", PRIVILEGE),
+        ("Action type .gen-ai is disabled because your platinum license does not support it. "
+         "Please upgrade your license.", TYPE_DISABLED),
+        ('action type ".slack" is not enabled in the Kibana config xpack.actions.enabledActionTypes', TYPE_DISABLED),
+        ("Forbidden by the proxy", None),
+        ("", None),
+    ],
+)
+def test_403_hint_follows_the_message(message: str, hint: str | None) -> None:
+    client, _, _ = make_client(lambda r: error(403, message))
+    with pytest.raises(KibanaError) as info:
+        client.update_connector("ops", CID, name="n", config={}, secrets={})
+    assert type(info.value) is KibanaAuthError  # the type follows the status, whatever the wording
+    text = str(info.value)
+    assert message in text
+    for other in (PRIVILEGE, TYPE_DISABLED):
+        assert (other in text) == (other == hint)
+
+
 def test_error_mapping_ignores_message_wording() -> None:
     # A 400 that reads like a not-found is still a plain KibanaError.
     client, _, _ = make_client(lambda r: error(400, "Saved object [action/x] not found"))
@@ -517,16 +544,34 @@ def test_read_live_unknown_space_lists_known_ones() -> None:
     with pytest.raises(ConfigError) as info:
         client.read_live(["default", "opps", "sec"])
     text = str(info.value)
-    assert "opps, sec not found" in text and "known spaces: default, ops" in text
+    assert "spaces opps (did you mean 'ops'?), sec not found" in text
+    assert "known spaces: default, ops" in text
     assert len(rec.requests) == 1
 
 
-def test_read_live_without_spaces_api_has_only_default() -> None:
-    client, _, _ = make_client(kibana_with(None, {"default": [connector_body()]}))
-    live = client.read_live(["default"])
-    assert live.known_spaces == frozenset({"default"})
-    with pytest.raises(ConfigError, match="known spaces: default"):
-        client.read_live(["ops"])
+def test_read_live_unknown_space_suggests_each_close_match() -> None:
+    client, _, _ = make_client(kibana_with(["default", "ops", "security"], {}))
+    with pytest.raises(ConfigError) as info:
+        client.read_live(["defualt", "securty", "zzz"])
+    text = str(info.value)
+    assert "defualt (did you mean 'default'?)" in text
+    assert "securty (did you mean 'security'?)" in text
+    assert "zzz not found" in text and "zzz (did you mean" not in text
+
+
+def test_spaces_api_404_is_a_wrong_url_not_only_default() -> None:
+    """Kibana 8+ always has spaces: a 404 there means the basePath is missing or extra."""
+    client, rec, _ = make_client(kibana_with(None, {"default": [connector_body()]}),
+                                 env={"KIBANA_URL": "https://kibana.test/wrong-base"})
+    with pytest.raises(ConfigError) as info:
+        client.read_live(["default"])
+    text = str(info.value)
+    assert "https://kibana.test/wrong-base" in text
+    assert "answered 404 for /api/spaces/space" in text
+    assert "server.basePath included" in text
+    assert len(rec.requests) == 1  # nothing listed, nothing planned
+    with pytest.raises(ConfigError, match="404"):
+        client.list_spaces()
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,40 @@ def test_bad_urls(url: str) -> None:
     assert "u:p" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "drop", "space"),
+    [
+        ("https://kibana.test/s/ops", "/s/ops", True),
+        ("https://kibana.test/s/ops/", "/s/ops", True),
+        ("https://kibana.test/kibana/s/ops", "/s/ops", True),
+        ("https://kibana.test/s/ops/app/home", "/s/ops/app/home", True),
+        ("https://kibana.test/app/management", "/app/management", False),
+        ("https://kibana.test/kibana/app", "/app", False),
+    ],
+)
+def test_space_or_app_url_is_refused(url: str, drop: str, space: bool) -> None:
+    with pytest.raises(ConfigError) as info:
+        Connection.from_env({"KIBANA_URL": url})
+    text = str(info.value)
+    assert text.startswith("KIBANA_URL must be Kibana's base URL (including server.basePath if any), "
+                           "not a space or app URL: ")
+    assert f"drop `{drop}`" in text
+    assert ("use `--space`/the directory name" in text) is space
+    with pytest.raises(ConfigError, match="--kibana-url must be Kibana's base URL"):
+        Connection.from_env({}, url=url)
+
+
+@pytest.mark.parametrize("url", ["https://kibana.test/kibana", "https://kibana.test/s", "https://kibana.test/apps/kb",
+                                 "https://kibana.test/sec/ops", "http://127.0.0.1:5601/"])
+def test_base_paths_are_kept(url: str) -> None:
+    assert Connection.from_env({"KIBANA_URL": url}).url == url.rstrip("/")
+
+
+def test_url_with_a_bad_port_is_refused() -> None:
+    with pytest.raises(ConfigError, match="port"):
+        Connection.from_env({"KIBANA_URL": "https://kibana.test:99999"})
+
+
 def test_repr_never_shows_credentials() -> None:
     canary = f"CANARY-{uuid.uuid4()}"
     for env in (

@@ -195,3 +195,11 @@ def test_diff_is_empty_exactly_when_same(a: Any, b: Any) -> None:
     assert normalize.same(ca, ca)
     assert normalize.same(ca, cb) == normalize.same(cb, ca)
     assert normalize.canonical(ca) == ca  # idempotent
+
+
+def test_declared_config_has_no_type_defaults() -> None:
+    s = spec("ai", ".gen-ai", config={"apiProvider": "OpenAI", "apiUrl": "https://x"}, secrets={})
+    assert normalize.declared_config(s) == {"apiProvider": "OpenAI", "apiUrl": "https://x"}
+    assert "defaultModel" in normalize.desired_config(s)  # the compared form still has Kibana's defaults
+    ix = spec("ix", ".index", config={"index": "a", "executionTimeField": None, "n": 2.0})
+    assert normalize.declared_config(ix) == {"index": "a", "n": 2}  # canonical: nulls dropped, 2.0 is 2

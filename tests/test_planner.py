@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import replace
 
 import pytest
 from test_planner_fixtures import (
+    MIXED_RULES,
     URL,
     desired,
     digest,
@@ -18,8 +20,9 @@ from test_planner_fixtures import (
     type_infos,
 )
 
-from reconciler.model import RuleRef, SecretDigest, SpaceSettings
-from reconciler.plan import Action, Change, Plan, SecretsStatus, live_fingerprint
+from reconciler import plan as planmod
+from reconciler.model import ConnectorTypeInfo, Location, RuleRef, SecretDigest, SpaceSettings
+from reconciler.plan import PLAINTEXT_MARKER, Action, Change, Plan, SecretsStatus, live_fingerprint
 from reconciler.planner import MISSING_SECRETS, SYNC_SECRETS, attach_rules, blocked_ids, make_plan
 
 SLACK = spec("alerts")
@@ -347,10 +350,15 @@ def test_attach_rules_only_to_blocked() -> None:
     assert attach_rules(unblocked, {HOOK.id: (rule,)}) == unblocked
 
 
-def test_rules_from_live_state_attached() -> None:
+def test_rules_attached_to_the_blocked_ids_the_planner_names() -> None:
+    """The CLI's order: make_plan, blocked_ids -> rules_referencing, attach_rules."""
     want, have, digests, record = mixed_inputs()
     plan = make_plan(want, have, digests=digests, record=record)
     recreate = next(c for c in plan.changes if c.action is Action.RECREATE)
+    assert recreate.guard.rules == ()  # the planner itself never reads rules
+    assert ("default", recreate.id) in blocked_ids(plan)
+    attached = attach_rules(plan, MIXED_RULES)
+    recreate = next(c for c in attached.changes if c.action is Action.RECREATE)
     assert [r.id for r in recreate.guard.rules] == ["rule-cpu", "rule-disk"]
 
 
@@ -385,3 +393,115 @@ def test_throughput_10k_connectors_100_spaces(capsys: pytest.CaptureFixture[str]
     with capsys.disabled():
         print(f"\n[planner throughput] 10,000 connectors / 100 spaces planned in {elapsed:.3f}s "
               f"({10_000 / elapsed:,.0f} connectors/s)")
+
+
+# --- plaintext secrets (allow_plaintext_secrets) never reach the plan ---------------------------------
+
+def test_plaintext_secrets_replaced_by_marker_with_a_warning() -> None:
+    canary = f"CANARY-{uuid.uuid4()}"
+    s = spec("hook", ".webhook", config={"url": "https://h"},
+             secrets={"user": "${env:U}", "password": canary, "token": f"Bearer ${{env:T}}-{canary[:6]}",
+                      "nested": {"a": canary, "b": ["${file:x}", canary, 42], "c": None}})
+    s = replace(s, locations={"secrets.password": Location("connectors/default/main.yaml", 7, 19)})
+    plan = plan_of(s, digests={s.id: digest({"user": "u", "password": canary})})
+    c = only(plan)
+    assert c.desired is not None
+    assert c.desired.secret_refs == {
+        "user": "${env:U}",
+        "password": PLAINTEXT_MARKER,
+        "token": f"Bearer ${{env:T}}-{canary[:6]}",  # a template keeps its literal text: it is not a secret
+        "nested": {"a": {"$plaintext": True}, "b": ["${file:x}", {"$plaintext": True}, {"$plaintext": True}],
+                   "c": None},
+    }
+    (p,) = plan.problems
+    assert (p.space, p.id, p.severity) == ("default", s.id, "warning")
+    assert p.message == ("plaintext secret in connectors/default/main.yaml:7:19 (allow_plaintext_secrets): it is "
+                         "never written to the plan; apply it with `kcr apply` (plan and apply in one run), not "
+                         "from a saved plan")
+    assert not plan.has_errors
+    for out in (planmod.dumps(plan), repr(plan)):
+        assert canary not in out
+    assert planmod.loads(planmod.dumps(plan)) == plan  # the marker is a valid saved-plan value
+
+
+@pytest.mark.parametrize("twin", [None, {"name": "Old"}, {"type": ".slack"}], ids=["create", "update", "recreate"])
+def test_plaintext_marker_for_every_action_that_sends(twin) -> None:
+    s = spec("hook", ".webhook", config={"url": "https://h"}, secrets={"user": "${env:U}", "password": "p4ss"})
+    c = only(plan := plan_of(s, live_conns=[] if twin is None else [live_of(s, **twin)]))
+    assert c.desired is not None and c.desired.secret_refs["password"] == {"$plaintext": True}
+    assert "p4ss" not in planmod.dumps(plan)
+    # the secret's own location is unknown here: the connector's is named
+    assert [p.message.split(" (")[0] for p in plan.problems] == ["plaintext secret in connectors/default/main.yaml:1:3"]
+
+
+def test_plaintext_secret_on_a_noop_warns_nothing() -> None:
+    s = spec("hook", ".webhook", config={"url": "https://h"}, secrets={"user": "${env:U}", "password": "p4ss"})
+    d = digest({"user": "u", "password": "p4ss"})
+    plan = plan_of(s, live_conns=[live_of(s)], digests={s.id: d}, record={s.id: d})
+    assert only(plan).action is Action.NOOP and plan.problems == ()
+    assert "p4ss" not in planmod.dumps(plan)
+
+
+def test_references_only_left_alone() -> None:
+    plan = plan_of(HOOK)
+    c = only(plan)
+    assert c.desired is not None and c.desired.secret_refs == dict(HOOK.secrets) and plan.problems == ()
+
+
+# --- what a create shows ------------------------------------------------------------------------------
+
+def test_create_diffs_only_declared_config_keys() -> None:
+    ai = spec("ai", ".gen-ai", config={"apiProvider": "OpenAI", "apiUrl": "https://api.openai.com/v1/chat"},
+              secrets={"apiKey": "${env:K}"})
+    ix = spec("ix", ".index", config={"index": "a"})
+    for s, paths in ((ai, ["name", "config.apiProvider", "config.apiUrl"]), (ix, ["name", "config.index"])):
+        c = only(plan_of(s))
+        assert [d.path for d in c.diffs] == paths
+        assert all(d.kind == "added" for d in c.diffs)
+        assert c.desired is not None and c.desired.config == dict(s.config)
+
+
+def test_create_shows_declared_defaults_and_drops_nulls() -> None:
+    s = spec("ix", ".index", config={"index": "a", "refresh": False, "executionTimeField": None})
+    c = only(plan_of(s))
+    assert [(d.path, d.after) for d in c.diffs] == [("name", "Ix"), ("config.index", "a"), ("config.refresh", False)]
+
+
+def test_update_diffs_still_compare_with_defaults() -> None:
+    s = spec("ix", ".index", config={"index": "a", "refresh": True})
+    c = only(plan_of(s, live_conns=[live_of(s, config={"index": "a"})]))  # Kibana holds refresh: false
+    assert [(d.path, d.before, d.after, d.kind) for d in c.diffs] == [("config.refresh", False, True, "changed")]
+    ai = spec("ai", ".gen-ai", config={"apiProvider": "OpenAI", "apiUrl": "https://x"}, secrets={"apiKey": "${env:K}"})
+    live_ai = live_of(ai, config={"apiProvider": "OpenAI", "apiUrl": "https://x", "defaultModel": "gpt-9"})
+    assert only(plan_of(ai, live_conns=[live_ai])).diffs == ()  # Kibana's per-release default is not a diff
+    r = spec("ix2", ".index", config={"index": "b"})
+    c = only(plan_of(r, live_conns=[live_of(r, type=".server-log", config={})]))
+    assert ("config.refresh", None, False) in [(d.path, d.before, d.after) for d in c.diffs]  # recreate: as update
+
+
+def test_create_without_declared_secrets_has_no_secret_keys() -> None:
+    mail = spec("mail", ".email", config={"from": "a@example.com", "host": "smtp", "port": 25, "hasAuth": False,
+                                          "service": "other"})
+    hook = spec("hook", ".webhook", config={"url": "https://h", "hasAuth": False}, secrets={"user": None})
+    for s in (mail, hook):
+        c = only(plan_of(s))
+        assert (c.secrets, c.secret_keys_changed) == (SecretsStatus.CHANGED, ())
+
+
+# --- licence grammar, defensive space checks ------------------------------------------------------------
+
+@pytest.mark.parametrize(("licence", "needle"), [("enterprise", "needs an enterprise licence"),
+                                                  ("gold", "needs a gold licence")])
+def test_licence_article(licence: str, needle: str) -> None:
+    info = ConnectorTypeInfo(id=".slack", name="Slack", enabled=False, enabled_in_license=False,
+                             minimum_license_required=licence)
+    (p,) = plan_of(SLACK, types={".slack": info}).problems
+    assert needle in p.message
+
+
+def test_space_known_but_not_read_is_an_error_not_an_empty_space() -> None:
+    """make_plan is public: a space missing from the live state must not read as empty (all creates)."""
+    plan = make_plan(desired(SLACK), live_state({}, known=["default"]), digests={}, record={})
+    assert plan.changes == ()
+    (p,) = plan.problems
+    assert (p.space, p.severity) == ("default", "error") and "was not read from Kibana" in p.message

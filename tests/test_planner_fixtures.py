@@ -24,7 +24,7 @@ from reconciler.model import (
     derive_connector_id,
 )
 from reconciler.plan import Plan
-from reconciler.planner import make_plan
+from reconciler.planner import attach_rules, make_plan
 
 URL = "http://kibana.test"
 FINGERPRINT_KEY = b"test-fingerprint-key"
@@ -120,14 +120,12 @@ def type_infos(license: str = "platinum", *, disabled: Iterable[str] = (), missi
 
 
 def live_state(spaces: Mapping[str, Iterable[LiveConnector]], *, known: Iterable[str] | None = None,
-               types: Mapping[str, ConnectorTypeInfo] | None = None,
-               rules: Mapping[str, tuple[RuleRef, ...]] | None = None) -> LiveState:
+               types: Mapping[str, ConnectorTypeInfo] | None = None) -> LiveState:
     return LiveState(
         kibana_url=URL,
         spaces={sp: LiveSpace(space=sp, connectors=tuple(cs)) for sp, cs in spaces.items()},
         known_spaces=frozenset(known if known is not None else spaces),
         connector_types=type_infos() if types is None else types,
-        rules_by_connector=dict(rules or {}),
     )
 
 
@@ -183,8 +181,6 @@ def mixed_inputs(secret_value: str = "s3cr3t-value") -> tuple[DesiredState, Live
             ],
         },
         types=type_infos("gold"),
-        rules={teams.id: (RuleRef(id="rule-cpu", name="CPU high", space="default"),
-                          RuleRef(id="rule-disk", name="Disk | full", space="default"))},
     )
     digests = {
         slack_new.id: digest({"webhookUrl": f"https://hooks.slack.com/{secret_value}"}),
@@ -203,6 +199,12 @@ def mixed_inputs(secret_value: str = "s3cr3t-value") -> tuple[DesiredState, Live
     return want, have, digests, record
 
 
+# What `client.rules_referencing` answers for the blocked recreate of the mixed scenario ("chat").
+MIXED_RULES = {derive_connector_id("default", "chat"): (RuleRef(id="rule-cpu", name="CPU high", space="default"),
+                                                        RuleRef(id="rule-disk", name="Disk | full", space="default"))}
+
+
 def mixed_plan(secret_value: str = "s3cr3t-value") -> Plan:
+    """The plan as the CLI makes it: make_plan, then the rules of the blocked connectors attached."""
     want, have, digests, record = mixed_inputs(secret_value)
-    return make_plan(want, have, digests=digests, record=record)
+    return attach_rules(make_plan(want, have, digests=digests, record=record), MIXED_RULES)

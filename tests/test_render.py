@@ -13,7 +13,17 @@ from typing import Any
 
 import jsonschema
 import pytest
-from test_planner_fixtures import desired, digest, live_of, live_state, mixed_inputs, mixed_plan, spec
+from test_planner_fixtures import (
+    desired,
+    digest,
+    live,
+    live_of,
+    live_state,
+    mixed_inputs,
+    mixed_plan,
+    spec,
+    type_infos,
+)
 
 from reconciler import plan as planmod
 from reconciler import render
@@ -95,7 +105,8 @@ def test_summary_line_exact() -> None:
 
 def test_no_changes_line() -> None:
     s = spec("a")
-    plan = make_plan(desired(s), live_state({"default": [live_of(s)]}), digests={}, record={})
+    d = digest({"webhookUrl": "u"})
+    plan = make_plan(desired(s), live_state({"default": [live_of(s)]}), digests={s.id: d}, record={s.id: d})
     out = render.text(plan, False)
     assert out.splitlines()[-1] == render.NO_CHANGES == "No changes. Kibana matches the repository."
     assert "1 unchanged." in out
@@ -205,3 +216,87 @@ def test_secret_references_kept_out_of_text_and_markdown() -> None:
 @pytest.mark.parametrize("color", [False, True])
 def test_text_is_deterministic(color: bool) -> None:
     assert render.text(mixed_plan(), color) == render.text(mixed_plan(), color)
+
+
+# --- what the text cannot claim ----------------------------------------------------------------------
+
+def adopted(n: int) -> Plan:
+    """Right after `kcr export`: Kibana matches, but kcr has no record of the secrets it applied."""
+    specs = [spec(f"s{i}") for i in range(n)]
+    return make_plan(desired(*specs), live_state({"default": [live_of(s) for s in specs]}),
+                     digests={s.id: digest({"webhookUrl": "u"}) for s in specs}, record={})
+
+
+def test_unknown_secrets_are_said_and_no_match_is_claimed() -> None:
+    plan = adopted(4)
+    lines = render.text(plan, False).splitlines()
+    assert lines[-2:] == [
+        "4 unchanged (secrets unknown for 4: no record of what kcr applied; run `kcr apply --sync-secrets` once "
+        "to push them).",
+        "No changes.",
+    ]
+    md = render.markdown(plan)
+    assert render.NO_CHANGES not in md and "**No changes.**" in md
+    assert ("4 connectors unchanged (secrets unknown for 4: no record of what kcr applied; run "
+            "<code>kcr apply --sync-secrets</code> once to push them).") in md
+
+
+def test_unknown_secrets_counted_among_unchanged_only() -> None:
+    known = spec("known")
+    d = digest({"webhookUrl": "u"})
+    unknown = spec("unknown")
+    plan = make_plan(desired(known, unknown), live_state({"default": [live_of(known), live_of(unknown)]}),
+                     digests={known.id: d, unknown.id: d}, record={known.id: d})
+    assert render.text(plan, False).splitlines()[-2] == (
+        "2 unchanged (secrets unknown for 1: no record of what kcr applied; run `kcr apply --sync-secrets` once "
+        "to push them).")
+
+
+def test_errors_without_changes_claim_no_match() -> None:
+    s = spec("slack", id="my-slack1")
+    plan = make_plan(desired(s), live_state({"default": [live("my-slack1", preconfigured=True)]}),
+                     digests={}, record={})
+    assert plan.has_errors and not plan.has_changes
+    assert render.text(plan, False).splitlines()[-1] == "No changes."
+    assert render.NO_CHANGES not in render.markdown(plan)
+
+
+def test_creates_show_declared_config_only() -> None:
+    ai = spec("ai", ".gen-ai", config={"apiProvider": "OpenAI", "apiUrl": "https://api.openai.com/v1/chat"},
+              secrets={"apiKey": "${env:K}"})
+    ix = spec("ix", ".index", config={"index": "a"})
+    plan = make_plan(desired(ai, ix), live_state({"default": []}), digests={}, record={})
+    out = render.text(plan, False)
+    assert "config.apiUrl: + " in out and "config.index: + " in out
+    assert "defaultModel" not in out and "refresh" not in out
+    md = render.markdown(plan)
+    assert "defaultModel" not in md and "refresh" not in md
+
+
+def test_creates_without_declared_secrets_say_so() -> None:
+    mail = spec("mail", ".email", config={"from": "a@example.com", "host": "smtp", "port": 25, "hasAuth": False,
+                                          "service": "other"})
+    hook = spec("hook", ".webhook", config={"url": "https://h", "hasAuth": False})
+    plan = make_plan(desired(mail, hook), live_state({"default": []}), digests={}, record={})
+    out = render.text(plan, False)
+    assert out.count("secrets: none declared") == 2 and "secrets: set" not in out
+    assert render.markdown(plan).count("Secrets: none declared") == 2
+    recreate = make_plan(desired(hook), live_state({"default": [live_of(hook, type=".slack", config={})]}),
+                         digests={}, record={})
+    assert "secrets: none declared" in render.text(recreate, False)
+
+
+def test_licence_article_in_text() -> None:
+    ai = spec("ai", ".gen-ai", config={"apiProvider": "OpenAI", "apiUrl": "https://x"}, secrets={"apiKey": "${env:K}"})
+    plan = make_plan(desired(ai), live_state({"default": []}, types=type_infos("gold")), digests={}, record={})
+    out = render.text(plan, False)
+    assert "needs an enterprise licence" in out and "needs a enterprise" not in out
+
+
+def test_plaintext_secret_never_rendered() -> None:
+    canary = f"CANARY-{uuid.uuid4()}"
+    s = spec("hook", ".webhook", config={"url": "https://h"}, secrets={"user": "${env:U}", "password": canary})
+    plan = make_plan(desired(s), live_state({"default": []}), digests={}, record={})
+    for out in (planmod.dumps(plan), render.text(plan, False), render.markdown(plan)):
+        assert canary not in out
+    assert "plaintext secret in connectors/default/main.yaml:1:3" in render.text(plan, False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import socket
 import uuid
@@ -15,7 +16,14 @@ import pytest
 
 from reconciler.errors import ConfigError, StateError
 from reconciler.model import SecretDigest
-from reconciler.state import FileBackend, HttpBackend, backend_from_env, locked
+from reconciler.state import (
+    FileBackend,
+    HttpBackend,
+    backend_from_env,
+    default_record_path,
+    locked,
+    normalize_kibana_url,
+)
 
 RECORD = {
     "0f8c6a52-5d0e-4b8e-9a51-6b6372000001": SecretDigest(hmacs={"webhookUrl": "ab" * 32}),
@@ -294,3 +302,142 @@ def test_http_backend_errors_carry_no_credentials(tmp_path: Path) -> None:
     down = HttpBackend(address="http://127.0.0.1:1/s", transport=httpx.MockTransport(broken))
     with pytest.raises(StateError, match="could not be reached"):
         down.load()
+
+
+# ------------------------------------------------------------------------------------------
+# a record belongs to one Kibana
+
+KIBANA_A = "https://kibana-a.test:5601"
+KIBANA_B = "https://kibana-b.test:5601"
+OTHER = {"0f8c6a52-5d0e-4b8e-9a51-6b6372000001": SecretDigest(hmacs={"webhookUrl": "ef" * 32})}
+
+
+@pytest.mark.parametrize(
+    ("url", "normal"),
+    [
+        ("HTTPS://Kibana.Example.COM/", "https://kibana.example.com"),
+        ("https://kibana.example.com:443", "https://kibana.example.com"),
+        ("http://kibana.example.com:80/kibana/", "http://kibana.example.com/kibana"),
+        ("https://u:p@kibana.example.com:5601/Base?x=1", "https://kibana.example.com:5601/Base"),
+        ("http://[::1]:5601", "http://[::1]:5601"),
+    ],
+)
+def test_kibana_urls_are_normalised(url: str, normal: str) -> None:
+    assert normalize_kibana_url(url) == normal
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        (None, "record.json"),
+        ("https://Kibana.Example.com", "record-kibana.example.com.json"),
+        ("https://kibana.example.com:443/kibana", "record-kibana.example.com.json"),
+        ("http://127.0.0.1:5601", "record-127.0.0.1-5601.json"),
+        ("http://[::1]:5601", "record-__1-5601.json"),
+    ],
+)
+def test_default_record_is_per_kibana(tmp_path: Path, url: str | None, name: str) -> None:
+    assert default_record_path(url) == Path(".kcr") / name
+    backend = backend_from_env({}, tmp_path, kibana_url=url)
+    assert isinstance(backend, FileBackend)
+    assert backend.path == tmp_path / ".kcr" / name
+
+
+def test_applying_to_two_kibanas_keeps_two_records(tmp_path: Path) -> None:
+    """The reviewer's case: apply to A, then to B with other secret values; A's plan must still see
+    A's digests, not B's (derived ids are the same in every environment)."""
+    backend_from_env({}, tmp_path, kibana_url=KIBANA_A).save(RECORD)
+    backend_from_env({}, tmp_path, kibana_url=KIBANA_B).save(OTHER)
+    assert backend_from_env({}, tmp_path, kibana_url=KIBANA_A).load() == RECORD
+    assert backend_from_env({}, tmp_path, kibana_url=KIBANA_B).load() == OTHER
+
+
+def test_shared_record_file_is_guarded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    env = {"KCR_RECORD": "shared.json"}
+    a = backend_from_env(env, tmp_path, kibana_url=KIBANA_A + "/")
+    a.save(RECORD)
+    doc = json.loads((tmp_path / "shared.json").read_text())
+    assert doc["kibana_url"] == KIBANA_A and doc["format"] == 1 and set(doc["connectors"]) == set(RECORD)
+
+    b = backend_from_env(env, tmp_path, kibana_url=KIBANA_B)
+    with caplog.at_level(logging.WARNING, logger="kcr.state"):
+        assert b.load() == {}  # secrets unknown, never "unchanged"
+    expected = f"the record at {tmp_path / 'shared.json'} was made for {KIBANA_A}; treating secrets as unknown"
+    assert expected in caplog.text
+    assert "set KCR_RECORD per Kibana" in caplog.text
+    with pytest.raises(StateError) as info:
+        b.save(OTHER)
+    text = str(info.value)
+    assert KIBANA_A in text and KIBANA_B in text and "KCR_RECORD per Kibana" in text
+    with pytest.raises(StateError, match="another Kibana's record"):
+        b.lock("kcr apply")
+    assert not (tmp_path / "shared.json.lock").exists()  # refused before the apply, lock released
+    assert a.load() == RECORD  # untouched
+    assert backend_from_env(env, tmp_path).load() == RECORD  # no Kibana given: no tie
+
+    a.save({})  # an empty record of another Kibana may be taken over
+    b.lock()
+    b.save(OTHER)
+    b.unlock()
+    assert json.loads((tmp_path / "shared.json").read_text())["kibana_url"] == KIBANA_B
+    assert b.load() == OTHER and a.load() == {}
+
+
+def test_record_without_url_is_adopted(tmp_path: Path) -> None:
+    path = tmp_path / "record.json"
+    FileBackend(path).save(RECORD)
+    assert "kibana_url" not in json.loads(path.read_text())
+    backend = FileBackend(path, kibana_url=KIBANA_A)
+    assert backend.load() == RECORD
+    backend.save(RECORD)
+    assert json.loads(path.read_text())["kibana_url"] == KIBANA_A
+    FileBackend(path).save(OTHER)  # a run that knows no Kibana keeps the owner
+    assert json.loads(path.read_text())["kibana_url"] == KIBANA_A
+
+
+def test_legacy_default_record_is_pointed_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    backend_from_env({}, tmp_path).save(RECORD)
+    backend = backend_from_env({}, tmp_path, kibana_url=KIBANA_A)
+    with caplog.at_level(logging.WARNING, logger="kcr.state"):
+        assert backend.load() == {}
+    assert "record.json exists" in caplog.text and "record-kibana-a.test-5601.json" in caplog.text
+
+
+def test_bad_kibana_url_in_record(tmp_path: Path) -> None:
+    path = tmp_path / "record.json"
+    path.write_text('{"format": 1, "kibana_url": 5, "connectors": {}}')
+    with pytest.raises(StateError, match="kibana_url"):
+        FileBackend(path, kibana_url=KIBANA_A).load()
+
+
+def test_http_record_is_tied_to_its_kibana(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    server = TerraformHttpServer(lock_method="POST", unlock_method="DELETE", lock_path="/lock", locked_status=409)
+    a = backend_from_env(GITLAB_ENV, tmp_path, transport=httpx.MockTransport(server), kibana_url=KIBANA_A)
+    with locked(a, "kcr apply"):
+        a.load()
+        a.save(RECORD)
+    assert json.loads(server.state or b"")["kcr_record"]["kibana_url"] == KIBANA_A
+
+    b = backend_from_env(GITLAB_ENV, tmp_path, transport=httpx.MockTransport(server), kibana_url=KIBANA_B)
+    with caplog.at_level(logging.WARNING, logger="kcr.state"):
+        assert b.load() == {}
+    assert f"was made for {KIBANA_A}; treating secrets as unknown" in caplog.text
+    assert "KCR_RECORD_GITLAB_STATE" in caplog.text
+    with pytest.raises(StateError, match="another Kibana's record"):
+        b.lock("kcr apply")
+    assert server.lock is None  # released at once
+    with pytest.raises(StateError, match="KCR_RECORD_GITLAB_STATE"):
+        b.save(OTHER)
+    again = backend_from_env(GITLAB_ENV, tmp_path, transport=httpx.MockTransport(server), kibana_url=KIBANA_A)
+    assert again.load() == RECORD
+    untied = backend_from_env(GITLAB_ENV, tmp_path, transport=httpx.MockTransport(server))
+    untied.save(OTHER)
+    assert json.loads(server.state or b"")["kcr_record"]["kibana_url"] == KIBANA_A
+
+
+def test_skip_cert_verification_is_a_go_bool(tmp_path: Path) -> None:
+    env = {"KCR_RECORD_HTTP_ADDRESS": "https://127.0.0.1:1/s"}
+    assert backend_from_env({**env, "KCR_RECORD_HTTP_SKIP_CERT_VERIFICATION": "T"}, tmp_path).verify is False  # type: ignore[attr-defined]
+    assert backend_from_env(env, tmp_path).verify is True  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="KCR_RECORD_HTTP_SKIP_CERT_VERIFICATION"):
+        backend_from_env({**env, "KCR_RECORD_HTTP_SKIP_CERT_VERIFICATION": "yes"}, tmp_path)

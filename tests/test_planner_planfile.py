@@ -1,0 +1,169 @@
+"""Loading a saved plan: it is checked against schemas/plan.schema.json and kcr's id and space rules
+before apply trusts any of it, and every refusal names the file and the change."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from test_planner_fixtures import mixed_plan
+
+from reconciler import plan as planmod
+from reconciler.errors import PlanFileError
+
+SOURCE = "plans/saved-plan.json"
+Body = dict[str, Any]
+
+
+def body() -> Body:
+    return copy.deepcopy(planmod.to_json(mixed_plan()))
+
+
+def first(b: Body, action: str) -> dict[str, Any]:
+    return next(c for c in b["changes"] if c["action"] == action)
+
+
+def load(b: Body) -> planmod.Plan:
+    return planmod.loads(json.dumps(b), SOURCE)
+
+
+def refused(b: Body) -> str:
+    with pytest.raises(PlanFileError) as info:
+        load(b)
+    message = str(info.value)
+    assert message.startswith(f"{SOURCE}: ")
+    return message
+
+
+def test_a_plan_kcr_wrote_loads() -> None:
+    assert load(body()) == mixed_plan()
+
+
+def set_config(action: str, value: Any) -> Callable[[Body], str]:
+    def edit(b: Body) -> str:
+        c = first(b, action)
+        c["desired"]["config"] = value
+        return str(c["address"])
+    return edit
+
+
+def drop(action: str, key: str) -> Callable[[Body], str]:
+    def edit(b: Body) -> str:
+        c = first(b, action)
+        c[key] = None
+        return str(c["address"])
+    return edit
+
+
+def set_field(action: str, key: str, value: Any) -> Callable[[Body], str]:
+    def edit(b: Body) -> str:
+        c = first(b, action)
+        address = str(c["address"])
+        c[key] = value
+        if key in ("space", "id"):
+            c["address"] = f"{c['space']}/{c['id']}"
+            return str(c["address"])
+        return address
+    return edit
+
+
+EDITS: list[tuple[str, Callable[[Body], str], str]] = [
+    ("config a string", set_config("update", "not an object"), "desired.config: must be of type object"),
+    ("config a list", set_config("create", ["x"]), "desired.config: must be of type object"),
+    ("update without fingerprint", drop("update", "live_fingerprint"), "live_fingerprint"),
+    ("recreate without fingerprint", drop("recreate", "live_fingerprint"), "live_fingerprint"),
+    ("delete without fingerprint", drop("delete", "live_fingerprint"), "live_fingerprint"),
+    ("create without desired", drop("create", "desired"), "desired"),
+    ("update without desired", drop("update", "desired"), "desired"),
+    ("recreate without desired", drop("recreate", "desired"), "desired"),
+    ("space with capitals", set_field("update", "space", "Default"), "space"),
+    ("space with a slash", set_field("delete", "space", "a/b"), "space"),
+    ("id a path", set_field("delete", "id", "../../api/x"), "id is neither a UUID nor a key"),
+    ("id with capitals", set_field("update", "id", "Hook"), "id is neither a UUID nor a key"),
+    ("address of another", set_field("update", "address", "default/other"), "does not match its space and id"),
+    ("unknown action", set_field("update", "action", "explode"), "action: must be one of"),
+]
+
+
+@pytest.mark.parametrize(("label", "edit", "needle"), EDITS, ids=[e[0] for e in EDITS])
+def test_hand_edits_refused_naming_file_and_change(label: str, edit: Callable[[Body], str], needle: str) -> None:
+    b = body()
+    address = edit(b)
+    message = refused(b)
+    assert "not a kcr plan, or edited by hand" in message
+    assert f"change {address}" in message
+    assert needle in message
+
+
+def test_plan_level_problems_named() -> None:
+    b = body()
+    b["spaces"] = ["default", "Security"]
+    assert "spaces[1]: must match" in refused(b)
+    b = body()
+    b["changes"] = "none"
+    assert "changes: must be of type array" in refused(b)
+    b = body()
+    b["secret_value"] = "x"
+    assert "secret_value" in refused(b)
+
+
+def test_format_version_checked_first() -> None:
+    b = body()
+    b["format_version"] = "2.0"
+    b["changes"] = "garbage"
+    assert "plan format 2.0 is not supported" in refused(b)
+
+
+@pytest.mark.parametrize("literal", ["value", 42, True, ["${env:A}", "value"], {"inner": "value"}],
+                         ids=["string", "number", "bool", "in a list", "in an object"])
+def test_literal_secret_in_secret_refs_refused_without_echo(literal: Any) -> None:
+    canary = f"CANARY-{uuid.uuid4()}"
+    literal = json.loads(json.dumps(literal).replace('"value"', json.dumps(canary)))
+    b = body()
+    c = first(b, "create")
+    c["desired"]["secret_refs"]["webhookUrl"] = literal
+    message = refused(b)
+    assert canary not in message and f"change {c['address']}" in message
+    assert "secret_refs" in message
+
+
+def test_schema_messages_never_echo_values() -> None:
+    canary = f"CANARY-{uuid.uuid4()}"
+    for where in ("kibana_url", "created_at"):
+        b = body()
+        b[where] = {"leak": canary}
+        message = refused(b)
+        assert canary not in message and where in message
+    b = body()
+    first(b, "update")["desired"]["name"] = [canary]
+    assert canary not in refused(b)
+
+
+def test_plaintext_marker_and_references_accepted() -> None:
+    b = body()
+    c = first(b, "create")
+    c["desired"]["secret_refs"] = {"webhookUrl": {"$plaintext": True}, "extra": {"a": ["${env:A}", None]},
+                                   "header": "Bearer ${vault:secret/x#k}"}
+    loaded = load(b)
+    change = next(x for x in loaded.changes if x.address == c["address"])
+    assert change.desired is not None
+    assert planmod.has_plaintext_marker(change.desired.secret_refs)
+    assert not planmod.has_plaintext_marker({"a": ["${env:A}"], "b": {"$plaintext": False}})
+    bad = copy.deepcopy(b)
+    first(bad, "create")["desired"]["secret_refs"]["webhookUrl"] = {"$plaintext": False}
+    assert "secret_refs" in refused(bad)
+
+
+def test_verbatim_ids_accepted() -> None:
+    b = body()
+    c = first(b, "delete")
+    c["id"], c["address"] = "legacy-mail_2", f"{c['space']}/legacy-mail_2"
+    assert any(x.id == "legacy-mail_2" for x in load(b).changes)
+
+
+def test_validator_loaded_once() -> None:
+    assert planmod._validator() is planmod._validator()
