@@ -40,6 +40,8 @@ from reconciler.model import derive_connector_id  # noqa: E402
 from reconciler.sandbox import Sandbox  # noqa: E402
 from reconciler.sandbox.server import running  # noqa: E402
 
+PER_FILE = 20
+
 
 @dataclass
 class Results:
@@ -56,15 +58,17 @@ def _spaces(s: int) -> list[str]:
 
 
 def make_repo(root: Path, s: int, c: int) -> None:
-    """A repository of c .index connectors spread evenly over s spaces, 50 connectors per file."""
+    """A repository of c .index connectors spread evenly over s spaces, 20 connectors per file (so 1,000
+    connectors make the 50 files of issue #3's target)."""
     per_space = c // s
     for space in _spaces(s):
         d = root / "connectors" / space
         d.mkdir(parents=True)
         items = [{"id": f"idx-{i:05d}", "name": f"Index {space} {i}", "type": ".index",
                   "config": {"index": f"alerts-{space}-{i}"}} for i in range(per_space)]
-        for n in range(0, max(len(items), 1), 50):
-            (d / f"c{n // 50:03d}.yaml").write_text(yaml.safe_dump({"connectors": items[n:n + 50]}, sort_keys=False))
+        for n in range(0, max(len(items), 1), PER_FILE):
+            (d / f"c{n // PER_FILE:03d}.yaml").write_text(
+                yaml.safe_dump({"connectors": items[n:n + PER_FILE]}, sort_keys=False))
 
 
 def seed_for(s: int, c: int) -> dict[str, Any]:
@@ -186,7 +190,7 @@ def bench_validate(res: Results, c: int) -> None:
             desired = load_repository(root)
             times.append(time.perf_counter() - t0)
         count = sum(len(s.connectors) for s in desired.spaces.values())
-    files = (c + 49) // 50
+    files = (c + PER_FILE - 1) // PER_FILE
     res.add("validate", f"validate {count} connectors in {files} files (best of 3)", f"{min(times):.3f} s")
     res.data[f"validate C={c}"] = {"best_s": min(times), "runs_s": times}
 
@@ -263,7 +267,8 @@ def main() -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
                "platform": platform.platform(), "quick": args.quick}
-    path = out_dir / f"{stamp}{'-quick' if args.quick else ''}.json"
+    suffix = ("-quick" if args.quick else "") + (f"-only-{'-'.join(sorted(only))}" if args.only else "")
+    path = out_dir / f"{stamp}{suffix}.json"
     path.write_text(json.dumps({"date": stamp, "machine": machine, "results": res.data,
                                 "table": res.rows}, indent=2) + "\n")
     print(f"\nsaved {path.relative_to(ROOT)}")
