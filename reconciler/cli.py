@@ -86,21 +86,10 @@ def _out(text: str, path: Path | None = None) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """A saved plan or report is either whole or absent: written beside, then renamed."""
-    import tempfile
+    from reconciler.files import write_atomic
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be written ({exc.strerror or exc})") from None
 

@@ -25,9 +25,7 @@ plus `<out>/<space>/_space.yaml` with `prune: false`, so that adopting never del
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ import yaml
 
 from reconciler import catalog, normalize
 from reconciler.errors import ConfigError
+from reconciler.files import write_atomic
 from reconciler.model import UUID_PATTERN, ConnectorSpec, LiveConnector
 
 CONNECTORS_FILE = "connectors.yaml"
@@ -226,18 +225,6 @@ def render_space(space: str, connectors: Sequence[LiveConnector]) -> tuple[str, 
 # --- I/O --------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_spaces(
     client: ExportClient, spaces: Sequence[str], out_dir: Path, *, overwrite: bool = False
 ) -> ExportResult:
@@ -283,9 +270,9 @@ def export_spaces(
             managed.append(conn)
         text, names = render_space(space, managed)
         target = out_dir / space / CONNECTORS_FILE
-        _write_atomic(target, text)
+        write_atomic(target, text)
         space_file = out_dir / space / SPACE_FILE
-        _write_atomic(space_file, "# Adopted connectors: nothing undeclared is deleted until this says true.\n"
+        write_atomic(space_file, "# Adopted connectors: nothing undeclared is deleted until this says true.\n"
                       + dump_yaml({"prune": False}))
         files.extend((target, space_file))
         variables.extend(names)

@@ -45,6 +45,7 @@ import httpx
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, StateError
+from reconciler.files import write_atomic
 from reconciler.kibana import parse_go_bool, redact_url
 from reconciler.model import SecretDigest
 
@@ -332,31 +333,13 @@ class FileBackend:
         crash at any point leaves either the old record or the new one, never half of one."""
         owner = self._check_owner("overwrite")
         data = (json.dumps(_record_json(record, owner), indent=2, sort_keys=True) + "\n").encode()
-        directory = self.path.parent
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
+            write_atomic(self.path, data)
         except OSError as exc:
-            raise StateError(f"{self.path}: cannot write the record of applied secrets ({exc.strerror})") from None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise StateError(
                 f"{self.path}: cannot write the record of applied secrets ({exc.strerror or exc}); "
                 "the previous record is unchanged"
             ) from None
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
 
     def lock(self, info: LockInfoArg = None) -> None:
         """Exclusive, and never half-written: the holder's JSON is written to a temporary file and

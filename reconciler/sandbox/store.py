@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from typing import Any
 
 from reconciler import catalog
 from reconciler.errors import ConfigError
+from reconciler.files import write_atomic
 
 LICENSES = ("basic", "standard", "gold", "platinum", "enterprise", "trial")
 SYSTEM_CONNECTOR_ID = "system-connector-.cases"
@@ -121,16 +120,7 @@ class Store:
 
     def save(self, path: Path) -> None:
         """Atomic: a reader (or a kill) never sees half a file."""
-        data = json.dumps(self.to_json(), indent=1, sort_keys=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, json.dumps(self.to_json(), indent=1, sort_keys=True), durable=False)
 
     @classmethod
     def load(cls, path: Path) -> Store:
