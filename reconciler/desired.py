@@ -153,7 +153,25 @@ def _human(err: jsonschema.ValidationError, redact: bool = False) -> str:
         best = jsonschema.exceptions.best_match(err.context or ())
         detail = f" (closest: {best.message[:200]})" if best is not None else ""
         return f"matches none of the allowed shapes{detail}"
+    if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
+        return _unknown_keys(err)
     return err.message if len(err.message) <= 300 else err.message[:300] + "..."
+
+
+def _unknown_keys(err: jsonschema.ValidationError) -> str:
+    """`refreshh` → did you mean `refresh`? The schema's own property names are the candidates."""
+    import difflib
+
+    schema = err.schema if isinstance(err.schema, Mapping) else {}
+    known = sorted(schema.get("properties") or {})
+    instance = err.instance if isinstance(err.instance, Mapping) else {}
+    unknown = [k for k in instance if k not in known]
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.7)
+        parts.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    allowed = f"; known keys: {', '.join(known)}" if known and len(known) <= 12 else ""
+    return f"unknown key{'s' if len(parts) != 1 else ''} {', '.join(parts)}{allowed}"
 
 
 def _blank_strings(value: Any, path: str) -> Iterator[str]:

@@ -147,7 +147,7 @@ BAD: list[tuple[str, dict[str, str | bytes], str, int | None]] = [
                                                         "    secrets: {email: '${env:E}', apiToken: '${env:T}'}\n")},
      "config.apiUrl: 'apiUrl' is a required property", 5),
     ("config extra key", {"connectors/default/a.yaml": one(rest="    config: {bogus: 1}\n")},
-     "'bogus' was unexpected", 5),
+     "unknown key 'bogus'", 5),
     ("config wrong type", {"connectors/default/a.yaml": one(type=".index", rest="    config: {index: 5}\n")},
      "config.index: 5 is not of type 'string'", 5),
     ("blank name", {"connectors/default/a.yaml": one(name="'  '")}, "name: value '' is not valid", 3),
@@ -188,7 +188,7 @@ BAD: list[tuple[str, dict[str, str | bytes], str, int | None]] = [
     ("protect not bool", {"connectors/default/a.yaml": one(rest="    protect: maybe\n")},
      "is not of type 'boolean'", 5),
     ("unknown connector key", {"connectors/default/a.yaml": one(rest="    secret: {}\n")},
-     "'secret' was unexpected", 2),
+     "unknown key 'secret' (did you mean 'secrets'?)", 2),
     ("not a list", {"connectors/default/a.yaml": "connectors: {id: x}\n"}, "is not of type 'array'", 1),
     ("empty file", {"connectors/default/a.yaml": ""}, "the file is empty", 1),
     ("alias bomb", {"connectors/default/a.yaml": "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
