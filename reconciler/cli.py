@@ -145,6 +145,9 @@ def _digests(g: Globals, desired: DesiredState) -> dict[str, SecretDigest]:
     resolver = SecretResolver(g.env, desired.settings, g.root)
     resolved = resolver.resolve_many({owner: refs for owner, (_, refs) in owners.items()})
     key = _fingerprint_key(g.env)
+    if key is None and any(not r.vault_versions for r in resolved.values()):
+        log.warning("KCR_FINGERPRINT_KEY is not set: a changed ${env:..} or ${file:..} secret cannot be "
+                    "detected (the plan says 'unknown'); set it, e.g. as a masked CI variable")
     return {owners[o][0]: r.digest(owners[o][0], key) for o, r in resolved.items()}
 
 

@@ -241,7 +241,7 @@ def test_plan_without_fingerprint_key_and_sync_secrets(kcr: Run, world: World) -
     del world.env["KCR_FINGERPRINT_KEY"]
     code, out = kcr("plan", "--sync-secrets", "--format", "json")
     assert code == 0, out
-    assert json.loads(out)["summary"]["create"] == 5
+    assert json.JSONDecoder().raw_decode(out)[0]["summary"]["create"] == 5
 
 
 # --- apply, drift, export, test, types -------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_apply_saved_plan_then_drift_export_test(kcr: Run, world: World) -> None
     world.env["TEAMS_URL"] = f"https://teams.example.com/{_canary('teams-rotated')}"
     code, out = kcr("drift", "--format", "json")
     assert code == 2, out
-    assert json.loads(out)["summary"]["update"] == 1
+    assert json.JSONDecoder().raw_decode(out)[0]["summary"]["update"] == 1
 
     code, out = kcr("export", "--out-dir", str(world.tmp / "exported"), "-vv")
     assert code == 0, out

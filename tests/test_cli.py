@@ -375,3 +375,18 @@ def test_kcr_test_accepts_a_repository_key(tmp_path: Path) -> None:
                 env={"KIBANA_URL": "http://kibana.test"}, transport=sb.transport())
     assert code == 0
     assert [e["connector_id"] for e in sb.executions] == [cid]
+
+
+def test_plan_warns_once_when_env_secrets_cannot_be_compared(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "connectors" / "default"
+    d.mkdir(parents=True)
+    (d / "a.yaml").write_text("connectors:\n  - id: pd\n    name: PD\n    type: .pagerduty\n"
+                              "    secrets:\n      routingKey: ${env:PD_KEY}\n")
+    env = {"KIBANA_URL": "http://kibana.test", "PD_KEY": "x-routing-key", "KCR_RECORD": str(tmp_path / "r.json")}
+    sb = Sandbox.from_seed({})
+    assert main(["plan", "--dir", str(tmp_path)], env=env, transport=sb.transport()) == 0
+    assert capsys.readouterr().err.count("KCR_FINGERPRINT_KEY is not set") == 1
+    assert main(["plan", "--dir", str(tmp_path)], env={**env, "KCR_FINGERPRINT_KEY": "k"},
+                transport=sb.transport()) == 0
+    assert "KCR_FINGERPRINT_KEY" not in capsys.readouterr().err
