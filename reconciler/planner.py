@@ -365,7 +365,8 @@ def _guard(referenced_by_count: int, spec: ConnectorSpec | None) -> Guard:
     a `protect`."""
     reasons: list[str] = []
     if referenced_by_count > 0:
-        reasons.append(f"referenced by {referenced_by_count} rules/objects")
+        reasons.append(f"referenced by {referenced_by_count} saved object{'s' if referenced_by_count != 1 else ''} "
+                       "(rules, cases)")
     if spec is not None and spec.protect:
         where = spec.location.file if spec.location is not None else "the repository"
         reasons.append(f"protect: true in {where}")

@@ -236,7 +236,8 @@ def _md_change(c: Change) -> list[str]:
     if secrets is not None:
         out += [f"Secrets: {_md(secrets)}", ""]
     if c.live_fingerprint is not None:
-        out += [f"Referenced by {c.referenced_by_count} rules/objects.", ""]
+        count = c.referenced_by_count
+        out += [f"Referenced by {count} saved object{'s' if count != 1 else ''} (rules, cases).", ""]
     guard = _guard_text(c)
     if guard is not None:
         out += [f"Guard: {'**' + _md(guard) + '**' if c.guard.blocked else _md(guard)}", ""]

@@ -431,7 +431,7 @@ def test_delete_blocked_by_the_re_read_reference_count() -> None:
 def test_reference_block_of_the_plan_lifts_when_the_count_dropped() -> None:
     client = FakeClient({("default", cid(1)): live(1)})
     plan = plan_of(change(Action.DELETE, 1, before=live(1), count=3,
-                          guard=Guard(blocked=True, reasons=("referenced by 3 rules/objects",))))
+                          guard=Guard(blocked=True, reasons=("referenced by 3 saved objects (rules, cases)",))))
     report = run(plan, client, FakeResolver({}))
     assert [r.status for r in report.results] == [Status.OK]
     assert client.calls == [("delete", cid(1))]

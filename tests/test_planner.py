@@ -98,7 +98,7 @@ def test_recreate_diffs_and_guard() -> None:
     assert c.action is Action.RECREATE and c.live_type == ".slack" and c.type == ".teams"
     assert [d.path for d in c.diffs][:2] == ["connector_type_id", "name"]
     assert c.diffs[0].before == ".slack" and c.diffs[0].after == ".teams"
-    assert c.guard.blocked and c.guard.reasons == ("referenced by 2 rules/objects",)
+    assert c.guard.blocked and c.guard.reasons == ("referenced by 2 saved objects (rules, cases)",)
     assert c.desired is not None and c.referenced_by_count == 2
 
 
@@ -210,7 +210,7 @@ def test_undeclared_prune_deletes_guarded() -> None:
     plan = plan_of(live_conns=[used, free], settings=PRUNE)
     assert [(c.action, c.id, c.guard.blocked) for c in plan.changes] == [
         (Action.DELETE, free.id, False), (Action.DELETE, used.id, True)]
-    assert plan.changes[1].guard.reasons == ("referenced by 4 rules/objects",)
+    assert plan.changes[1].guard.reasons == ("referenced by 4 saved objects (rules, cases)",)
     assert plan.changes[1].live_fingerprint == live_fingerprint(used)
     assert blocked_ids(plan) == [("default", used.id)]
 

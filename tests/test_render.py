@@ -155,7 +155,7 @@ def test_long_values_truncated() -> None:
 def test_blocked_names_rules() -> None:
     out = render.text(mixed_plan(), False)
     assert 'used by rules: "CPU high" (rule-cpu), "Disk | full" (rule-disk)' in out
-    assert "guard: BLOCKED (referenced by 1 rules/objects)" in out
+    assert "guard: BLOCKED (referenced by 1 saved object (rules, cases))" in out
 
 
 # --- Markdown ----------------------------------------------------------------------------------------
