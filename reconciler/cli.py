@@ -473,7 +473,7 @@ def _kibana_id(root: Path, space: str, given: str) -> str:
     from reconciler.desired import load_settings
     from reconciler.model import KEY_PATTERN, UUID_PATTERN, derive_connector_id
 
-    if re.match(UUID_PATTERN, given) or not re.match(KEY_PATTERN, given):
+    if re.fullmatch(UUID_PATTERN, given) or not re.fullmatch(KEY_PATTERN, given):
         return given
     if (root / "kcr.yaml").is_file() and load_settings(root).id_mode == "verbatim":
         return given

@@ -58,8 +58,10 @@ def run_demo(root: Path, invoke: Invoke) -> int:
         return ExitCode.ERROR
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KIBANA_", "ELASTICSEARCH_", "KCR_"))}
     fake = [name for name in _referenced_env(root) if name not in env]
-    for name in fake:
-        env[name] = f"demo-{name.lower()}-not-a-real-secret"
+    for name in fake:  # URLs where Kibana parses one (webhooks), an obvious fake everywhere
+        slug = name.lower().replace("_", "-")
+        env[name] = f"https://hooks.example.com/{slug}-not-a-real-secret" if "URL" in name \
+            else f"demo-{slug}-not-a-real-secret"
     with tempfile.TemporaryDirectory(prefix="kcr-demo-") as tmp, running(Sandbox.from_seed(_seed(root))) as url:
         env.update({"KIBANA_URL": url, "KCR_RECORD": str(Path(tmp) / "record.json"),
                     "KCR_FINGERPRINT_KEY": "kcr-demo-fingerprint-key"})

@@ -331,9 +331,9 @@ class _Loader:
     def connector_id(self, space: str, key: Any, base: str, checker: _FileChecker) -> str | None:
         if not isinstance(key, str):
             return None  # missing or not a string: the file schema said so
-        if _UUID.match(key):
+        if _UUID.fullmatch(key):
             return key
-        if _KEY.match(key):
+        if _KEY.fullmatch(key):
             return key if self.settings.id_mode == "verbatim" else derive_connector_id(space, key)
         checker.add(f"{base}.id", f"id {_short(key)} is neither a key (lowercase letters, digits, '-' and '_', "
                     "starting with a letter or digit, at most 128 characters) nor a UUID")
@@ -429,7 +429,7 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            if not _SPACE.match(entry.name):
+            if not _SPACE.fullmatch(entry.name):
                 problems.append(Problem(loader.rel(entry), f"space directory {_short(entry.name)} is not a Kibana "
                                         "space id (lowercase letters, digits, '-' and '_')"))
                 continue

@@ -263,7 +263,7 @@ def export_spaces(
                 kind = "preconfigured" if conn.is_preconfigured else "system action"
                 skipped.append(f"{space}/{conn.id} ({kind})")
                 continue
-            if not _UUID.match(conn.id):
+            if not _UUID.fullmatch(conn.id):
                 warnings.append(
                     f"{space}/{conn.id}: not a UUID; set `id_mode: verbatim` in kcr.yaml so kcr uses it as it is"
                 )

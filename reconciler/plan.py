@@ -337,13 +337,13 @@ def _check(body: Mapping[str, Any], source: str) -> None:
     """What the schema cannot say: ids (UUIDs, or verbatim keys), address consistency, and that
     secret_refs hold references, never literal values."""
     for space in body["spaces"]:
-        if not _SPACE.match(space):
+        if not _SPACE.fullmatch(space):
             raise _bad(source, f"spaces: {space!r} is not a Kibana space id ({SPACE_ID_PATTERN})")
     for c in body["changes"]:
         address = f"{c['space']}/{c['id']}"
-        if not _SPACE.match(c["space"]):
+        if not _SPACE.fullmatch(c["space"]):
             raise _bad(source, f"change {address}: space is not a Kibana space id ({SPACE_ID_PATTERN})")
-        if not any(p.match(c["id"]) for p in _IDS):
+        if not any(p.fullmatch(c["id"]) for p in _IDS):
             raise _bad(source, f"change {address}: id is neither a UUID nor a key ({KEY_PATTERN})")
         if c["address"] != address:
             raise _bad(source, f"change {address}: address {c['address']!r} does not match its space and id")

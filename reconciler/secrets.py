@@ -39,9 +39,10 @@ from reconciler.errors import SecretError
 from reconciler.model import SecretDigest, Settings
 
 SCHEMES = ("env", "file", "vault")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DIGITS = re.compile(r"^[0-9]+$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch: "$" would let "A\n" through
+_DIGITS = re.compile(r"[0-9]+")
 MAX_FILE_BYTES = 1024 * 1024
+_PRIVATE_DIRS = frozenset({".git", ".kcr"})
 VAULT_WORKERS = 8
 DEFAULT_JWT_VAR = "VAULT_ID_TOKEN"
 JWT_VAR_SETTING = "KCR_VAULT_JWT_VAR"  # names the variable holding the JWT, when not VAULT_ID_TOKEN
@@ -51,8 +52,24 @@ JWT_VAR_SETTING = "KCR_VAULT_JWT_VAR"  # names the variable holding the JWT, whe
 RUN_CREDENTIALS = (
     "CI_JOB_TOKEN", "CI_JOB_JWT", "CI_JOB_JWT_*", "CI_REGISTRY_PASSWORD", "CI_DEPLOY_PASSWORD",
     "CI_DEPENDENCY_PROXY_PASSWORD", "VAULT_TOKEN", "VAULT_SECRET_ID", "VAULT_ID_TOKEN",
-    "KIBANA_*", "ELASTICSEARCH_*", "KCR_FINGERPRINT_KEY",
+    "KIBANA_*", "ELASTICSEARCH_*",
+    # kcr's own credentials (KCR_<SPACE>_... names that `kcr export` writes are connector secrets)
+    "KCR_FINGERPRINT_KEY", "KCR_GITLAB_TOKEN", "KCR_RECORD_HTTP_*",
 )
+
+
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*")
+
+
+def _duration(text: str | None, name: str, *, default: float) -> float:
+    """Seconds from the Vault CLI's forms: `30`, `30s`, `500ms`, `2m`."""
+    if not text:
+        return default
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise _Unresolved(f"{name} is not a duration (like 30, 30s, 500ms or 2m)")
+    scale = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
+    return float(match.group(1)) * scale
 
 
 class ReferenceSyntaxError(ValueError):
@@ -100,7 +117,7 @@ def _vault_reference(target: str) -> Reference:
     at_part = rest if hash_sign else path
     if "@" in at_part:
         after = at_part.partition("@")[2]
-        if not _DIGITS.match(after):
+        if not _DIGITS.fullmatch(after):
             raise ReferenceSyntaxError(
                 f"in a vault reference, after @ comes a version number (digits only), not {after[:40]!r}; "
                 "the mount is the first path segment, as in ${vault:ops/production/db#password} "
@@ -129,7 +146,7 @@ def _reference(inner: str, column: int) -> Reference:
             f"'${{' at column {column} does not start a reference: write ${{env:NAME}}, ${{file:PATH}} or "
             "${vault:MOUNT/PATH#KEY}; a literal '${' is written '$${'")
     if scheme == "env":
-        if not _ENV_NAME.match(target):
+        if not _ENV_NAME.fullmatch(target):
             raise ReferenceSyntaxError(
                 f"${{env:...}} at column {column} needs a variable name of letters, digits and '_' "
                 "(not starting with a digit)")
@@ -378,12 +395,18 @@ class VaultClient:
         headers = {"X-Vault-Request": "true"}
         namespace = env.get("VAULT_NAMESPACE")
         if namespace:
+            if not namespace.isascii() or not namespace.isprintable():
+                raise _Unresolved("VAULT_NAMESPACE must be printable ASCII (a namespace path like team-a/)")
             headers["X-Vault-Namespace"] = namespace
-        timeout = float(env.get("VAULT_CLIENT_TIMEOUT") or 30)
-        self.http = httpx.Client(base_url=self.addr, headers=headers, timeout=timeout,
-                                 verify=self._verify(), transport=transport)
+        timeout = _duration(env.get("VAULT_CLIENT_TIMEOUT"), "VAULT_CLIENT_TIMEOUT", default=30.0)
+        try:
+            self.http = httpx.Client(base_url=self.addr, headers=headers, timeout=timeout,
+                                     verify=self._verify(), transport=transport)
+        except (ValueError, httpx.InvalidURL) as exc:
+            raise _Unresolved(f"VAULT_ADDR is not a usable URL ({type(exc).__name__})") from None
         self._token: str | None = None
         self._mounts: dict[str, _Mount] = {}
+        self._preflight_refused = False  # the token may not call sys/internal/ui/mounts
         self._lock = threading.Lock()
 
     def _verify(self) -> ssl.SSLContext | bool:
@@ -465,9 +488,14 @@ class VaultClient:
         """The KV mount holding `path`, found as `vault kv get` does; falls back to Settings.vault_mounts
         (longest prefix) and then to the first segment as KV v2."""
         with self._lock:
-            for known in self._mounts.values():
-                if path.startswith(known.path + "/"):
-                    return known
+            # Only mounts Vault itself named are cached (Vault refuses overlapping mounts, so one that
+            # holds the path is the one); the fallback list is cheap to consult again, longest first.
+            known = [m for m in self._mounts.values() if path.startswith(m.path + "/")]
+            if known:
+                return max(known, key=lambda m: len(m.path))
+            refused = self._preflight_refused
+        if refused:
+            return self._fallback_mount(path)
         response = self._request("GET", f"/v1/sys/internal/ui/mounts/{_quote_path(path)}", headers=self._headers())
         mount: _Mount | None = None
         if response.status_code == 200:
@@ -484,7 +512,10 @@ class VaultClient:
             if mount_path and path.startswith(mount_path + "/"):
                 mount = _Mount(mount_path, version)
         if mount is None:
-            mount = self._fallback_mount(path)
+            if response.status_code in (403, 404):  # a policy without the preflight: don't ask again
+                with self._lock:
+                    self._preflight_refused = True
+            return self._fallback_mount(path)
         with self._lock:
             self._mounts[mount.path] = mount
         return mount
@@ -636,6 +667,10 @@ class SecretResolver:
         if not any(real == r or real.is_relative_to(r) for r in roots):
             raise _Unresolved(f"file {ref.target!r} is outside the repository and the file_roots of kcr.yaml "
                                 "(symlinks resolved); add its directory to file_roots to allow it")
+        if real.is_relative_to(root) and set(real.relative_to(root).parts) & _PRIVATE_DIRS:
+            # .git/config can hold a clone URL with the job's token; .kcr holds kcr's own record
+            raise _Unresolved(f"file {ref.target!r} is inside {'/'.join(sorted(_PRIVATE_DIRS))}, which kcr never "
+                              "reads secrets from (the clone's credentials live there)")
         if not real.is_file():
             raise _Unresolved(f"{ref.target!r} is not a regular file")
         try:

@@ -289,3 +289,57 @@ def test_canaries_never_leak_into_errors_or_logs(tmp_path: Path, caplog: pytest.
     assert len(errors["bad"]) == 4
     text = " ".join([*errors["bad"], repr(resolved), str(resolved["ok"]), caplog.text, repr(os.environ.get("X"))])
     assert canary not in text
+
+
+def test_fallback_mounts_pick_the_longest_prefix_whatever_the_order(tmp_path: Path) -> None:
+    """A cached shorter mount must not capture a path under a longer configured one."""
+    with respx.mock(base_url=VAULT, assert_all_called=False) as mock:
+        preflight = mock.get(url__regex=r"/v1/sys/internal/ui/mounts/.*").respond(403, json=DENIED)
+        wide = mock.get(url__regex=r"/v1/kv/data/a\d").respond(200, json=v2_body({"k": "w"}, 1))
+        nested = mock.get("/v1/kv/team-a/y").respond(200, json={"data": {"k": "v1"}})
+        r = SecretResolver(VENV, Settings(vault_mounts=("kv", "kv/team-a:v1")), tmp_path)
+        refs = {f"r{i}": f"${{vault:kv/a{i}#k}}" for i in range(5)}
+        out = r.resolve_many({OWNER: {**refs, "z": "${vault:kv/team-a/y#k}"}})
+    assert out[OWNER].payload()["z"] == "v1"
+    assert nested.call_count == 1 and wide.call_count == 5
+    assert preflight.call_count == 1  # refused once: not asked again for every path
+
+
+@pytest.mark.parametrize("name", ["KCR_GITLAB_TOKEN", "KCR_RECORD_HTTP_PASSWORD", "KCR_FINGERPRINT_KEY"])
+def test_kcr_own_credentials_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(SecretError) as err:
+        resolver({name: "CANARY-own-token"}, tmp_path).resolve_many({OWNER: {"k": f"${{env:{name}}}"}})
+    assert "credential of the kcr run itself" in str(err.value) and "CANARY" not in str(err.value)
+
+
+def test_files_in_git_or_kcr_are_refused(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("url = https://gitlab-ci-token:CANARY-job@gitlab/x.git\n")
+    with pytest.raises(SecretError) as err:
+        resolver({}, tmp_path).resolve_many({OWNER: {"k": "${file:.git/config}"}})
+    assert ".git" in str(err.value) and "CANARY" not in str(err.value)
+
+
+@pytest.mark.parametrize(("env", "needle"), [({"VAULT_CLIENT_TIMEOUT": "soon"}, "VAULT_CLIENT_TIMEOUT"),
+                                             ({"VAULT_NAMESPACE": "équipe/"}, "VAULT_NAMESPACE")])
+def test_bad_vault_settings_are_secret_errors(tmp_path: Path, env: dict[str, str], needle: str) -> None:
+    with pytest.raises(SecretError) as err:
+        resolver({**VENV, **env}, tmp_path).resolve_many({OWNER: {"k": "${vault:secret/x#k}"}})
+    assert needle in str(err.value)
+
+
+def test_vault_cli_durations_are_accepted(tmp_path: Path) -> None:
+    with respx.mock(base_url=VAULT, assert_all_called=False) as mock:
+        mock.get(url__regex=r"/v1/sys/internal/ui/mounts/.*").respond(200, json=mounts_body("secret/", "2"))
+        mock.get("/v1/secret/data/x").respond(200, json=v2_body({"k": "v"}, 1))
+        out = resolver({**VENV, "VAULT_CLIENT_TIMEOUT": "60s"}, tmp_path).resolve_many(
+            {OWNER: {"k": "${vault:secret/x#k}"}})
+    assert out[OWNER].payload() == {"k": "v"}
+
+
+def test_env_names_and_versions_reject_a_trailing_newline() -> None:
+    from reconciler.secrets import ReferenceSyntaxError, parse_template
+
+    for text in ("${env:A\n}", "${vault:secret/x#k@1\n}"):
+        with pytest.raises(ReferenceSyntaxError):
+            parse_template(text)

@@ -50,27 +50,43 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# ICU root collation's order for ASCII punctuation and symbols (the "variable" characters, then
+# symbols, then currency), all before digits and letters.
+_ICU_PUNCTUATION = "_-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
+_PUNCT_WEIGHT = {ch: i for i, ch in enumerate(_ICU_PUNCTUATION)}
+_OTHER_SYMBOL = len(_ICU_PUNCTUATION) - 1  # unlisted symbols: after `~`, before `$`
+
+
 @lru_cache(maxsize=65536)
-def collation_key(name: str) -> tuple[tuple[tuple[int, str], ...], tuple[int, ...]]:
-    """An approximation of JS `localeCompare` (ICU root collation): whitespace, then punctuation and
-    symbols, then digits, then letters; letters compared without case or accents first, lowercase
-    before uppercase only to break ties."""
-    primary: list[tuple[int, str]] = []
+def collation_key(name: str) -> tuple[tuple[tuple[int, int | str], ...], tuple[str, ...], tuple[int, ...]]:
+    """An approximation of JS `localeCompare` (ICU root collation) as a three-level key, compared level
+    by level like ICU: primary = base characters (whitespace < punctuation < symbols < digits < letters,
+    letters without case or accents), secondary = accents (resume < résumé), tertiary = case
+    (lowercase first: resume < Resume). Approximations: accents rank by code point (ICU puts acute
+    before grave), non-ASCII symbols after `~`, and scripts other than Latin by code point."""
+    primary: list[tuple[int, int | str]] = []
+    secondary: list[str] = []
     tertiary: list[int] = []
     for ch in unicodedata.normalize("NFD", name):
         if unicodedata.combining(ch):
+            if secondary:
+                secondary[-1] += ch  # the accent belongs to the base character before it
             continue
+        weight: tuple[int, int | str]
         if ch.isspace():
-            cls = 0
+            weight = (0, ord(ch))
         elif ch.isdigit():
-            cls = 2
+            weight = (3, unicodedata.digit(ch, 0))
         elif ch.isalpha():
-            cls = 3
+            weight = (4, ch.casefold())
         else:
-            cls = 1
-        primary.append((cls, ch.casefold()))
+            weight = (1, _PUNCT_WEIGHT.get(ch, _OTHER_SYMBOL) * 0x110000 + ord(ch))
+            if ch == "$":
+                weight = (2, ord(ch))
+        primary.append(weight)
+        secondary.append("")
         tertiary.append(1 if ch.isupper() else 0)
-    return tuple(primary), tuple(tertiary)
+    return tuple(primary), tuple(secondary), tuple(tertiary)
 
 
 # ---- connector shapes -------------------------------------------------------------------------
@@ -165,11 +181,27 @@ def _reject_unknown_query(ctx: Ctx, known: frozenset[str]) -> None:
 # ---- connector routes -------------------------------------------------------------------------
 
 
+# Kibana lists connector types in registration order (stack_connectors' registerConnectorTypes), the
+# order of the catalogue's source (shared/kibana/connector-types.json); catalogue types not named here
+# follow in id order.
+TYPE_ORDER = (
+    ".email", ".slack", ".slack_api", ".pagerduty", ".jira", ".servicenow", ".servicenow-sir", ".servicenow-itom",
+    ".webhook", ".cases-webhook", ".index", ".server-log", ".opsgenie", ".teams", ".gen-ai", ".bedrock", ".gemini",
+    ".inference", ".crowdstrike", ".sentinelone", ".microsoft_defender_endpoint", ".thehive", ".tines", ".torq",
+    ".swimlane", ".resilient", ".d3security", ".xmatters", ".jira-service-management", ".xsoar", ".mcp", ".cases",
+)
+
+
+def _registration_order() -> list[catalog.ConnectorType]:
+    rank = {t: i for i, t in enumerate(TYPE_ORDER)}
+    return sorted(catalog.types().values(), key=lambda ct: (rank.get(ct.id, len(rank)), ct.id))
+
+
 def list_types(ctx: Ctx, _: dict[str, str]) -> SandboxResponse:
     _reject_unknown_query(ctx, frozenset({"feature_id"}))
     feature = ctx.query.get("feature_id", [None])[-1]
     out = []
-    for ct in catalog.types().values():
+    for ct in _registration_order():
         if ct.is_system_action:
             continue
         if feature is not None and (feature not in ct.supported_feature_ids or ct.id in _HIDDEN_FROM_FEATURE_LISTS):
@@ -196,13 +228,12 @@ def list_types(ctx: Ctx, _: dict[str, str]) -> SandboxResponse:
 
 
 def list_connectors(ctx: Ctx, _: dict[str, str]) -> SandboxResponse:
-    """referenced_by_count counts rule actions in every space (Kibana aggregates over all saved
-    objects with no space filter); rules never store references to preconfigured connectors."""
+    """referenced_by_count counts referencing rules in every space (Kibana aggregates over all saved
+    objects with no space filter, one document per connector however many actions use it); rules never
+    store references to preconfigured connectors."""
     refs: Counter[str] = Counter()
     for rule in ctx.store.rules.values():
-        for action in rule["actions"]:
-            if action["id"] not in ctx.settings.preconfigured:
-                refs[action["id"]] += 1
+        refs.update({a["id"] for a in rule["actions"]} - set(ctx.settings.preconfigured))
     items: list[dict[str, Any]] = []
     for rec in ctx.store.connectors.values():
         if rec["space"] == ctx.space and len(items) < MAX_ACTIONS_RETURNED:
@@ -227,7 +258,7 @@ def get_connector(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
 def _check_new_id(ctx: Ctx, id: str) -> None:
     if ctx.settings.human_readable_ids:
         return
-    if not _UUID.match(id):
+    if not _UUID.fullmatch(id):
         raise HttpError(
             400, "Predefined IDs are not allowed for saved objects with encrypted attributes unless the ID is a UUID."
         )
@@ -236,7 +267,7 @@ def _check_new_id(ctx: Ctx, id: str) -> None:
 def _check_readable_id(id: str) -> None:
     if "/" in id or ".." in id:
         raise HttpError(400, 'Connector ID must not contain path separators ("/") or traversal sequences ("..").')
-    if not _READABLE_ID.match(id):
+    if not _READABLE_ID.fullmatch(id):
         raise HttpError(400, "Connector ID must contain only lowercase letters, numbers, and hyphens.")
     if len(id) > READABLE_ID_MAX_LENGTH:
         raise HttpError(400, f"Connector ID must be {READABLE_ID_MAX_LENGTH} characters or less.")
@@ -366,7 +397,9 @@ def rule_json(ctx: Ctx, rule: Mapping[str, Any]) -> dict[str, Any]:
 _RULE_FIELDS = (
     v.Field("name", "string", True, True),
     v.Field("rule_type_id", "string", True, True),
+    v.Field("enabled", "boolean"),
     v.Field("consumer", "string", True, True),
+    v.Field("tags", "array", items="string"),
     v.Field("schedule", "object", True),
     v.Field("params", "object"),
     v.Field("actions", "array"),
@@ -381,6 +414,10 @@ def _check_rule_actions(ctx: Ctx, body: Mapping[str, Any]) -> None:
         if not isinstance(action, dict) or not isinstance(action.get("id"), str):
             raise HttpError(400, f"[request body.actions.{i}.id]: expected value of type [string] but got "
                                  f"[{v.js_type(action.get('id', v._MISSING) if isinstance(action, dict) else action)}]")
+        for key, kind in (("group", "string"), ("params", "object")):
+            if key in action and not v.kind_ok(kind, action[key]):
+                raise HttpError(400, f"[request body.actions.{i}.{key}]: expected value of type [{kind}] but got "
+                                     f"[{v.js_type(action[key])}]")
         cid = action["id"]
         known = cid in ctx.settings.preconfigured or cid == SYSTEM_CONNECTOR_ID
         rec = ctx.store.connectors.get(cid)
@@ -418,7 +455,7 @@ def get_rule(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
 # consumer or enabled (unknown keys are refused); schedule required; tags, params, actions defaulted.
 _RULE_UPDATE_FIELDS = (
     v.Field("name", "string", True, True),
-    v.Field("tags", "array"),
+    v.Field("tags", "array", items="string"),
     v.Field("schedule", "object", True),
     v.Field("throttle", "any"),
     v.Field("params", "object"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -135,9 +136,32 @@ def serve(sb: Sandbox, host: str, port: int, state_path: Path | str | None = Non
     server = _Server.create(sb, log_level=log_level, on_ready=(lambda: on_ready(url)) if on_ready else None,
                             on_stop=stopped)
     try:
-        server.run(sockets=[sock])
+        with _signals_stop(server):
+            server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+@contextlib.contextmanager
+def _signals_stop(server: Any) -> Iterator[None]:
+    """SIGTERM/SIGINT are the way to stop `serve`, so a clean stop returns normally. uvicorn handles
+    them while serving, then re-raises the caught signal against the handlers it found (the process
+    would die with -15, or KeyboardInterrupt would make click print `Aborted.` and exit 1): the handlers
+    found are these, which only ask the server to exit (also covering a signal before uvicorn's own
+    handlers are installed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(_signum: int, _frame: Any) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -170,7 +194,8 @@ def running(sb: Sandbox, host: str = "127.0.0.1", port: int = 0) -> Iterator[str
 
 def main_options(host: str, port: int, seed_path: Path | None, state_path: Path | None) -> None:
     """What `kcr sandbox` runs: build from the seed file, persist to the state file, serve until
-    SIGTERM/SIGINT. Raises ConfigError for an unreadable seed or state."""
+    SIGTERM/SIGINT, then return normally (state saved) so the CLI exits 0. Raises ConfigError for an
+    unreadable seed or state."""
     import click
 
     sb = Sandbox.from_seed_file(seed_path) if seed_path is not None else Sandbox.from_seed(None)

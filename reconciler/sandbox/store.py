@@ -365,8 +365,14 @@ def store_from_seed(seed: Mapping[str, Any], settings: Settings | None = None, o
             raise _fail(origin, where, f"must be a mapping, got {_type_name(raw)}")
         if raw.get("actions") is not None and not (
             isinstance(raw["actions"], list) and all(isinstance(a, Mapping) and isinstance(a.get("id"), str)
+                                                     and isinstance(a.get("params") or {}, Mapping)
                                                      for a in raw["actions"])):
-            raise _fail(origin, f"{where}.actions", "must be a list of {id: <connector id>, group, params}")
+            raise _fail(origin, f"{where}.actions", "must be a list of {id: <connector id>, group, params: {...}}")
+        if raw.get("tags") is not None and not (isinstance(raw["tags"], list)
+                                                and all(isinstance(t, str) for t in raw["tags"])):
+            raise _fail(origin, f"{where}.tags", f"must be a list of strings, got {_type_name(raw['tags'])}")
+        if raw.get("enabled") is not None and not isinstance(raw["enabled"], bool):
+            raise _fail(origin, f"{where}.enabled", f"must be true or false, got {_type_name(raw['enabled'])}")
         rid = str(raw.get("id") or uuid.uuid4())
         if rid in store.rules:
             raise _fail(origin, f"{where}.id", f"{rid!r} appears twice")

@@ -26,9 +26,10 @@ _FIELD_REF = re.compile(r"^(config|secrets)\.([A-Za-z0-9_]+)")
 @dataclass(frozen=True)
 class Field:
     key: str
-    kind: str  # "string" | "object" | "array" | "any"
+    kind: str  # "string" | "object" | "array" | "boolean" | "any"
     required: bool = False
     no_blanks: bool = False  # Kibana's validateEmptyStrings, recursive for objects
+    items: str | None = None  # for arrays: the kind of every item
 
 
 CREATE_CONNECTOR = (
@@ -62,9 +63,19 @@ def js_type(value: Any) -> str:
     return "object"
 
 
+# ECMAScript WhiteSpace + LineTerminator: what `String.prototype.trim` strips (Python's str.strip also
+# strips U+001C-U+001F and U+0085, and keeps U+FEFF).
+JS_WHITESPACE = ("\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+                 "\u200a\u2028\u2029\u202f\u205f\u3000\ufeff")
+
+
+def js_trim(value: str) -> str:
+    return value.strip(JS_WHITESPACE)
+
+
 def _has_blank(value: Any) -> bool:
     if isinstance(value, str):
-        return not value.strip()
+        return not js_trim(value)
     if isinstance(value, Mapping):
         return any(_has_blank(v) for v in value.values())
     if isinstance(value, list):
@@ -76,7 +87,9 @@ def _bad(path: str, reason: str) -> HttpError:
     return HttpError(400, f"[request body.{path}]: {reason}")
 
 
-def _kind_ok(kind: str, value: Any) -> bool:
+def kind_ok(kind: str, value: Any) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
     if kind == "string":
         return isinstance(value, str)
     if kind == "object":
@@ -101,8 +114,12 @@ def check_body(body: Any, fields: Sequence[Field], *, allow_unknown: bool = Fals
             if f.kind == "object":
                 out[f.key] = {}
             continue
-        if not _kind_ok(f.kind, value):
+        if not kind_ok(f.kind, value):
             raise _bad(f.key, f"expected value of type [{f.kind}] but got [{js_type(value)}]")
+        if f.items is not None:
+            for i, item in enumerate(value):
+                if not kind_ok(f.items, item):
+                    raise _bad(f"{f.key}.{i}", f"expected value of type [{f.items}] but got [{js_type(item)}]")
         if f.no_blanks:
             if isinstance(value, dict):
                 for k, v in value.items():
@@ -141,11 +158,17 @@ def _detail(error: Any) -> str:
     return f"[{path}]: failed validation ({validator})"
 
 
+_BARE_HOST = re.compile(r"^[A-Za-z0-9._-]+$|^\[?[0-9A-Fa-f:.]+\]?$")
+
+
 def _host_of(value: str) -> str | None:
+    """The host of a URL, or of a bare host name; None when there is none. Never the raw value of
+    something that is not a host name: for a secret that would echo the secret into a message."""
     if "://" not in value:
-        return value.strip().lower() or None
+        bare = js_trim(value).lower()
+        return bare if _BARE_HOST.match(bare) else None
     try:
-        return (urlsplit(value).hostname or "").lower() or None
+        return (_js_url(value).hostname or "").lower() or None
     except ValueError:
         return None
 
@@ -245,10 +268,41 @@ def _type_checks(type_id: str, part: str, value: Mapping[str, Any]) -> str | Non
     return None
 
 
-def _host_error(prefix: str, part: str, url: str) -> HttpError:
-    host = _host_of(url) or "(unparsable)"
-    shown = f'target url "{url}"' if part == "config" else f'target hostname "{host}"'
+def _host_error(prefix: str, part: str, url: str, key: str | None) -> HttpError:
+    if part == "config":
+        shown = f'target url "{url}"'
+    else:
+        host = _host_of(url)
+        if host is None:  # a secret: name the key, never the value
+            return HttpError(400, f"{prefix}: unable to parse host name from {key or 'the URL'}")
+        shown = f'target hostname "{host}"'
     return HttpError(400, f"{prefix}: {shown} is not added to the Kibana config xpack.actions.allowedHosts")
+
+
+# Fields of allowed_hosts_checked that hold a host name, not a URL.
+_HOST_NAME_FIELDS = frozenset({(".email", "host")})
+# Kibana's per-type words for a URL that does not parse; `{err}` is the JS error, `{key}` the field.
+# Secrets never get `{err}` (it quotes the value).
+_URL_PARSE_MESSAGES: Mapping[str, str] = {
+    ".webhook": "error validation webhook action config: unable to parse url: {err}",
+    ".slack": "error configuring slack action: unable to parse host name from {key}",
+    ".teams": "error configuring teams action: unable to parse host name from {key}",
+}
+
+
+def _unparsable_url(type_id: str, part: str, key: str, url: str) -> str | None:
+    """The detail for a checked URL field that `new URL()` would refuse, or None when it parses."""
+    if (type_id, key) in _HOST_NAME_FIELDS:
+        return None
+    try:
+        _js_url(url)
+    except ValueError as exc:
+        template = _URL_PARSE_MESSAGES.get(type_id)
+        if template is None:
+            template = ("error validating url: [{key}]: {err}" if part == "config"
+                        else "error validating url: unable to parse host name from {key}")
+        return template.format(key=key, err=exc if part == "config" else "Invalid URL")
+    return None
 
 
 def _schema_errors(type_id: str, part: str, filled: Mapping[str, Any]) -> list[Any]:
@@ -277,10 +331,15 @@ def validate_part(type_id: str, part: str, value: Mapping[str, Any], allowed_hos
     detail = _type_checks(type_id, part, filled)
     if detail is not None:
         raise HttpError(400, f"{prefix}: {detail}")
-    urls = [u for u in (filled.get(k) for k in checked_fields(type_id, part)) if isinstance(u, str) and u]
-    for url in urls + _implied_urls(type_id, part, filled):
+    urls: list[tuple[str | None, str]] = [(k, u) for k in checked_fields(type_id, part)
+                                          if isinstance(u := filled.get(k), str) and u]
+    for key, url in urls:
+        detail = _unparsable_url(type_id, part, str(key), url)
+        if detail is not None:
+            raise HttpError(400, f"{prefix}: {detail}")
+    for key, url in urls + [(None, u) for u in _implied_urls(type_id, part, filled)]:
         if not host_allowed(url, allowed_hosts):
-            raise _host_error(prefix, part, url)
+            raise _host_error(prefix, part, url, key)
     detail = _after_hosts(type_id, part, filled)
     if detail is not None:
         raise HttpError(400, f"{prefix}: {detail}")
@@ -296,11 +355,23 @@ _WEBHOOKS = frozenset({".webhook", ".cases-webhook"})
 _TORQ_HOSTS = frozenset({"hooks.torq.io", "hooks.eu.torq.io", "localhost"})
 
 
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))  # what the WHATWG URL parser trims
+_FORBIDDEN_HOST = re.compile(r"[\s<>^|%\\\"{}]")
+
+
 def _js_url(value: str) -> Any:
-    """What WHATWG `new URL(value)` accepts, roughly: a scheme and, for http(s), a host."""
-    parts = urlsplit(value)
-    if not parts.scheme or (parts.scheme in ("http", "https") and not parts.hostname):
-        raise ValueError(f"TypeError: Invalid URL: {value}")
+    """What WHATWG `new URL(value)` accepts, roughly: a scheme; for http(s) a host without forbidden
+    code points and a port in range. Raises ValueError with Node's `err.toString()`."""
+    invalid = ValueError(f"TypeError: Invalid URL: {value}")
+    try:
+        parts = urlsplit(value.strip(_C0_AND_SPACE))
+        _ = parts.port
+    except ValueError:
+        raise invalid from None
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*$", parts.scheme or ""):
+        raise invalid
+    if parts.scheme.lower() in ("http", "https") and (not parts.hostname or _FORBIDDEN_HOST.search(parts.hostname)):
+        raise invalid
     return parts
 
 
@@ -324,7 +395,10 @@ def _after_hosts(type_id: str, part: str, value: Mapping[str, Any]) -> str | Non
     if type_id == ".gen-ai":
         # openai/lib/utils configValidator: assertURL (http(s) with a hostname), wrapped by the type
         url = str(value.get("apiUrl") or "")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return "Error configuring OpenAI action: Error: URL Error: Invalid URL"
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return ("Error configuring OpenAI action: Error: " +
                     ("Invalid protocol" if parts.hostname else "URL must contain hostname"))

@@ -373,4 +373,6 @@ def test_kcr_sandbox_process_starts_fast_and_saves_state(tmp_path: Path, sig: si
             proc.wait(timeout=5)
     saved = json.loads(state.read_text(encoding="utf-8"))
     assert [(c["id"], c["space"]) for c in saved["connectors"]] == [(cid, "team")]
-    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 0, (sig.name, proc.returncode, stderr)  # a clean stop, not -15 or click's abort
+    assert "Traceback" not in stderr and "Aborted" not in stderr

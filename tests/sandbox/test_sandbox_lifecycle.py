@@ -147,6 +147,82 @@ def test_fuzz_never_500(method: str, path: str, body: bytes, query: str) -> None
         assert b"Traceback" not in r.body
 
 
+_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                        max_size=3),
+                            max_leaves=6)
+# Each field either well typed or anything at all: the wrong-typed ones must get a 400, never a 500.
+_rule_actions = st.lists(st.one_of(
+    st.fixed_dictionaries({"id": st.sampled_from(["c1", "pre", "nope"])},
+                          optional={"group": st.one_of(st.just("default"), _json_values),
+                                    "params": st.one_of(st.just({}), _json_values)}),
+    _json_values), max_size=3)
+_rule_bodies = st.fixed_dictionaries({}, optional={
+    "name": st.one_of(st.just("r"), _json_values), "rule_type_id": st.one_of(st.just(".es-query"), _json_values),
+    "consumer": st.one_of(st.just("alerts"), _json_values), "enabled": _json_values,
+    "tags": st.one_of(st.lists(st.text(max_size=3), max_size=2), _json_values),
+    "schedule": st.one_of(st.just({"interval": "1m"}), _json_values), "params": st.one_of(st.just({}), _json_values),
+    "actions": st.one_of(_rule_actions, _json_values), "throttle": _json_values, "notify_when": _json_values,
+})
+_urlish = st.one_of(
+    st.text(alphabet="htps:/[]@%#?:.-_ x1AZ\\\u00e9\ufeff", max_size=24),
+    st.builds(lambda scheme, host, rest: f"{scheme}{host}{rest}",
+              st.sampled_from(["http://", "https://", "ftp://", "mailto:", "http:", "//", ""]),
+              st.sampled_from(["", "[", "[::1", "[::1]", "[x", "h.example", "a b", "h:99999", "h:port", "%zz", "@"]),
+              st.text(alphabet="/:?#[]@% x", max_size=6)),
+)
+# (type, config, secrets) with the URL fields to garble: each part of allowed_hosts_checked.
+_URL_CONNECTORS: tuple[tuple[str, dict[str, object], dict[str, object]], ...] = (
+    (".webhook", {"url": None}, {"user": "u", "password": "p"}),
+    (".webhook", {"url": "https://h.example", "authType": "webhook-oauth2-client-credentials", "accessTokenUrl": None,
+                  "clientId": "c"}, {"clientSecret": "s"}),
+    (".slack", {}, {"webhookUrl": None}),
+    (".teams", {}, {"webhookUrl": None}),
+    (".jira", {"apiUrl": None, "projectKey": "P"}, {"email": "e", "apiToken": "t"}),
+    (".gen-ai", {"apiProvider": "OpenAI", "apiUrl": None}, {"apiKey": "k"}),
+    (".torq", {"webhookIntegrationUrl": None}, {"token": "t"}),
+    (".pagerduty", {"apiUrl": None}, {"routingKey": "k"}),
+    (".xmatters", {"usesBasic": False}, {"secretsUrl": None}),
+    (".email", {"from": "a@example.com", "service": "other", "host": None, "port": 25}, {}),
+    (".cases-webhook", {"createIncidentUrl": None, "createIncidentJson": "{}", "createIncidentResponseKey": "id",
+                        "getIncidentUrl": None, "getIncidentResponseExternalTitleKey": "k", "viewIncidentUrl": None,
+                        "updateIncidentUrl": None, "updateIncidentJson": "{}", "hasAuth": False}, {}),
+)
+
+
+def _garbled(index: int, url: str) -> dict[str, object]:
+    type_id, config, secrets = _URL_CONNECTORS[index]
+    fill = {k: (url if val is None else val) for k, val in config.items()}
+    return {"name": "n", "connector_type_id": type_id, "config": fill,
+            "secrets": {k: (url if val is None else val) for k, val in secrets.items()}}
+
+
+_connector_bodies = st.builds(_garbled, st.integers(0, len(_URL_CONNECTORS) - 1), _urlish)
+
+
+@settings(max_examples=400, deadline=None)
+@given(target=st.one_of(
+    st.tuples(st.sampled_from([("POST", "/api/alerting/rule"), ("POST", "/api/alerting/rule/new"),
+                               ("PUT", "/api/alerting/rule/r1")]), _rule_bodies),
+    st.tuples(st.sampled_from([("POST", "/api/actions/connector"), ("PUT", "/api/actions/connector/c1")]),
+              _connector_bodies)),
+    allowed=st.sampled_from([["*"], ["h.example"]]))
+def test_fuzz_typed_bodies_never_500(target: tuple[tuple[str, str], dict[str, object]], allowed: list[str]) -> None:
+    """Rule bodies with wrong-typed fields and connectors with URL-ish garbage in every URL field."""
+    (method, path), body = target
+    sb = Sandbox.from_seed({"human_readable_ids": True, "allowed_hosts": allowed, "preconfigured": {
+        "pre": {"name": "p", "actionTypeId": ".index", "config": {"index": "i"}}},
+        "connectors": [{"id": "c1", "connector_type_id": str(body.get("connector_type_id", ".index"))}],
+        "rules": [{"id": "r1", "actions": [{"id": "c1"}]}]})
+    r = sb.handle(method, path, "", {"kbn-xsrf": "1", "content-type": "application/json"}, json.dumps(body).encode())
+    assert r.status in (200, 400, 403, 404), (method, path, body, r.body)
+    assert b"Traceback" not in r.body
+    if r.status == 200 and path.startswith("/api/alerting"):
+        rule = json.loads(r.body)
+        assert isinstance(rule["tags"], list) and isinstance(rule["enabled"], bool)
+        assert all(isinstance(a["params"], dict) for a in rule["actions"])
+
+
 def test_transport_works_with_plain_httpx_client() -> None:
     sb = Sandbox.from_seed(None)
     with httpx.Client(transport=sb.transport(), base_url="http://kibana.test") as client:
