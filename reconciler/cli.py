@@ -21,7 +21,7 @@ from reconciler import __version__
 from reconciler.errors import ConfigError, ExitCode, ReconcilerError
 
 if TYPE_CHECKING:
-    from reconciler.kibana import KibanaClient
+    from reconciler.kibana import Connection, KibanaClient
     from reconciler.model import DesiredState, SecretDigest
     from reconciler.plan import Plan
     from reconciler.state import RecordBackend
@@ -39,6 +39,7 @@ class Globals:
     kibana_url: str | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     transport: Any = None  # an httpx transport for Kibana (tests, the demo); None: the network
+    connection: Any = None  # ((kibana_url, env id), Connection), see _connection
 
 
 def _common(f: F) -> F:
@@ -47,7 +48,8 @@ def _common(f: F) -> F:
                      help="The repository (default: the current directory).")(f)
     f = click.option("--space", "spaces", multiple=True, help="Limit the work to this space (repeatable).")(f)
     f = click.option("--kibana-url", default=None, help="Kibana's URL (default: $KIBANA_URL or $KIBANA_ENDPOINT).")(f)
-    f = click.option("-v", "--verbose", count=True, help="Log requests to stderr (-vv: debug). Never secrets.")(f)
+    f = click.option("-v", "--verbose", count=True,
+                     help="Log every request and apply result to stderr (-vv: debug). Never secrets.")(f)
     return f
 
 
@@ -110,12 +112,22 @@ def _fingerprint_key(env: Mapping[str, str]) -> bytes | None:
     return key.encode() if key else None
 
 
+def _connection(g: Globals) -> Connection:
+    """Built once per command, so its warnings (several credentials, TLS off) are said once."""
+    from reconciler.kibana import Connection
+
+    key = (g.kibana_url, id(g.env))
+    if g.connection is None or g.connection[0] != key:
+        g.connection = (key, Connection.from_env(g.env, url=g.kibana_url))
+    conn: Connection = g.connection[1]
+    return conn
+
+
 @contextmanager
 def _client(g: Globals) -> Iterator[KibanaClient]:
-    from reconciler.kibana import Connection, KibanaClient
+    from reconciler.kibana import KibanaClient
 
-    conn = Connection.from_env(g.env, url=g.kibana_url)
-    client = KibanaClient(conn, transport=g.transport)
+    client = KibanaClient(_connection(g), transport=g.transport)
     try:
         yield client
     finally:
@@ -175,10 +187,9 @@ def _make_plan(g: Globals, *, sync_secrets: bool = False, allow_plaintext_secret
 @contextmanager
 def _record(g: Globals) -> Iterator[RecordBackend]:
     """The record of applied secrets for this Kibana; an HTTP backend's connection is closed after."""
-    from reconciler.kibana import Connection
     from reconciler.state import backend_from_env
 
-    backend = backend_from_env(g.env, g.root, kibana_url=Connection.from_env(g.env, url=g.kibana_url).url)
+    backend = backend_from_env(g.env, g.root, kibana_url=_connection(g).url)
     try:
         yield backend
     finally:
@@ -378,7 +389,7 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
                         for space in planned.desired.spaces.values() for spec in space.connectors}
     allow: frozenset[str] | Literal["all"] = "all" if "all" in allow_referenced else frozenset(allow_referenced)
     resolver = SecretResolver(g.env, settings, g.root)
-    with _record(g) as record, _client(g) as client, _progress(the_plan) as progress:
+    with _record(g) as record, _client(g) as client, _progress(the_plan, color) as progress:
         _check_same_kibana(client, the_plan)
         report = applier.apply_plan(the_plan, client, resolver, record, parallelism=parallelism,
                                     allow_referenced=allow, fingerprint_key=_fingerprint_key(g.env),
@@ -400,7 +411,7 @@ def _check_same_kibana(client: KibanaClient, plan: Plan) -> None:
 
 
 @contextmanager
-def _progress(plan: Plan) -> Iterator[Callable[[Any], None] | None]:
+def _progress(plan: Plan, color: bool) -> Iterator[Callable[[Any], None] | None]:
     """A progress bar on stderr when it is a terminal (CI logs get the report alone)."""
     from reconciler.plan import MUTATING
 
@@ -412,7 +423,8 @@ def _progress(plan: Plan) -> Iterator[Callable[[Any], None] | None]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("applying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=Console(stderr=True), transient=True) as bar:
+                  TextColumn("{task.description}"), console=Console(stderr=True, no_color=not color),
+                  transient=True) as bar:
         task = bar.add_task("", total=total)
 
         def advance(result: Any) -> None:

@@ -31,7 +31,10 @@ def post_mr_comment(markdown: str, title: str, env: Mapping[str, str],
                           "(run in a merge-request pipeline with a KCR_GITLAB_TOKEN variable)")
     base = f"{env['CI_API_V4_URL'].rstrip('/')}/projects/{env['CI_PROJECT_ID']}/merge_requests/" \
            f"{env['CI_MERGE_REQUEST_IID']}/notes"
-    body = f"{_marker(title)}\n### {title}\n\n{markdown}"
+    # The Markdown plan brings its own heading: name it after the title (one comment per environment).
+    heading = "### kcr plan"
+    body = (f"{_marker(title)}\n{markdown.replace(heading, f'### {title}', 1)}" if heading in markdown
+            else f"{_marker(title)}\n### {title}\n\n{markdown}")
     if len(body) > MAX_BODY:
         body = body[: MAX_BODY - 200] + "\n\n… (truncated: see the job's plan artifact)"
     headers = {"PRIVATE-TOKEN": env["KCR_GITLAB_TOKEN"]}

@@ -521,10 +521,10 @@ class KibanaClient:
         try:
             response = self._http.request(method, path, content=content, headers=headers, params=params)
         except httpx.HTTPError as exc:
-            log.debug("%s %s failed after %.0f ms: %s", method, path, (time.monotonic() - started) * 1000,
+            log.info("%s %s failed after %.0f ms: %s", method, path, (time.monotonic() - started) * 1000,
                       type(exc).__name__)
             raise
-        log.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, (time.monotonic() - started) * 1000)
+        log.info("%s %s -> %d in %.0f ms", method, path, response.status_code, (time.monotonic() - started) * 1000)
         return response
 
     def _request(

@@ -93,3 +93,11 @@ def test_mr_comment_network_failure_is_a_clear_error() -> None:
     with pytest.raises(ReconcilerError) as err:
         post_mr_comment("x", "t", ENV, transport=httpx.MockTransport(refuse))
     assert "CI_API_V4_URL" in str(err.value) and "CANARY" not in str(err.value)
+
+
+def test_mr_comment_has_one_heading_named_after_the_title() -> None:
+    notes: list[dict[str, Any]] = []
+    post_mr_comment("<!-- kcr-plan -->\n### kcr plan\n\nPlan: 1 to create.", "kcr plan (staging)", ENV,
+                    transport=_gitlab(notes, []))
+    body = notes[-1]["body"]
+    assert body.count("### ") == 1 and "### kcr plan (staging)" in body
