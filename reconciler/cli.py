@@ -239,11 +239,11 @@ def cli() -> None:
 
     \b
     Exit codes: 0 ok / no changes, 1 error, 2 changes present (plan --detailed-exitcode, drift),
-    3 an action was blocked by a guard.
+    3 apply: an action was blocked by a guard (and nothing failed).
     """
 
 
-@cli.command()
+@cli.command(short_help="Check the repository offline.")
 @_common
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.option("--resolve-secrets", is_flag=True, help="Also resolve every secret reference (reads env, files, Vault).")
@@ -265,7 +265,7 @@ def validate(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kib
         ctx.exit(ExitCode.ERROR)
 
 
-@cli.command()
+@cli.command(short_help="List connector types, licences, required keys.")
 @_common
 @click.option("--live", is_flag=True, help="Also ask Kibana (GET connector_types): enabled, licence.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
@@ -301,7 +301,7 @@ def _plan_options(f: F) -> F:
     return f
 
 
-@cli.command()
+@cli.command(short_help="Show what apply would change in Kibana.")
 @_common
 @_plan_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -319,7 +319,7 @@ def plan(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_
     ctx.exit(_plan_exit(planned.plan, detailed_exitcode))
 
 
-@cli.command()
+@cli.command(short_help="Plan for cron: exit 2 when Kibana drifted.")
 @_common
 @_plan_options
 @click.pass_context
@@ -334,7 +334,7 @@ def drift(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
     ctx.exit(_plan_exit(planned.plan, detailed=True))
 
 
-@cli.command()
+@cli.command(short_help="Apply a saved plan, or plan and apply.")
 @_common
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (CI).")
@@ -433,7 +433,7 @@ def _progress(plan: Plan, color: bool) -> Iterator[Callable[[Any], None] | None]
         yield advance
 
 
-@cli.command()
+@cli.command(short_help="Write live connectors as kcr files.")
 @_common
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write (default: <dir>/connectors).")
@@ -459,7 +459,7 @@ def export(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kiban
             click.echo(f"  {name}")
 
 
-@cli.command("test")
+@cli.command("test", short_help="Run a connector once through Kibana.")
 @_common
 @click.argument("connector_id")
 @click.option("--params", default="{}", help="The action's params as JSON (default {}).")
@@ -492,7 +492,7 @@ def _kibana_id(root: Path, space: str, given: str) -> str:
     return derive_connector_id(space, given)
 
 
-@cli.command("mr-comment")
+@cli.command("mr-comment", short_help="Post the Markdown plan as an MR comment.")
 @click.argument("markdown_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--title", default="kcr plan", show_default=True, help="One sticky comment per title.")
 @click.pass_context
@@ -505,7 +505,7 @@ def mr_comment(ctx: click.Context, markdown_file: Path, title: str) -> None:
     click.echo(f"MR comment {verb}.")
 
 
-@cli.command()
+@cli.command(short_help="Run the offline Kibana API on loopback.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5601, show_default=True, type=int)
 @click.option("--seed", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
@@ -518,11 +518,12 @@ def sandbox(host: str, port: int, seed: Path | None, state: Path | None) -> None
     main_options(host, port, seed, state)
 
 
-@cli.command()
+@cli.command(short_help="Try kcr against an embedded sandbox.")
 @click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
 @click.pass_context
 def demo(ctx: click.Context, root: Path) -> None:
-    """Plan then apply the example connectors/ against an embedded sandbox: no Kibana, no credentials."""
+    """Validate, plan, apply and re-plan the example connectors/ against an embedded sandbox on a loopback
+    port: no Kibana, no credentials (unset secret variables get obviously fake values)."""
     from reconciler.demo import run_demo
 
     ctx.exit(run_demo(root, invoke=_invoke))
