@@ -318,6 +318,9 @@ class _Loader:
             else:
                 checker.schema(catalog.validator(ctype.id, "secrets"), placeholders or {}, f"{base}.secrets",
                                "secrets")
+        if ctype is not None and isinstance(config, dict) and not any(
+                p.severity == "error" for p in self.problems[before:]):
+            self.kibana_rules(ctype.id, config, placeholders or {}, base, checker)
         if any(p.severity == "error" for p in self.problems[before:]) or kibana_id is None:
             return None
         if not isinstance(name, str) or not isinstance(type_id, str) or not isinstance(config, dict):
@@ -327,6 +330,23 @@ class _Loader:
             secrets=secrets if isinstance(secrets, dict) else {}, protect=bool(item.get("protect", False)),
             location=checker.where(base), locations=dict(locations),
         )
+
+    def kibana_rules(self, type_id: str, config: Mapping[str, Any], secrets: Mapping[str, Any], base: str,
+                     checker: _FileChecker) -> None:
+        """The rules Kibana checks beyond the JSON Schemas (URLs that must parse, closed value sets,
+        config-and-secrets rules such as email's hasAuth ⇒ user and password), from the same code the
+        sandbox answers with: one source of truth, caught in the merge request instead of at apply.
+        Secrets are placeholders here, so only their presence counts; allowed hosts are Kibana's
+        setting and cannot be known offline."""
+        from reconciler.sandbox.http import HttpError
+        from reconciler.sandbox.validation import check_config_values, validate_connector, validate_part
+
+        try:
+            check_config_values(type_id, config)
+            filled = validate_part(type_id, "config", config, ["*"])
+            validate_connector(type_id, config, filled, secrets, secrets)
+        except HttpError as exc:
+            checker.add(base, f"Kibana would refuse this connector: {exc.message}")
 
     def connector_id(self, space: str, key: Any, base: str, checker: _FileChecker) -> str | None:
         if not isinstance(key, str):

@@ -146,6 +146,12 @@ BAD: list[tuple[str, dict[str, str | bytes], str, int | None]] = [
     ("config schema", {"connectors/default/a.yaml": one(type=".jira", rest="    config: {projectKey: K}\n"
                                                         "    secrets: {email: '${env:E}', apiToken: '${env:T}'}\n")},
      "config.apiUrl: 'apiUrl' is a required property", 5),
+    ("kibana cross-field rule", {"connectors/default/a.yaml": one(
+        type=".email", rest="    config: {from: a@example.com, host: smtp.example.com, port: 25, hasAuth: true}\n")},
+     "Kibana would refuse this connector: error validating action type connector: [user] is required", 2),
+    ("kibana url parse", {"connectors/default/a.yaml": one(
+        type=".webhook", rest="    config: {url: not a url, hasAuth: false}\n")},
+     "unable to parse url", 2),
     ("config extra key", {"connectors/default/a.yaml": one(rest="    config: {bogus: 1}\n")},
      "unknown key 'bogus'", 5),
     ("config wrong type", {"connectors/default/a.yaml": one(type=".index", rest="    config: {index: 5}\n")},
