@@ -376,3 +376,21 @@ def test_kcr_sandbox_process_starts_fast_and_saves_state(tmp_path: Path, sig: si
     stderr = proc.stderr.read() if proc.stderr else ""
     assert proc.returncode == 0, (sig.name, proc.returncode, stderr)  # a clean stop, not -15 or click's abort
     assert "Traceback" not in stderr and "Aborted" not in stderr
+
+
+def test_an_id_colon_key_api_key_is_accepted_base64_encoded_as_kibana_wants_it() -> None:
+    import base64
+
+    import httpx
+
+    from reconciler.sandbox import Sandbox
+
+    sb = Sandbox.from_seed({"auth": {"api_keys": ["key-id:key-secret"]}})
+    client = httpx.Client(transport=sb.transport(), base_url="http://kibana.test")
+    encoded = base64.b64encode(b"key-id:key-secret").decode()
+    def status(key: str) -> int:
+        return client.get("/api/actions/connectors", headers={"Authorization": f"ApiKey {key}"}).status_code
+
+    assert status(encoded) == 200
+    assert status("key-id:key-secret") == 200
+    assert status(base64.b64encode(b"key-id:other").decode()) == 401
