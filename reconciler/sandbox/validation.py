@@ -317,11 +317,12 @@ def _schema_errors(type_id: str, part: str, filled: Mapping[str, Any]) -> list[A
 
 
 def validate_part(type_id: str, part: str, value: Mapping[str, Any], allowed_hosts: Sequence[str],
-                  *, current: bool = True) -> dict[str, Any]:
+                  *, current: bool = True, schema: bool = True) -> dict[str, Any]:
     """Config or secrets as Kibana stores them (defaults filled), or a 400 with Kibana's prefix.
-    `current` adds the defaults newer releases store (webhook `authType`)."""
+    `current` adds the defaults newer releases store (webhook `authType`); `schema=False` skips the
+    JSON Schema (for `kcr validate`, which has checked it already, with positions)."""
     filled = catalog.with_defaults(type_id, part, value)
-    errors = _schema_errors(type_id, part, filled)
+    errors = _schema_errors(type_id, part, filled) if schema else []
     prefix = f"error validating action type {part}"
     if errors:
         import jsonschema.exceptions  # deferred: only failures pay for it
