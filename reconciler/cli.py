@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from reconciler.kibana import Connection, KibanaClient
     from reconciler.model import DesiredState, SecretDigest
     from reconciler.plan import Plan
+    from reconciler.secrets import SecretResolver
     from reconciler.state import RecordBackend
 
 log = logging.getLogger("kcr")
@@ -141,20 +142,19 @@ def _client(g: Globals) -> Iterator[KibanaClient]:
 class Planned:
     plan: Plan
     desired: DesiredState
+    resolver: SecretResolver  # kept for a one-run apply: each Vault secret is read once per run
 
 
-def _digests(g: Globals, desired: DesiredState) -> dict[str, SecretDigest]:
+def _digests(g: Globals, desired: DesiredState, resolver: SecretResolver) -> dict[str, SecretDigest]:
     """Resolve every secret reference before any request to Kibana: an unset variable stops the run
     here, naming the reference and the connector."""
     from reconciler.desired import owner_label
-    from reconciler.secrets import SecretResolver
 
     owners: dict[str, tuple[str, Mapping[str, Any]]] = {}
     for space in desired.spaces.values():
         for spec in space.connectors:
             if spec.secrets:
                 owners[owner_label(spec)] = (spec.id, spec.secrets)
-    resolver = SecretResolver(g.env, desired.settings, g.root)
     resolved = resolver.resolve_many({owner: refs for owner, (_, refs) in owners.items()})
     key = _fingerprint_key(g.env)
     if key is None and any(not r.vault_versions for r in resolved.values()):
@@ -166,9 +166,11 @@ def _digests(g: Globals, desired: DesiredState) -> dict[str, SecretDigest]:
 def _make_plan(g: Globals, *, sync_secrets: bool = False, allow_plaintext_secrets: bool = False) -> Planned:
     from reconciler import planner
     from reconciler.desired import load_repository
+    from reconciler.secrets import SecretResolver
 
     desired = load_repository(g.root, g.spaces or None, env=g.env, allow_plaintext_secrets=allow_plaintext_secrets)
-    digests = _digests(g, desired)
+    resolver = SecretResolver(g.env, desired.settings, g.root)
+    digests = _digests(g, desired, resolver)
     with _record(g) as backend:
         record = backend.load()
     spaces = sorted(desired.spaces)
@@ -181,7 +183,7 @@ def _make_plan(g: Globals, *, sync_secrets: bool = False, allow_plaintext_secret
             rules = {cid: tuple(client.rules_referencing(space, cid)) for space, cid in wanted}
             plan = planner.attach_rules(plan, rules)
     plan = replace(plan, created_at=datetime.now(UTC).replace(microsecond=0).isoformat())
-    return Planned(plan=plan, desired=desired)
+    return Planned(plan=plan, desired=desired, resolver=resolver)
 
 
 @contextmanager
@@ -388,7 +390,7 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
         one_run_refs = {f"{spec.space}/{spec.id}": dict(spec.secrets)
                         for space in planned.desired.spaces.values() for spec in space.connectors}
     allow: frozenset[str] | Literal["all"] = "all" if "all" in allow_referenced else frozenset(allow_referenced)
-    resolver = SecretResolver(g.env, settings, g.root)
+    resolver = planned.resolver if plan_file is None else SecretResolver(g.env, settings, g.root)
     with _record(g) as record, _client(g) as client, _progress(the_plan, color) as progress:
         _check_same_kibana(client, the_plan)
         report = applier.apply_plan(the_plan, client, resolver, record, parallelism=parallelism,

@@ -580,6 +580,8 @@ class SecretResolver:
         self.settings = settings
         self.root = root
         self.vault_transport = vault_transport
+        # Each distinct Vault secret is read once per run, however many times the run resolves it.
+        self._vault_memo: dict[str, tuple[str, int | None]] = {}
 
     def resolve_many(self, items: Mapping[str, Mapping[str, Any]]) -> dict[str, ResolvedSecrets]:
         """`items`: owner label -> secret templates. Raises SecretError listing every failure."""
@@ -614,9 +616,21 @@ class SecretResolver:
                     values[ref.text] = self._file(ref)
             except _Unresolved as exc:
                 failures[ref.text] = str(exc)
-        vault_refs = [ref for ref in all_refs.values() if ref.scheme == "vault"]
+        vault_refs = []
+        for ref in all_refs.values():
+            if ref.scheme != "vault":
+                continue
+            if ref.text in self._vault_memo:  # read earlier in this run (plan, then apply)
+                values[ref.text], version = self._vault_memo[ref.text]
+                if version is not None:
+                    versions[ref.text] = version
+            else:
+                vault_refs.append(ref)
         if vault_refs:
             self._vault(vault_refs, values, failures, versions)
+            for ref in vault_refs:
+                if ref.text in values:
+                    self._vault_memo[ref.text] = (values[ref.text], versions.get(ref.text))
         out: dict[str, ResolvedSecrets] = {}
         for owner, templates in items.items():
             owner_errors = errors.setdefault(owner, [])

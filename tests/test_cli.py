@@ -390,3 +390,23 @@ def test_plan_warns_once_when_env_secrets_cannot_be_compared(tmp_path: Path,
     assert main(["plan", "--dir", str(tmp_path)], env={**env, "KCR_FINGERPRINT_KEY": "k"},
                 transport=sb.transport()) == 0
     assert "KCR_FINGERPRINT_KEY" not in capsys.readouterr().err
+
+
+def test_a_one_run_apply_reads_each_vault_secret_once(tmp_path: Path) -> None:
+    import respx
+
+    d = tmp_path / "connectors" / "default"
+    d.mkdir(parents=True)
+    (d / "a.yaml").write_text("connectors:\n  - id: pd\n    name: PD\n    type: .pagerduty\n"
+                              "    secrets:\n      routingKey: ${vault:secret/pd#key}\n")
+    env = {"KIBANA_URL": "http://kibana.test", "VAULT_ADDR": "http://127.0.0.1:8200", "VAULT_TOKEN": "t",
+           "KCR_RECORD": str(tmp_path / "r.json")}
+    sb = Sandbox.from_seed({})
+    body = {"data": {"data": {"key": "rk-from-vault"}, "metadata": {"version": 3}}}
+    with respx.mock(base_url="http://127.0.0.1:8200", assert_all_called=False) as vault:
+        vault.get(url__regex=r"/v1/sys/internal/ui/mounts/.*").respond(
+            200, json={"data": {"path": "secret/", "type": "kv", "options": {"version": "2"}}})
+        read = vault.get("/v1/secret/data/pd").respond(200, json=body)
+        assert main(["apply", "--auto-approve", "--dir", str(tmp_path)], env=env, transport=sb.transport()) == 0
+    assert read.call_count == 1
+    assert sb.connectors_in("default")[0]["secrets"] == {"routingKey": "rk-from-vault"}
