@@ -480,6 +480,20 @@ def test_connector(ctx: click.Context, root: Path | None, spaces: tuple[str, ...
     ctx.exit(exit_code(result))
 
 
+@cli.command("force-unlock", short_help="Release the lock of a run that died.")
+@_common
+@click.argument("lock_id")
+@click.pass_context
+def force_unlock(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None,
+                 verbose: int, lock_id: str) -> None:
+    """Release the record's lock left by an apply that died (the lock id is in the "locked by" error),
+    as `terraform force-unlock` does. Only that lock is removed; make sure its run is really gone."""
+    g = _globals(ctx, root, spaces, kibana_url, verbose)
+    with _record(g) as record:
+        record.force_unlock(lock_id)
+    click.echo(f"Lock {lock_id} released.")
+
+
 def _kibana_id(root: Path, space: str, given: str) -> str:
     """`kcr test` takes what users know, a repository key, as well as a Kibana id."""
     import re

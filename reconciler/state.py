@@ -69,6 +69,8 @@ class RecordBackend(Protocol):
 
     def unlock(self) -> None: ...
 
+    def force_unlock(self, lock_id: str) -> None: ...
+
 
 @contextlib.contextmanager
 def locked(backend: RecordBackend, info: LockInfoArg = None) -> Iterator[RecordBackend]:
@@ -113,6 +115,12 @@ def lock_info(env: Mapping[str, str], info: LockInfoArg, path: str) -> dict[str,
         "Created": _now(),
         "Path": path,
     }
+
+
+def _lock_id_of(holder: Any) -> str:
+    if isinstance(holder, Mapping):
+        return str(holder.get("ID") or holder.get("id") or "<LOCK_ID>")
+    return "<LOCK_ID>"
 
 
 def _describe_holder(holder: Any) -> str:
@@ -357,7 +365,8 @@ class FileBackend:
                 if not _holder_is_dead(current):
                     raise StateError(
                         f"{self.path}: the record is locked by {_describe_holder(current)}; wait for that run to "
-                        f"finish, or, if it died, remove {self.lock_path}"
+                        f"finish, or, if it died, run `kcr force-unlock {_lock_id_of(current)}` (it removes "
+                        f"{self.lock_path})"
                     ) from None
                 self._break_stale(current)
                 continue
@@ -449,6 +458,17 @@ class FileBackend:
             with contextlib.suppress(FileNotFoundError):
                 self.lock_path.unlink()
         self._lock_id = None
+
+    def force_unlock(self, lock_id: str) -> None:
+        """Terraform's force-unlock: removes the lock with this ID (from a "locked by" message) only."""
+        current = self._read_lock()
+        if current is None and not self.lock_path.exists():
+            raise StateError(f"{self.path}: the record is not locked")
+        if not isinstance(current, Mapping) or current.get("ID") != lock_id:
+            raise StateError(f"{self.path}: the lock is {_describe_holder(current)}, not lock id {lock_id}; "
+                             "nothing was removed")
+        self.lock_path.unlink(missing_ok=True)
+        log.warning("%s: removed the lock of %s", self.path, _describe_holder(current))
 
 
 # --------------------------------------------------------------------------------------------
@@ -609,7 +629,8 @@ class HttpBackend:
                 current = None
             raise StateError(
                 f"{redact_url(self.address)}: the record is locked by {_describe_holder(current)}; wait for that "
-                "run to finish, or, if it died, unlock the state (GitLab: Operate > Terraform states > Unlock)"
+                f"run to finish, or, if it died, run `kcr force-unlock {_lock_id_of(current)}` (GitLab also offers "
+                "Operate > Terraform states > Unlock)"
             )
         if not response.is_success:
             raise self._fail(self.lock_method, self.lock_address, response, "locking the record")
@@ -630,6 +651,13 @@ class HttpBackend:
         if not response.is_success and response.status_code != 404:
             raise self._fail(self.unlock_method, self.unlock_address, response, "unlocking the record")
         self._held = None
+
+    def force_unlock(self, lock_id: str) -> None:
+        """Terraform's force-unlock: releases the lock with this ID, whoever took it."""
+        if not self.unlock_address:
+            raise StateError(f"{redact_url(self.address)}: locking is not configured, so there is no lock to remove")
+        self._held = {"ID": lock_id}
+        self.unlock()
 
 
 # --------------------------------------------------------------------------------------------

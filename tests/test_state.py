@@ -441,3 +441,22 @@ def test_skip_cert_verification_is_a_go_bool(tmp_path: Path) -> None:
     assert backend_from_env(env, tmp_path).verify is True  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="KCR_RECORD_HTTP_SKIP_CERT_VERIFICATION"):
         backend_from_env({**env, "KCR_RECORD_HTTP_SKIP_CERT_VERIFICATION": "yes"}, tmp_path)
+
+
+def test_force_unlock_removes_only_the_named_lock(tmp_path: Path) -> None:
+    from reconciler.state import FileBackend
+
+    holder = FileBackend(tmp_path / "record.json")
+    holder.lock({"Operation": "kcr apply"})
+    lock_id = json.loads(holder.lock_path.read_text())["ID"]
+    other = FileBackend(tmp_path / "record.json")
+    with pytest.raises(StateError) as err:
+        other.lock()
+    assert f"kcr force-unlock {lock_id}" in str(err.value)
+    with pytest.raises(StateError):
+        other.force_unlock("not-the-id")
+    assert holder.lock_path.exists()
+    other.force_unlock(lock_id)
+    assert not holder.lock_path.exists()
+    with pytest.raises(StateError, match="not locked"):
+        other.force_unlock(lock_id)
