@@ -318,6 +318,8 @@ class _Loader:
             else:
                 checker.schema(catalog.validator(ctype.id, "secrets"), placeholders or {}, f"{base}.secrets",
                                "secrets")
+        if ctype is not None and isinstance(config, dict):
+            self.stored_differently(ctype.id, config, base, checker)
         if ctype is not None and isinstance(config, dict) and not any(
                 p.severity == "error" for p in self.problems[before:]):
             self.kibana_rules(ctype.id, config, placeholders or {}, base, checker)
@@ -330,6 +332,23 @@ class _Loader:
             secrets=secrets if isinstance(secrets, dict) else {}, protect=bool(item.get("protect", False)),
             location=checker.where(base), locations=dict(locations),
         )
+
+    def stored_differently(self, type_id: str, config: Mapping[str, Any], base: str, checker: _FileChecker) -> None:
+        """Config that Kibana would store otherwise than written, which no plan could ever converge."""
+        from reconciler.normalize import STRIPS_UNKNOWN
+
+        ctype = catalog.get(type_id)
+        if ctype is None:
+            return
+        if type_id in STRIPS_UNKNOWN:
+            known = set(ctype.config_schema.get("properties") or {})
+            for key in sorted(set(config) - known):
+                checker.add(f"{base}.config.{key}", f"config.{key}: Kibana's {type_id} schema does not know this "
+                            "key and drops it on save; remove it", severity="warning")
+        if type_id == ".xmatters" and "usesBasic" not in config:
+            checker.add(f"{base}.config", "config.usesBasic: set it explicitly (true with configUrl and user/"
+                        "password, false with secretsUrl): Kibana checks an omitted usesBasic as false but "
+                        "stores true")
 
     def kibana_rules(self, type_id: str, config: Mapping[str, Any], secrets: Mapping[str, Any], base: str,
                      checker: _FileChecker) -> None:

@@ -47,6 +47,9 @@ _NOT_WORD = re.compile(r"[^A-Z0-9]+")
 
 _WEBHOOKS = frozenset({".webhook", ".cases-webhook"})
 _SERVICENOW = frozenset({".servicenow", ".servicenow-sir", ".servicenow-itom"})
+# Keys a type's connector check reads on the request as sent (before defaults): dropping one because it
+# equals the stored default changes the check (xMatters: an omitted usesBasic counts as false there).
+_CHECKED_AS_SENT: Mapping[str, frozenset[str]] = {".xmatters": frozenset({"usesBasic"})}
 
 # (types, config conditions, secret keys): the first row whose types hold the connector's type and
 # whose every condition equals its config (schema defaults applied) wins. Rules as data; the
@@ -154,7 +157,7 @@ def export_config(space: str, conn: LiveConnector) -> dict[str, Any]:
     if ct is None:
         return config
     defaults = catalog.with_defaults(conn.type, "config", {})
-    keep = normalize.kibana_decides(conn.type)
+    keep = normalize.kibana_decides(conn.type) | _CHECKED_AS_SENT.get(conn.type, frozenset())
     for key in sorted(config):
         if key in keep or key not in defaults:
             continue

@@ -129,12 +129,18 @@ def kibana_decides(type_id: str) -> frozenset[str]:
     return frozenset(marked | _RELEASE_DEFAULTS.get(type_id, frozenset()))
 
 
+# Types whose config schema is not strict in Kibana (zod without .strict()): unknown keys are dropped on
+# save, so a declared one would otherwise show as a change on every plan.
+STRIPS_UNKNOWN = frozenset({".mcp"})
+
+
 def _unasserted(spec: ConnectorSpec, keys: set[str]) -> set[str]:
     props = _properties(spec.type)
     decides = kibana_decides(spec.type)
     return {
         k for k in keys
-        if k not in spec.config and (k in decides or (props is not None and k not in props))
+        if (k not in spec.config and (k in decides or (props is not None and k not in props)))
+        or (spec.type in STRIPS_UNKNOWN and props is not None and k not in props)
     }
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -111,6 +112,8 @@ VARIANTS: tuple[Variant, ...] = (
                                    "clientId": None, "oauthTokenUrl": None}, UP),
     Variant(".email", "no-auth", {"from": "alerts@example.com", "host": "smtp.example.com", "port": 25,
                                   "secure": None, "hasAuth": False}),
+    Variant(".email", "port-float", {"from": "alerts@example.com", "host": "smtp.example.com", "port": 465.0,
+                                     "secure": True}, UP),
     Variant(".email", "gmail", {"service": "gmail", "from": "alerts@example.com", "hasAuth": True}, UP),
     Variant(".email", "exchange", {"service": "exchange_server", "from": "alerts@example.com",
                                    "clientId": "client-1", "tenantId": "tenant-1"},
@@ -268,6 +271,7 @@ class World:
     def kcr(self, repo: Path, env: Mapping[str, str], *args: str) -> tuple[int, str]:
         code = main([*args, "--dir", str(repo)], env=dict(env), transport=self.sb.transport())
         out, err = self.capsys.readouterr()
+        assert "CANARY" not in out + err, f"a secret value reached the output of kcr {args[0]}"
         return code, out + err
 
 
@@ -366,12 +370,13 @@ def test_no_perpetual_diff(v: Variant, tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0, f"export: {out}"
     export_env, entries = _exported_env(exported / "connectors", v)
     assert [e["id"] for e in entries] == [cid]
+    assert not [p for p in exported.rglob("*") if p.is_file() and "CANARY" in p.read_text(encoding="utf-8")]
     adopt_env = {**_base_env(tmp_path / "adopt-record.json"), **export_env}
     code, out = world.kcr(exported, adopt_env, "validate")
     assert code == 0, f"validate of the exported repository:\n{out}"
     code, out = world.kcr(exported, adopt_env, "plan", "--detailed-exitcode", "--format", "json")
     assert code == 0, f"export round-trip is not clean:\n{out}"
-    assert _actions(out) == [("noop", cid)], out
+    assert _actions(out) == [("no-op", cid)], out
     code, out = world.kcr(exported, adopt_env, "plan", "--detailed-exitcode")
     assert code == 0, f"export round-trip (text):\n{out}"
 
@@ -384,7 +389,7 @@ def test_export_round_trip_keeps_secret_digests(v: Variant, tmp_path: Path,
     declared = tuple(sorted(v.secrets))
     if tuple(sorted(secret_keys_for(v.type, v.config))) != declared:
         pytest.skip(f"export writes {secret_keys_for(v.type, v.config)}, the variant declares {declared}: "
-                    "optional secrets are not guessed")
+                    "export guesses the secret shape from config; optional secrets are not guessed")
     world = World(tmp_path, Sandbox.from_seed({"license": "trial"}), capsys)
     repo = tmp_path / "repo"
     record = tmp_path / "record.json"
@@ -399,3 +404,73 @@ def test_export_round_trip_keeps_secret_digests(v: Variant, tmp_path: Path,
     plan = json.loads(out[out.index("{"):])
     statuses = {c["secrets"] for c in plan["changes"]}
     assert statuses <= {"unchanged", "none"}, statuses
+
+
+# --- keys Kibana drops silently -----------------------------------------------------------------------
+
+_CONNECTOR_PATH = re.compile(r"/api/actions/connector/([^/]+)$")
+
+
+class _StripsUnknownKeys(httpx.BaseTransport):
+    """Kibana as connector-types.md describes the .mcp type: its zod config schema is not strict, so
+    unknown keys are dropped on save instead of refused. Wraps the sandbox (which keeps them)."""
+
+    def __init__(self, sb: Sandbox, type_id: str) -> None:
+        self.inner = sb.transport()
+        self.sb = sb
+        self.type_id = type_id
+        ct = catalog.get(type_id)
+        assert ct is not None
+        self.known = set(ct.config_schema.get("properties") or {})
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        m = _CONNECTOR_PATH.search(request.url.path)
+        if request.method in ("POST", "PUT") and m:
+            body = json.loads(request.read() or b"{}")
+            types = {c["id"]: c["connector_type_id"] for c in self.sb.connectors_in(SPACE)}
+            if body.get("connector_type_id", types.get(m.group(1))) == self.type_id:
+                body["config"] = {k: v for k, v in (body.get("config") or {}).items() if k in self.known}
+                headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+                request = httpx.Request(request.method, request.url, headers=headers, content=json.dumps(body))
+        return self.inner.handle_request(request)
+
+
+def test_key_kibana_drops_is_refused_or_ignored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Either `kcr validate` refuses a key Kibana would silently drop, or the plan after apply is clean:
+    never an update that comes back after every apply."""
+    sb = Sandbox.from_seed({"license": "trial"})
+    v = Variant(".mcp", "unknown-key", {"serverUrl": "https://mcp.example.com/sse", "hasAuth": False,
+                                        "tools": [{"name": "search", "enabled": True}]})
+    repo = tmp_path / "repo"
+    env = {**_base_env(tmp_path / "record.json"), **_write_repo(repo, v)}
+    transport = _StripsUnknownKeys(sb, ".mcp")
+
+    def kcr(*args: str) -> tuple[int, str]:
+        code = main([*args, "--dir", str(repo)], env=env, transport=transport)
+        out, err = capsys.readouterr()
+        return code, out + err
+
+    if kcr("validate")[0] != 0:
+        return  # refused up front: the user is told, no perpetual diff
+    code, out = kcr("apply", "--auto-approve")
+    assert code == 0, out
+    stored = sb.connectors_in(SPACE)
+    assert len(stored) == 1 and "tools" not in stored[0]["config"], "the wrapper models Kibana dropping the key"
+    code, out = kcr("plan", "--detailed-exitcode")
+    assert code == 0, f"perpetual diff:\n{out}"
+
+
+def test_xmatters_without_uses_basic_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    v = Variant(".xmatters", "url-implicit", None,
+                {"secretsUrl": "https://acme.xmatters.com/api/integration/1/functions/x/triggers?apiKey=CANARY"})
+    world = World(tmp_path, Sandbox.from_seed({"license": "trial"}), capsys)
+    repo = tmp_path / "repo"
+    env = {**_base_env(tmp_path / "record.json"), **_write_repo(repo, v)}
+    # What Kibana does with it (the reason it must be refused up front): accepted, stored as basic auth.
+    client = httpx.Client(transport=world.sb.transport(), base_url="http://kibana.test")
+    created = client.post("/api/actions/connector", headers={"kbn-xsrf": "true"}, json={
+        "name": "x", "connector_type_id": ".xmatters", "config": {},
+        "secrets": {"secretsUrl": "https://acme.xmatters.com/api/integration/1/functions/x/triggers?apiKey=k"}})
+    assert created.status_code == 200 and created.json()["config"]["usesBasic"] is True
+    code, out = world.kcr(repo, env, "validate")
+    assert code == 1 and "usesBasic" in out, out

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler import catalog
+from reconciler.normalize import STRIPS_UNKNOWN
 from reconciler.sandbox.http import HttpError
 
 _MISSING: Any = object()
@@ -344,6 +345,9 @@ def validate_part(type_id: str, part: str, value: Mapping[str, Any], allowed_hos
     detail = _after_hosts(type_id, part, filled)
     if detail is not None:
         raise HttpError(400, f"{prefix}: {detail}")
+    if part == "config" and type_id in STRIPS_UNKNOWN:  # zod without .strict(): unknown keys dropped
+        known = set(catalog.types()[type_id].config_schema.get("properties") or {})
+        filled = {k: v for k, v in filled.items() if k in known}
     if current and part == "config" and type_id in _WEBHOOKS and filled.get("hasAuth") is True \
             and "authType" not in filled:
         # Newer releases store basic auth for `hasAuth: true` with no authType (webhook.ts API tests
