@@ -34,9 +34,10 @@ import os
 import re
 import socket
 import tempfile
+import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -478,6 +479,9 @@ class FileBackend:
 _HTTP_ADVICE = "set KCR_RECORD_GITLAB_STATE (or KCR_RECORD_HTTP_ADDRESS) per Kibana, e.g. kcr-<environment>"
 
 
+HTTP_RETRIES = 3
+
+
 @dataclass
 class HttpBackend:
     """Terraform's HTTP backend protocol. The record is wrapped in a Terraform-state-shaped document
@@ -495,6 +499,7 @@ class HttpBackend:
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
     verify: bool = True
     kibana_url: str | None = None
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     _serial: int | None = field(default=None, init=False, repr=False)
     _owner: str | None = field(default=None, init=False, repr=False)
     _stored_any: bool = field(default=False, init=False, repr=False)
@@ -529,14 +534,27 @@ class HttpBackend:
     def _send(
         self, method: str, url: str, *, body: Any = None, params: Mapping[str, str] | None = None
     ) -> httpx.Response:
+        """Retries a passing failure (transport, 429, 502-504) for every call but LOCK, whose outcome an
+        ambiguous failure would hide (lock() reads the holder back instead). Reads and the whole-state
+        POST are idempotent: the same document at the same serial."""
         content = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if body is not None else {}
-        try:
-            return self._http().request(method, url, content=content, headers=headers, params=params)
-        except httpx.HTTPError as exc:
-            raise StateError(
-                f"{method} {redact_url(url)}: the state backend could not be reached ({type(exc).__name__})"
-            ) from None
+        retries = 0 if (method, url) == (self.lock_method, self.lock_address) else HTTP_RETRIES
+        for attempt in range(retries + 1):
+            try:
+                response = self._http().request(method, url, content=content, headers=headers, params=params)
+            except httpx.HTTPError as exc:
+                if attempt < retries:
+                    self.sleep(0.5 * 2**attempt)
+                    continue
+                raise StateError(
+                    f"{method} {redact_url(url)}: the state backend could not be reached ({type(exc).__name__})"
+                ) from None
+            if response.status_code in (429, 502, 503, 504) and attempt < retries:
+                self.sleep(0.5 * 2**attempt)
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _fail(self, method: str, url: str, response: httpx.Response, doing: str) -> StateError:
         hint = ""

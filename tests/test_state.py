@@ -299,9 +299,30 @@ def test_http_backend_errors_carry_no_credentials(tmp_path: Path) -> None:
     def broken(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    down = HttpBackend(address="http://127.0.0.1:1/s", transport=httpx.MockTransport(broken))
+    slept: list[float] = []
+    down = HttpBackend(address="http://127.0.0.1:1/s", transport=httpx.MockTransport(broken), sleep=slept.append)
     with pytest.raises(StateError, match="could not be reached"):
         down.load()
+    assert slept == [0.5, 1.0, 2.0]  # retried, backing off, before giving up
+
+
+def test_http_backend_rides_out_a_passing_failure_but_never_retries_lock() -> None:
+    calls: list[str] = []
+    state = {"version": 4, "serial": 1, "lineage": "l", "kcr_record": {"format": 1, "connectors": {}}}
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if request.method == "LOCK":
+            return httpx.Response(503)
+        return httpx.Response(503) if calls.count(request.method) == 1 else httpx.Response(200, json=state)
+
+    backend = HttpBackend(address="http://127.0.0.1:1/s", lock_address="http://127.0.0.1:1/s/lock",
+                          transport=httpx.MockTransport(flaky), sleep=lambda _: None)
+    assert backend.load() == {}
+    assert calls == ["GET", "GET"]
+    with pytest.raises(StateError):
+        backend.lock()
+    assert calls.count("LOCK") == 1
 
 
 # ------------------------------------------------------------------------------------------
