@@ -16,8 +16,9 @@ from reconciler.plan import MUTATING, Action, Change, FieldDiff, Plan, Problem, 
 
 NO_CHANGES = "No changes. Kibana matches the repository."
 NO_CHANGES_UNSURE = "No changes."  # errors, or secrets kcr cannot compare: it cannot vouch for a match
-UNKNOWN_SECRETS = ("secrets unknown for {n}: no record of what kcr applied; "
-                   "run `kcr apply --sync-secrets` once to push them")
+UNKNOWN_SECRETS = ("secrets unknown for {n}: no record of what kcr applied, or no KCR_FINGERPRINT_KEY to "
+                   "compare with; set the key, then run `kcr apply --sync-secrets` once to push them")
+PLAN_ERRORS = "The plan has errors (above): nothing can be applied until they are fixed."
 MARKER = "<!-- kcr-plan -->"
 TEXT_VALUE_WIDTH = 80
 MARKDOWN_VALUE_WIDTH = 200
@@ -48,6 +49,8 @@ def unchanged_line(plan: Plan) -> str | None:
 
 
 def summary_line(plan: Plan) -> str:
+    if plan.has_errors and not plan.has_changes:
+        return PLAN_ERRORS
     if not plan.has_changes:
         unsure = plan.has_errors or any(c.secrets is SecretsStatus.UNKNOWN for c in plan.changes)
         return NO_CHANGES_UNSURE if unsure else NO_CHANGES

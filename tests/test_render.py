@@ -231,14 +231,13 @@ def test_unknown_secrets_are_said_and_no_match_is_claimed() -> None:
     plan = adopted(4)
     lines = render.text(plan, False).splitlines()
     assert lines[-2:] == [
-        "4 unchanged (secrets unknown for 4: no record of what kcr applied; run `kcr apply --sync-secrets` once "
-        "to push them).",
+        "4 unchanged (" + render.UNKNOWN_SECRETS.format(n=4) + ").",
         "No changes.",
     ]
     md = render.markdown(plan)
     assert render.NO_CHANGES not in md and "**No changes.**" in md
-    assert ("4 connectors unchanged (secrets unknown for 4: no record of what kcr applied; run "
-            "<code>kcr apply --sync-secrets</code> once to push them).") in md
+    assert "4 connectors unchanged (secrets unknown for 4: no record of what kcr applied" in md
+    assert "<code>kcr apply --sync-secrets</code> once to push them)." in md
 
 
 def test_unknown_secrets_counted_among_unchanged_only() -> None:
@@ -248,8 +247,7 @@ def test_unknown_secrets_counted_among_unchanged_only() -> None:
     plan = make_plan(desired(known, unknown), live_state({"default": [live_of(known), live_of(unknown)]}),
                      digests={known.id: d, unknown.id: d}, record={known.id: d})
     assert render.text(plan, False).splitlines()[-2] == (
-        "2 unchanged (secrets unknown for 1: no record of what kcr applied; run `kcr apply --sync-secrets` once "
-        "to push them).")
+        "2 unchanged (" + render.UNKNOWN_SECRETS.format(n=1) + ").")
 
 
 def test_errors_without_changes_claim_no_match() -> None:
@@ -257,7 +255,7 @@ def test_errors_without_changes_claim_no_match() -> None:
     plan = make_plan(desired(s), live_state({"default": [live("my-slack1", preconfigured=True)]}),
                      digests={}, record={})
     assert plan.has_errors and not plan.has_changes
-    assert render.text(plan, False).splitlines()[-1] == "No changes."
+    assert render.text(plan, False).splitlines()[-1] == render.PLAN_ERRORS
     assert render.NO_CHANGES not in render.markdown(plan)
 
 
