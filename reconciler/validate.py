@@ -118,8 +118,7 @@ def format_types_text(rows: Sequence[Mapping[str, Any]]) -> str:
     table = [header]
     for row in rows:
         cells = [row["id"], row["name"] + (" (system action)" if row["system_action"] else ""),
-                 row["minimum_license"] or "-", ", ".join(row["required_config"]) or "-",
-                 ", ".join(row["required_secrets"]) or "-"]
+                 row["minimum_license"] or "-", _cell(row["required_config"]), _cell(row["required_secrets"])]
         if live:
             state = "no" if not row["in_kibana"] else "enabled" if row["enabled"] else (
                 "disabled (licence)" if not row["enabled_in_license"] else "disabled (config)")
@@ -128,3 +127,9 @@ def format_types_text(rows: Sequence[Mapping[str, Any]]) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
     return "\n".join(lines) + "\n"
+
+
+def _cell(keys: Sequence[str], width: int = 44) -> str:
+    """A key list that keeps the table readable (`--format json` has them all)."""
+    text = ", ".join(keys) or "-"
+    return text if len(text) <= width else text[: width - 1].rsplit(", ", 1)[0] + ", …"
