@@ -137,19 +137,12 @@ def _fail(origin: str, key: str, message: str) -> ConfigError:
 
 
 def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, Mapping):
-        return "mapping"
-    return type(value).__name__
+    """In YAML's words, for seed errors (Kibana's own words are validation.js_type)."""
+    from reconciler.sandbox.validation import js_type
+
+    name = js_type(value)
+    return {"Array": "list", "object": "mapping" if isinstance(value, Mapping) else type(value).__name__}.get(
+        name, name)
 
 
 def _mapping(seed: Mapping[str, Any], key: str, origin: str) -> Mapping[str, Any]:
