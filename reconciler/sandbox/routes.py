@@ -370,6 +370,15 @@ def get_space(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
     raise HttpError(404, "Not Found")
 
 
+def status(ctx: Ctx, _: dict[str, str]) -> SandboxResponse:
+    """Kibana's `GET /api/status`, the slice readiness probes read: a started Kibana is `available`."""
+    return json_response(200, {
+        "name": "kcr-sandbox",
+        "version": {"number": ctx.settings.kibana_version, "build_flavor": "traditional"},
+        "status": {"overall": {"level": "available", "summary": "All services and plugins are available"}},
+    })
+
+
 # ---- alerting rules (a slice) -----------------------------------------------------------------
 
 
@@ -538,6 +547,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str, Handler, bool], ...] = tuple(
         ("GET", f"/api/actions/connector/{_ID}", "get_connector", get_connector, False),
         ("PUT", f"/api/actions/connector/{_ID}", "update_connector", update_connector, True),
         ("DELETE", f"/api/actions/connector/{_ID}", "delete_connector", delete_connector, False),
+        ("GET", "/api/status", "status", status, False),
         ("GET", "/api/spaces/space", "spaces", list_spaces, False),
         ("GET", f"/api/spaces/space/{_ID}", "space", get_space, False),
         ("POST", "/api/alerting/rule", "create_rule", create_rule, True),

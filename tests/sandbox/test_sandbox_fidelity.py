@@ -394,3 +394,14 @@ def test_an_id_colon_key_api_key_is_accepted_base64_encoded_as_kibana_wants_it()
     assert status(encoded) == 200
     assert status("key-id:key-secret") == 200
     assert status(base64.b64encode(b"key-id:other").decode()) == 401
+
+
+def test_status_answers_like_a_started_kibana() -> None:
+    import httpx
+
+    from reconciler.sandbox import Sandbox
+
+    client = httpx.Client(transport=Sandbox.from_seed({"kibana_version": "9.1.0"}).transport(),
+                          base_url="http://kibana.test")
+    body = client.get("/api/status").json()
+    assert body["status"]["overall"]["level"] == "available" and body["version"]["number"] == "9.1.0"
