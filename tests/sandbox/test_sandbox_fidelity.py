@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +18,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from processes import read_line  # sibling module (see processes.py)
 
 from reconciler.errors import ConfigError
 from reconciler.sandbox import Sandbox
@@ -334,15 +334,6 @@ def _kcr() -> list[str]:
     return [exe] if exe else [sys.executable, "-c", "from reconciler.cli import main; main()"]
 
 
-def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    out: list[str] = []
-    reader = threading.Thread(target=lambda: out.append(proc.stdout.readline() if proc.stdout else ""), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    return out[0] if out else ""
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_kcr_sandbox_process_starts_fast_and_saves_state(tmp_path: Path, sig: signal.Signals) -> None:
@@ -354,7 +345,7 @@ def test_kcr_sandbox_process_starts_fast_and_saves_state(tmp_path: Path, sig: si
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        line = _read_line(proc, 10)
+        line = read_line(proc, 10)
         url = line.rsplit(" on ", 1)[-1].split(" ", 1)[0] if " on " in line else ""
         assert url.startswith("http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() is not None and proc.stderr
                                                      else "")

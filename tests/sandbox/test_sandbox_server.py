@@ -9,12 +9,12 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+from processes import read_line  # sibling module (see processes.py)
 
 from reconciler.sandbox import Sandbox
 from reconciler.sandbox.server import running
@@ -49,16 +49,6 @@ def test_dropped_connection_over_a_socket() -> None:
     assert 0 < len(sb.connectors_in("default")) < 6
 
 
-def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    """One stdout line, bounded: a reader thread and a join with a timeout."""
-    assert proc.stdout is not None
-    out: list[str] = []
-    reader = threading.Thread(target=lambda: out.append(proc.stdout.readline() if proc.stdout else ""), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    return out[0] if out else ""
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_cleanly_with_state_saved(tmp_path: Path, sig: signal.Signals) -> None:
@@ -74,7 +64,7 @@ def test_signal_stops_cleanly_with_state_saved(tmp_path: Path, sig: signal.Signa
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        url = _read_line(proc, 15).strip()
+        url = read_line(proc, 15).strip()
         assert url.startswith("http://127.0.0.1:"), (proc.stderr.read() if proc.stderr and proc.poll() is not None
                                                      else url)
         cid = str(uuid.uuid4())
