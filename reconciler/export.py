@@ -273,10 +273,10 @@ def export_spaces(
             managed.append(conn)
         text, names = render_space(space, managed)
         target = out_dir / space / CONNECTORS_FILE
-        write_atomic(target, text)
+        _write(target, text)
         space_file = out_dir / space / SPACE_FILE
-        write_atomic(space_file, "# Adopted connectors: nothing undeclared is deleted until this says true.\n"
-                      + dump_yaml({"prune": False}))
+        _write(space_file, "# Adopted connectors: nothing undeclared is deleted until this says true.\n"
+               + dump_yaml({"prune": False}))
         files.extend((target, space_file))
         variables.extend(names)
         count += len(managed)
@@ -287,3 +287,13 @@ def export_spaces(
         skipped=tuple(skipped),
         warnings=tuple(warnings),
     )
+
+
+def _write(path: Path, text: str) -> None:
+    """An unwritable --out-dir (a file in the way, no permission, a full disk) is the user's to fix:
+    say which path and why, not `internal error (NotADirectoryError)`."""
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be written ({exc.strerror or type(exc).__name__}); "
+                          "choose another --out-dir or fix its permissions") from None

@@ -149,6 +149,15 @@ def test_export_spaces_files_skips_and_refusals(tmp_path: Path) -> None:
     assert not (tmp_path / "other").exists()
 
 
+
+def test_export_into_an_unwritable_out_dir_is_a_typed_error_naming_the_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the export directory should be\n", encoding="utf-8")
+    client = FakeClient({"default": [conn(1, "Slack")]})
+    with pytest.raises(ConfigError, match=r"not-a-dir/default/connectors\.yaml: cannot be written"):
+        export_spaces(client, ["default"], blocker)
+
+
 SEED: dict[str, Any] = {
     "license": "platinum",
     "spaces": ["default", "security-team"],

@@ -8,10 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler import sandbox
 from reconciler.errors import ConfigError, KibanaAuthError, KibanaConflict, KibanaError, KibanaNotFound
 from reconciler.kibana import Connection, KibanaClient
-
-sandbox = pytest.importorskip("reconciler.sandbox")
 
 CID = "0f8c6a52-5d0e-4b8e-9a51-6b6372000001"
 BASE = "http://kibana.test"

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
+
+from reconciler.sandbox import Sandbox
 
 BASE_URL = "http://kibana.test"
 XSRF = {"kbn-xsrf": "kcr-conformance"}
@@ -230,8 +231,7 @@ class Kibana:
 
 
 def make_kibana(seed: Mapping[str, Any] | None = None) -> Kibana:
-    sandbox_module = pytest.importorskip("reconciler.sandbox")
-    sb = sandbox_module.Sandbox.from_seed(dict(seed) if seed is not None else fixture_seed())
+    sb = Sandbox.from_seed(dict(seed) if seed is not None else fixture_seed())
     client = httpx.Client(transport=sb.transport(), base_url=BASE_URL)
     return Kibana(sb=sb, http=client)
 

