@@ -37,6 +37,9 @@ StaleCheck = Literal["get", "list"]
 
 STALE_LIVE = "changed in Kibana since the plan was made; re-run kcr plan"
 STALE_SECRETS = "secrets changed since the plan was made; re-run kcr plan"
+UNKNOWN_COUNT = "referenced_by_count could not be re-read, so nothing was sent"
+UNKNOWN_COUNT_FIX = ("re-run kcr apply; if it stays blocked, check that GET .../api/actions/connectors of that "
+                     "space lists the connector with its referenced_by_count (--allow-referenced does not lift this)")
 
 
 # --- what apply needs of its collaborators (the real classes satisfy these structurally) --------
@@ -298,9 +301,19 @@ class _Run:
             raise _Outcome(Status.BLOCKED, "; ".join(change.guard.reasons) or "blocked by the plan")
 
     def _listed(self, change: Change, what: str) -> Mapping[str, LiveConnector]:
+        """The space's list read at the start of the phase. A delete or recreate that cannot have it
+        is blocked, not failed: nothing was sent, and nothing proves the connector unused."""
         listed = self.lists.get(change.space)
+        guarded = change.action in (Action.DELETE, Action.RECREATE)
         if isinstance(listed, Exception):
+            if guarded:
+                raise _Outcome(Status.BLOCKED, f"{UNKNOWN_COUNT}: the list of connectors of space "
+                                               f"{change.space} could not be read ({_describe(listed)}); "
+                                               f"{UNKNOWN_COUNT_FIX}")
             raise _Outcome(Status.FAILED, f"could not re-read {what}: {_describe(listed)}")
+        if listed is None and guarded:
+            raise _Outcome(Status.BLOCKED, f"{UNKNOWN_COUNT}: the connectors of space {change.space} were not "
+                                           f"listed; {UNKNOWN_COUNT_FIX}")
         return listed or {}
 
     def check_live(self, change: Change) -> None:
@@ -322,8 +335,19 @@ class _Run:
         raise _Outcome(Status.STALE, STALE_LIVE)
 
     def check_references(self, change: Change) -> None:
-        listed = self._listed(change, "referenced_by_count").get(change.id)
-        count = 0 if listed is None else listed.referenced_by_count
+        """Fails closed: a connector missing from the list (cut at 10,000, or a partial answer) or
+        listed without a count blocks whatever --allow-referenced says, since that flag lifts a known
+        count, not an unknown one."""
+        connectors = self._listed(change, "referenced_by_count")
+        listed = connectors.get(change.id)
+        if listed is None:
+            raise _Outcome(Status.BLOCKED, f"{UNKNOWN_COUNT}: Kibana's list of space {change.space} "
+                                           f"({len(connectors)} connectors) does not include it (a list cut at "
+                                           f"10,000, or a partial answer); {UNKNOWN_COUNT_FIX}")
+        count = listed.referenced_by_count
+        if count is None:
+            raise _Outcome(Status.BLOCKED, f"{UNKNOWN_COUNT}: Kibana's list of space {change.space} carries no "
+                                           f"count for it; {UNKNOWN_COUNT_FIX}")
         names_for = {change.id, change.address} | ({change.desired.key} if change.desired else set())
         allowed = self.allow_referenced == "all" or bool(names_for & set(self.allow_referenced))
         if count > 0 and not allowed:

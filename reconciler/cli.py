@@ -173,6 +173,8 @@ def _make_plan(g: Globals, *, sync_secrets: bool = False, allow_plaintext_secret
     digests = _digests(g, desired, resolver)
     with _record(g) as backend:
         record = backend.load()
+    if backend.key_warning:  # said here, once per run: an apply in the same run loads the record again
+        log.warning("%s", backend.key_warning)
     spaces = sorted(desired.spaces)
     with _client(g) as client:
         live = client.read_live(spaces)
@@ -200,23 +202,25 @@ def _record(g: Globals) -> Iterator[RecordBackend]:
             close()
 
 
-def _render(plan: Plan, fmt: str, color: bool) -> str:
+def _render(plan: Plan, fmt: str, color: bool, key: bytes | None = None) -> str:
     from reconciler import render
     from reconciler.plan import dumps
 
     if fmt == "json":
-        return dumps(plan)
+        return dumps(plan, key)
     if fmt == "markdown":
         return render.markdown(plan)
     return render.text(plan, color=color)
 
 
-def _write_reports(plan: Plan, out: Path | None, gitlab_report: Path | None, markdown_out: Path | None) -> None:
+def _write_reports(plan: Plan, out: Path | None, gitlab_report: Path | None, markdown_out: Path | None,
+                   key: bytes | None = None) -> None:
+    """`key` (KCR_FINGERPRINT_KEY) signs the saved plan, so apply can tell it from an edited one."""
     from reconciler import render
     from reconciler.plan import dumps
 
     if out is not None:
-        _write_atomic(out, dumps(plan))
+        _write_atomic(out, dumps(plan, key))
     if gitlab_report is not None:
         _write_atomic(gitlab_report, json.dumps(render.gitlab_report(plan)) + "\n")
     if markdown_out is not None:
@@ -316,8 +320,9 @@ def plan(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana_
     """Read Kibana, compare with the repository, and show what apply would do."""
     g = _globals(ctx, root, spaces, kibana_url, verbose)
     planned = _make_plan(g, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets)
-    _write_reports(planned.plan, out, gitlab_report, markdown_out)
-    _out(_render(planned.plan, fmt, _color(g, no_color)))
+    key = _fingerprint_key(g.env)
+    _write_reports(planned.plan, out, gitlab_report, markdown_out, key=key)
+    _out(_render(planned.plan, fmt, _color(g, no_color), key=key))
     ctx.exit(_plan_exit(planned.plan, detailed_exitcode))
 
 
@@ -353,7 +358,6 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
           sync_secrets: bool, no_color: bool, fmt: str, allow_plaintext_secrets: bool) -> None:
     """Apply a saved plan exactly (`kcr apply plan.json`), or plan, show, ask, and apply."""
     from reconciler import applier
-    from reconciler.plan import loads
     from reconciler.secrets import SecretResolver
 
     g = _globals(ctx, root, spaces, kibana_url, verbose)
@@ -362,14 +366,13 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
     if plan_file is not None:
         if spaces:
             raise ConfigError("a saved plan is applied whole: --space limits planning (`kcr plan --space ... --out`)")
-        the_plan = loads(_read_text(plan_file), str(plan_file))
+        the_plan = _load_saved_plan(g, plan_file)
         if the_plan.has_errors:
             raise ConfigError(f"{plan_file} holds a plan with errors (see `kcr plan`); fix them and plan again")
         from reconciler.desired import load_settings
 
         settings = load_settings(g.root)
-        if g.kibana_url is None and "KIBANA_URL" not in g.env and "KIBANA_ENDPOINT" not in g.env:
-            g.kibana_url = the_plan.kibana_url
+        _confirm_target(g, the_plan)
     else:
         planned = _make_plan(g, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets)
         the_plan, settings = planned.plan, planned.desired.settings
@@ -392,7 +395,6 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
     allow: frozenset[str] | Literal["all"] = "all" if "all" in allow_referenced else frozenset(allow_referenced)
     resolver = planned.resolver if plan_file is None else SecretResolver(g.env, settings, g.root)
     with _record(g) as record, _client(g) as client, _progress(the_plan, color) as progress:
-        _check_same_kibana(client, the_plan)
         report = applier.apply_plan(the_plan, client, resolver, record, parallelism=parallelism,
                                     allow_referenced=allow, fingerprint_key=_fingerprint_key(g.env),
                                     on_progress=progress, secret_refs=one_run_refs)
@@ -403,13 +405,38 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
     ctx.exit(applier.exit_code(report))
 
 
-def _check_same_kibana(client: KibanaClient, plan: Plan) -> None:
+def _load_saved_plan(g: Globals, plan_file: Path) -> Plan:
+    """With KCR_FINGERPRINT_KEY the plan must carry a MAC that verifies; without it nothing can tell
+    the reviewed plan from an edited one, which is said every time."""
+    from reconciler.plan import loads
+
+    key = _fingerprint_key(g.env)
+    if key is None:
+        log.warning("%s cannot be authenticated: KCR_FINGERPRINT_KEY is not set, so an edit after "
+                    "`kcr plan --out` would go unnoticed (set KCR_FINGERPRINT_KEY to sign and verify plans)", plan_file)
+    return loads(_read_text(plan_file), str(plan_file), key=key)
+
+
+def _confirm_target(g: Globals, plan: Plan) -> None:
+    """The URL inside a plan file is data, not a target: sending the credentials wherever a file says
+    would hand them to whoever wrote it. The operator names Kibana; the plan must agree with it."""
+    from reconciler.kibana import redact_url
+
+    if not (g.kibana_url or g.env.get("KIBANA_URL") or g.env.get("KIBANA_ENDPOINT")):
+        raise ConfigError(f"the plan targets {redact_url(plan.kibana_url)}; set KIBANA_URL or pass --kibana-url "
+                          "to confirm the target")
+    _check_same_kibana(_connection(g).url, plan)  # before the record backend or Kibana hears anything
+
+
+def _check_same_kibana(url: str, plan: Plan) -> None:
     """A saved plan carries the fingerprints of one Kibana; applying it to another would refuse every
-    action as stale at best, so say what is wrong up front."""
-    url = client.conn.url.rstrip("/")
-    if plan.kibana_url and url != plan.kibana_url.rstrip("/"):
-        raise ConfigError(f"the plan was made against {plan.kibana_url} but KIBANA_URL is {url}; "
-                          "re-run `kcr plan --out` against this Kibana")
+    action as stale at best, so say what is wrong up front (before any request, the record's included)."""
+    from reconciler.kibana import redact_url
+    from reconciler.state import normalize_kibana_url  # the record's spelling: one per Kibana
+
+    if normalize_kibana_url(url) != normalize_kibana_url(plan.kibana_url):
+        raise ConfigError(f"the plan was made against {redact_url(plan.kibana_url)} but KIBANA_URL is "
+                          f"{redact_url(url)}; re-run `kcr plan --out` against this Kibana")
 
 
 @contextmanager

@@ -1,7 +1,10 @@
 """The repository's files -> DesiredState, with every problem found at once.
 
 Layout: `connectors/<space>/*.yaml|*.yml` (each `{connectors: [...]}`), optional
-`connectors/<space>/_space.yaml` (SpaceSettings) and `kcr.yaml` at the root (Settings). Everything is
+`connectors/<space>/_space.yaml` (SpaceSettings) and `kcr.yaml` at the root (Settings). Any other entry
+of connectors/ or of a space directory (bar .gitkeep/.keep) is an error, never skipped: a file kcr did
+not read is a connector silently left out, and in a pruning space a delete. Symbolic links are followed
+only while they stay inside the repository (and out of .git/.kcr); others are refused unread. Everything is
 checked offline: the file formats (schemas/*.schema.json), ids, duplicates, connector types with a
 near-miss suggestion, each type's config and secrets schemas (a secret reference stands in as a
 placeholder), blank strings as Kibana refuses them, plaintext secrets, reference syntax and the
@@ -11,6 +14,7 @@ exfiltration guard. Only `check_secrets` (opt-in) touches the environment, files
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +39,7 @@ from reconciler.model import (
     SpaceSettings,
     derive_connector_id,
 )
+from reconciler.secrets import _PRIVATE_DIRS as PRIVATE_DIRS
 from reconciler.secrets import (
     DEFAULT_JWT_VAR,
     JWT_VAR_SETTING,
@@ -47,6 +52,10 @@ from reconciler.yamlload import Document, YamlError, join_path, load_file
 
 SETTINGS_FILE = "kcr.yaml"
 SPACE_FILES = ("_space.yaml", "_space.yml")
+CONNECTOR_SUFFIXES = (".yaml", ".yml")
+PLACEHOLDERS = frozenset({".gitkeep", ".keep"})  # empty files git users add to keep a directory: never read
+OTHER_SETTINGS_FILES = ("kcr.yml",)  # a name kcr would not read, so its settings would silently not apply
+READS_ONLY = "kcr reads only *.yaml and *.yml files directly in the space directory"
 PLACEHOLDER = "<reference>"  # what a secret looks like to its type's schema during offline validation
 
 _UUID = re.compile(UUID_PATTERN)
@@ -198,6 +207,7 @@ class _Declared:
 class _Loader:
     def __init__(self, root: Path, env: Mapping[str, str], allow_plaintext: bool) -> None:
         self.root = root
+        self.real_root = root.resolve()
         self.env = env
         self.allow_plaintext = allow_plaintext
         self.problems: list[Problem] = []
@@ -208,22 +218,85 @@ class _Loader:
 
     def rel(self, path: Path) -> str:
         try:
-            return path.relative_to(self.root).as_posix()
+            text = path.relative_to(self.root).as_posix()
         except ValueError:
-            return path.as_posix()
+            text = path.as_posix()
+        # A name that is not UTF-8 (undecodable bytes) is shown escaped rather than breaking the output.
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
-    def document(self, path: Path) -> Document | None:
+    def refuse(self, path: Path, message: str) -> None:
+        self.problems.append(Problem(self.rel(path), message))
+
+    def real(self, path: Path) -> Path | None:
+        """Where `path` really is, or None (with a problem) when kcr must not read it. Links are followed
+        only while they stay inside the repository and out of .git/.kcr: a link out of it would carry
+        /etc/passwd or a secret file into an error message, and .git/config can hold the clone's token.
+        A refused target is never opened; the caller reads the returned path, not the link."""
+        link = path.is_symlink()
         try:
-            return load_file(path, self.rel(path))
+            real = path.resolve(strict=True)
+        except FileNotFoundError:
+            if link:
+                self.refuse(path, f"is a symbolic link to {_link_target(path)}, which does not exist (a dangling "
+                            "link); fix the link or remove it")
+            else:
+                self.refuse(path, "disappeared while kcr was reading the repository; run again")
+            return None
+        except (OSError, RuntimeError) as exc:  # a link loop: RuntimeError before Python 3.13, OSError after
+            self.refuse(path, f"cannot be followed ({_reason(exc)}); fix the symbolic link or remove it")
+            return None
+        if real != self.real_root and not real.is_relative_to(self.real_root):
+            self.refuse(path, f"is a symbolic link whose target is outside the repository ({_link_target(path)}); "
+                        "kcr refuses to read it: copy the file into the repository or remove the link")
+            return None
+        try:
+            lexical = self.real_root / path.relative_to(self.root)
+        except ValueError:
+            lexical = real
+        if real != lexical and set(real.relative_to(self.real_root).parts) & PRIVATE_DIRS:
+            self.refuse(path, f"is a symbolic link into {'/'.join(sorted(PRIVATE_DIRS))} "
+                        f"({_link_target(path)}), which kcr never reads (the clone's credentials live there); "
+                        "remove the link")
+            return None
+        return real
+
+    @staticmethod
+    def placeholder(path: Path) -> bool:
+        """A .gitkeep/.keep regular file: git users add one to keep an empty directory, kcr never reads it."""
+        return path.name in PLACEHOLDERS and not path.is_symlink() and path.is_file()
+
+    def document(self, path: Path, real: Path) -> Document | None:
+        """`real` is read (what `real()` approved), `path` names it in problems."""
+        try:
+            return load_file(real, self.rel(path))
         except YamlError as exc:
             self.problems.extend(exc.problems)
             return None
 
-    def load_settings(self) -> Settings:
+    def settings_file(self) -> tuple[Path, Path] | None:
+        """kcr.yaml as (path, real path) when there is one to read; a settings file kcr would not read, or
+        one it may not, is a problem, since its settings (id_mode, allow_env) would silently not apply."""
+        for name in OTHER_SETTINGS_FILES:
+            if os.path.lexists(self.root / name):
+                self.refuse(self.root / name, f"kcr reads its settings only from {SETTINGS_FILE}; rename it to "
+                            f"{SETTINGS_FILE} (or remove it)")
         path = self.root / SETTINGS_FILE
-        if not path.is_file():
+        if not os.path.lexists(path):
+            return None
+        real = self.real(path)
+        if real is None:
+            return None
+        if not real.is_file():
+            self.refuse(path, "is not a regular file; kcr reads its settings from this name: make it a file")
+            return None
+        return path, real
+
+    def load_settings(self) -> Settings:
+        found = self.settings_file()
+        if found is None:
             return Settings(allow_plaintext_secrets=self.allow_plaintext)
-        doc = self.document(path)
+        path, real = found
+        doc = self.document(path, real)
         if doc is None:
             return Settings(allow_plaintext_secrets=self.allow_plaintext)
         value = {} if doc.value is None else doc.value
@@ -239,24 +312,82 @@ class _Loader:
             allow_plaintext_secrets=bool(value.get("allow_plaintext_secrets", False)) or self.allow_plaintext,
         )
 
-    def load_space_settings(self, directory: Path) -> SpaceSettings:
-        for name in SPACE_FILES:
-            path = directory / name
-            if not path.is_file():
+    def space_directories(self) -> dict[str, Path] | None:
+        """connectors/<space>/ by space id, or None when there is no connectors/ to read. Any other entry
+        of connectors/ is a problem: kcr would not read it, and silently leaving files out is how a plan
+        comes to delete what they declare."""
+        connectors_dir = self.root / "connectors"
+        if not os.path.lexists(connectors_dir):
+            self.refuse(connectors_dir, f"no connectors/ directory in {self.root}; put each space's files in "
+                        "connectors/<space>/")
+            return None
+        real = self.real(connectors_dir)
+        if real is None:
+            return None
+        if not real.is_dir():
+            self.refuse(connectors_dir, "is not a directory; put each space's files in connectors/<space>/")
+            return None
+        space_dirs: dict[str, Path] = {}
+        for entry in sorted(connectors_dir.iterdir()):
+            if self.placeholder(entry):
                 continue
-            doc = self.document(path)
-            if doc is None:
-                return SpaceSettings()
-            value = {} if doc.value is None else doc.value
-            checker = _FileChecker(self.rel(path), doc, self.problems)
-            if checker.schema(file_validator("space-settings.schema.json"), value, "", ""):
-                return SpaceSettings()
-            return SpaceSettings(prune=bool(value.get("prune", False)), ignore=tuple(value.get("ignore") or ()))
-        return SpaceSettings()
+            real = self.real(entry)
+            if real is None:
+                continue
+            if real.is_dir() and _SPACE.fullmatch(entry.name):
+                space_dirs[entry.name] = entry
+            elif real.is_dir():
+                self.refuse(entry, f"space directory {_short(entry.name)} is not a Kibana space id (lowercase "
+                            "letters, digits, '-' and '_'); rename it to the space id or move it out of connectors/")
+            elif real.is_file() and entry.suffix in CONNECTOR_SUFFIXES:
+                self.refuse(entry, "connector files belong in a space directory: connectors/<space>/<file>.yaml; "
+                            "move it there")
+            else:
+                self.refuse(entry, "kcr reads only space directories (connectors/<space>/, named by the Kibana "
+                            "space id) directly in connectors/, so this would not be read; move it out of "
+                            "connectors/")
+        return space_dirs
 
-    def load_file(self, space: str, path: Path) -> list[ConnectorSpec]:
+    def space_entries(self, directory: Path) -> tuple[tuple[Path, Path] | None, list[tuple[Path, Path]]]:
+        """The space's settings file and connector files, each as (path, real path). Every other entry
+        is a problem: a skipped file is a connector silently left out of the plan, and with `prune: true`
+        a delete of it."""
+        settings: tuple[Path, Path] | None = None
+        files: list[tuple[Path, Path]] = []
+        for entry in sorted(directory.iterdir()):
+            if self.placeholder(entry):
+                continue
+            real = self.real(entry)
+            if real is None:
+                continue
+            unread = _unread_reason(entry, real)
+            if unread is not None:
+                self.refuse(entry, unread)
+            elif entry.name not in SPACE_FILES:
+                files.append((entry, real))
+            elif settings is not None:
+                self.refuse(entry, f"a second space settings file beside {settings[0].name}; kcr reads one: "
+                            "merge them into _space.yaml and remove the other")
+            else:
+                settings = (entry, real)
+        return settings, files
+
+    def load_space_settings(self, found: tuple[Path, Path] | None) -> SpaceSettings:
+        if found is None:
+            return SpaceSettings()
+        path, real = found
+        doc = self.document(path, real)
+        if doc is None:
+            return SpaceSettings()
+        value = {} if doc.value is None else doc.value
+        checker = _FileChecker(self.rel(path), doc, self.problems)
+        if checker.schema(file_validator("space-settings.schema.json"), value, "", ""):
+            return SpaceSettings()
+        return SpaceSettings(prune=bool(value.get("prune", False)), ignore=tuple(value.get("ignore") or ()))
+
+    def load_file(self, space: str, path: Path, real: Path) -> list[ConnectorSpec]:
         self.files += 1
-        doc = self.document(path)
+        doc = self.document(path, real)
         if doc is None:
             return []
         file = self.rel(path)
@@ -428,6 +559,42 @@ class _Loader:
                         "${file:PATH} or ${vault:MOUNT/PATH#KEY}")
 
 
+def _link_target(path: Path) -> str:
+    """What a link says it points to (a path, never the content behind it), for messages."""
+    try:
+        return repr(os.readlink(path)) if path.is_symlink() else "a linked directory above it"
+    except OSError:
+        return "an unreadable target"
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or "a symbolic link loop"
+
+
+def _unread_reason(entry: Path, real: Path) -> str | None:
+    """Why kcr would not read this entry of a space directory (None: it reads it). The link's own name
+    counts, as that is what the user sees in the space directory."""
+    name = entry.name
+    if real.is_dir():
+        return (f"is a directory: {READS_ONLY} and never looks into subdirectories; move its files up into the "
+                "space directory or move it out of connectors/")
+    if not real.is_file():
+        return f"is not a regular file (a pipe, socket or device): {READS_ONLY}; remove it"
+    if name in SPACE_FILES:
+        return None
+    if name.startswith("."):
+        return (f"is a hidden file (an editor's temporary file?): {READS_ONLY}, never hidden ones; remove it or "
+                "move it out of connectors/")
+    if name.startswith("_"):
+        return (f"starts with '_', which only _space.yaml may: {READS_ONLY}, so this would not be read; rename it "
+                "or move it out of connectors/")
+    if entry.suffix in CONNECTOR_SUFFIXES:
+        return None
+    lower = entry.suffix.lower()
+    hint = f"rename it to {entry.stem + lower}" if lower in CONNECTOR_SUFFIXES else "rename it to end in .yaml"
+    return f"{READS_ONLY} (lowercase extension), so this would not be read; {hint} or move it out of connectors/"
+
+
 def _duplicates(declared: Sequence[_Declared], problems: list[Problem]) -> None:
     """Ids unique within a space across its files, and globally since Kibana's ids are global."""
     in_space: dict[tuple[str, str], _Declared] = {}
@@ -458,24 +625,10 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
     loader = _Loader(root, env or {}, allow_plaintext_secrets)
     problems = loader.problems
     loader.settings = loader.load_settings()
-    connectors_dir = root / "connectors"
-    if not connectors_dir.is_dir():
-        problems.append(Problem("connectors", f"no connectors/ directory in {root}; put each space's files in "
-                                "connectors/<space>/"))
+    found = loader.space_directories()
+    if found is None:
         return LoadResult(None, tuple(problems))
-    space_dirs: dict[str, Path] = {}
-    for entry in sorted(connectors_dir.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            if not _SPACE.fullmatch(entry.name):
-                problems.append(Problem(loader.rel(entry), f"space directory {_short(entry.name)} is not a Kibana "
-                                        "space id (lowercase letters, digits, '-' and '_')"))
-                continue
-            space_dirs[entry.name] = entry
-        elif entry.suffix in (".yaml", ".yml"):
-            problems.append(Problem(loader.rel(entry), "connector files belong in a space directory: "
-                                    "connectors/<space>/<file>.yaml"))
+    space_dirs = found
     if spaces:
         for space in spaces:
             if space not in space_dirs:
@@ -484,16 +637,11 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
         space_dirs = {s: d for s, d in space_dirs.items() if s in set(spaces)}
     desired: dict[str, DesiredSpace] = {}
     for space, directory in space_dirs.items():
-        settings = loader.load_space_settings(directory)
+        settings_file, files = loader.space_entries(directory)
+        settings = loader.load_space_settings(settings_file)
         specs: list[ConnectorSpec] = []
-        for path in sorted(directory.iterdir()):
-            if not path.is_file() or path.suffix not in (".yaml", ".yml") or path.name in SPACE_FILES:
-                continue
-            if path.name.startswith("_"):
-                problems.append(Problem(loader.rel(path), "ignored: only _space.yaml may start with '_'",
-                                        severity="warning"))
-                continue
-            specs.extend(loader.load_file(space, path))
+        for path, real in files:
+            specs.extend(loader.load_file(space, path, real))
         desired[space] = DesiredSpace(space, settings, tuple(specs), directory=loader.rel(directory))
     _duplicates(loader.declared, problems)
     problems.sort(key=lambda p: (p.file, p.line or 0, p.column or 0))

@@ -25,6 +25,7 @@ import re
 import ssl
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ from typing import Any
 
 import httpx
 
-from reconciler import __version__
+from reconciler import __version__, jsondepth
+from reconciler.deadline import DeadlineClient, deadline
 from reconciler.errors import (
     ConfigError,
     KibanaAuthError,
@@ -48,6 +50,7 @@ from reconciler.model import (
     LiveSpace,
     LiveState,
     RuleRef,
+    id_segment_problem,
 )
 from reconciler.secrets import Masker
 
@@ -58,14 +61,12 @@ DEFAULT_READ_TIMEOUT = 60.0
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # a Retry-After longer than this is clamped: a run must not hang for hours
 MAX_BACKOFF = 30.0
-MAX_ID_LENGTH = 1024
 RULES_PER_PAGE = 100
 MAX_RULE_PAGES = 100
 READ_LIVE_WORKERS = 4
 
 MISSING: Any = object()  # a 404 where absence is an answer, not an error
 _SPACE_RE = re.compile(SPACE_ID_PATTERN)
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
@@ -327,16 +328,9 @@ def check_space(space: str) -> str:
 def _segment(value: str, what: str) -> str:
     """One path segment that cannot reach another endpoint: '/', '?', '#', '%' are percent-encoded,
     and '.'/'..' (which URL normalisation would resolve) are encoded too."""
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{what} must be a non-empty string")
-    if len(value) > MAX_ID_LENGTH:
-        raise ConfigError(f"{what} is longer than {MAX_ID_LENGTH} characters")
-    if _CONTROL_RE.search(value):
-        raise ConfigError(f"{what} {value!r} contains control characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(f"{what} {value!r} is not valid Unicode (a lone surrogate)") from None
+    problem = id_segment_problem(value, what)
+    if problem is not None:
+        raise ConfigError(problem)
     quoted = urllib.parse.quote(value, safe="")
     if quoted in (".", ".."):
         quoted = quoted.replace(".", "%2E")
@@ -478,7 +472,8 @@ class KibanaClient:
         headers = {"User-Agent": f"kcr/{__version__}", "Accept": "application/json"}
         if conn.auth_header:
             headers["Authorization"] = conn.auth_header
-        self._http = httpx.Client(
+        # The per-operation timeouts stay as caps; the deadline set in _send_once bounds the whole request.
+        self._http = DeadlineClient(
             base_url=conn.url,
             headers=headers,
             verify=conn.verify(),
@@ -510,6 +505,9 @@ class KibanaClient:
         return self._random() * min(MAX_BACKOFF, self.backoff * (2.0**attempt))
 
     def _send_once(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> httpx.Response:
+        """One attempt, bounded as a whole by KCR_TIMEOUT (reconciler/deadline.py): httpx's own timeouts
+        bound each read, so a server trickling its answer would otherwise hold the run forever. Past the
+        deadline it fails as an httpx timeout, which the retry policy treats like any transport error."""
         headers = {}
         content = None
         if method not in ("GET", "HEAD", "OPTIONS"):
@@ -519,7 +517,8 @@ class KibanaClient:
             content = json.dumps(body).encode()
         started = time.monotonic()
         try:
-            response = self._http.request(method, path, content=content, headers=headers, params=params)
+            with deadline(self.conn.timeout, f"KCR_TIMEOUT={self.conn.timeout:g}s"):
+                response = self._http.request(method, path, content=content, headers=headers, params=params)
         except httpx.HTTPError as exc:
             log.info("%s %s failed after %.0f ms: %s", method, path, (time.monotonic() - started) * 1000,
                       type(exc).__name__)
@@ -551,9 +550,11 @@ class KibanaClient:
                     self._sleep(self._delay(attempt + throttled, None))
                     attempt += 1
                     continue
+                advice = "check the URL, the network and the proxy settings"
+                if isinstance(exc, httpx.TimeoutException):
+                    advice = f"if Kibana is only slow, raise KCR_TIMEOUT (now {self.conn.timeout:g}s); else {advice}"
                 raise KibanaUnavailable(
-                    f"{method} {path}: Kibana could not be reached ({type(exc).__name__}: {_describe(exc)}); "
-                    f"check the URL, the network and the proxy settings"
+                    f"{method} {path}: Kibana could not be reached ({type(exc).__name__}: {_describe(exc)}); {advice}"
                 ) from None
             if response.status_code == 429 and throttled < self.throttled:
                 self._sleep(self._delay(attempt + throttled, response))
@@ -567,9 +568,12 @@ class KibanaClient:
             return response, ambiguous
 
     def _json(self, method: str, path: str, response: httpx.Response) -> Any:
+        """Bounded in depth before anything recursive (normalising, fingerprints, schemas) walks it."""
         try:
-            return response.json()
-        except (ValueError, RecursionError):
+            return jsondepth.loads(response.content)
+        except jsondepth.TooDeep as exc:
+            raise _malformed(method, path, f"a {response.status_code} answer {exc}") from None
+        except ValueError:
             raise _malformed(method, path, f"a {response.status_code} answer whose body is not JSON") from None
 
     def _get(self, path: str, params: Mapping[str, str] | None = None, *, missing_ok: bool = False) -> Any:
@@ -608,7 +612,9 @@ class KibanaClient:
         body = self._get(path)
         if not isinstance(body, list):
             raise _malformed("GET", path, "expected a list of connectors")
-        return [_live_connector("GET", path, item) for item in body]
+        connectors = [_live_connector("GET", path, item, listed=True) for item in body]
+        _refuse_repeated_ids(path, connectors)
+        return connectors
 
     def get_connector(self, space: str, id: str) -> LiveConnector | None:
         path = connector_path(space, id)
@@ -666,7 +672,8 @@ class KibanaClient:
         return rules
 
     def read_live(self, spaces: Sequence[str]) -> LiveState:
-        """One spaces check, one connector_types, one list per space: S + 2 requests (SPEC §5, §10)."""
+        """One spaces check, one connector_types, one list per space: S + 2 requests (SPEC §5, §10).
+        Lists that name one saved-object connector in two spaces are refused: ids are global."""
         wanted = list(dict.fromkeys(spaces))
         for space in wanted:
             check_space(space)
@@ -683,6 +690,7 @@ class KibanaClient:
         workers = max(1, min(READ_LIVE_WORKERS, len(wanted)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kcr-read") as pool:
             lists = list(pool.map(self.list_connectors, wanted))
+        _refuse_ids_in_several_spaces(dict(zip(wanted, lists, strict=True)))
         return LiveState(
             kibana_url=self.conn.url,
             spaces={s: LiveSpace(space=s, connectors=tuple(c)) for s, c in zip(wanted, lists, strict=True)},
@@ -827,24 +835,114 @@ def _describe(exc: httpx.HTTPError) -> str:
     return text[:200]
 
 
-def _live_connector(method: str, path: str, body: Any) -> LiveConnector:
-    if not isinstance(body, Mapping):
-        raise _malformed(method, path, "expected a connector object")
-    if not isinstance(body.get("id"), str):
-        raise _malformed(method, path, "a connector without an id")
+# Kibana 7.x's legacy /api/actions answered in camelCase; a snake_case twin missing means that shape.
+_SHAPE_7X = {
+    "actionTypeId": "connector_type_id",
+    "referencedByCount": "referenced_by_count",
+    "isPreconfigured": "is_preconfigured",
+    "isMissingSecrets": "is_missing_secrets",
+    "isDeprecated": "is_deprecated",
+}
+_FLAGS = ("is_preconfigured", "is_system_action", "is_deprecated")
+
+
+def _refuse_7x_shape(method: str, path: str, body: Mapping[str, Any]) -> None:
+    """Read as 8.x, a 7.x connector has no type and no reference count: every one would look new or
+    unused. Saying which Kibana kcr supports is the fix, not "malformed"."""
+    for camel, snake in _SHAPE_7X.items():
+        if camel in body and snake not in body:
+            raise KibanaError(
+                f"{method} {path}: Kibana answered in the 7.x shape ({camel}): kcr supports Kibana 8.x and "
+                "later's /api/actions/connectors; upgrade Kibana, or check that KIBANA_URL reaches Kibana 8 and "
+                "not an older one"
+            )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _connector_field_error(body: Mapping[str, Any], *, listed: bool) -> str | None:
+    """What is wrong with one connector of an answer, or None. Nothing a safety decision reads is
+    defaulted: a connector without a type or name, or a list entry without referenced_by_count, would
+    otherwise plan a recreate or a delete from a fact Kibana never stated."""
+    cid = body.get("id")
+    if cid is None:
+        return "a connector without an id"
+    if not isinstance(cid, str) or not cid:
+        return "a connector whose id is not a non-empty string"
+    what = f"connector {cid!r}"
+    for key in ("connector_type_id", "name"):
+        value = body.get(key)
+        if value is None:
+            return f"{what} has no {key}"
+        if not isinstance(value, str) or (key == "connector_type_id" and not value):
+            return f"{what} has a {key} that is not a{' non-empty' if key == 'connector_type_id' else ''} string"
     config = body.get("config")
     if config is not None and not isinstance(config, Mapping):
-        raise _malformed(method, path, f"connector {body['id']!r} has a config that is not an object")
-    missing_secrets = body.get("is_missing_secrets")
+        return f"{what} has a config that is not an object"
+    for flag in _FLAGS:  # absent is false (older Kibanas lack is_system_action); present must be a boolean
+        if flag in body and not isinstance(body[flag], bool):
+            return f"{what} has an {flag} that is not a boolean"
+    missing_secrets = body.get("is_missing_secrets")  # absent or null for preconfigured connectors
     if missing_secrets is not None and not isinstance(missing_secrets, bool):
-        raise _malformed(method, path, f"connector {body['id']!r} has an is_missing_secrets that is not a boolean")
+        return f"{what} has an is_missing_secrets that is not a boolean"
     count = body.get("referenced_by_count")
-    if isinstance(count, int | float) and not isinstance(count, bool) and count < 0:
-        raise _malformed(method, path, f"connector {body['id']!r} has a negative referenced_by_count")
-    try:
-        return LiveConnector.from_api(body)
-    except (KeyError, TypeError, ValueError, OverflowError):
-        raise _malformed(method, path, f"connector {body['id']!r} has fields of the wrong type") from None
+    if count is None:
+        return f"{what} has no referenced_by_count, which the list must carry" if listed else None
+    if not _is_count(count):
+        return f"{what} has a referenced_by_count that is not a non-negative integer"
+    return None
+
+
+def _live_connector(method: str, path: str, body: Any, *, listed: bool = False) -> LiveConnector:
+    """One connector of an answer, checked field by field. `listed`: it comes from
+    GET .../api/actions/connectors, the only answer that carries referenced_by_count."""
+    if not isinstance(body, Mapping):
+        raise _malformed(method, path, "expected a connector object")
+    _refuse_7x_shape(method, path, body)
+    problem = _connector_field_error(body, listed=listed)
+    if problem is not None:
+        raise _malformed(method, path, problem)
+    return LiveConnector.from_api(body)
+
+
+def _refuse_repeated_ids(path: str, connectors: Sequence[LiveConnector]) -> None:
+    """Kibana's list holds each connector once; an id twice means something between kcr and Kibana
+    mangled the answer, and the planner would keep only one of the two."""
+    twice = sorted(cid for cid, n in Counter(c.id for c in connectors).items() if n > 1)
+    if twice:
+        raise KibanaError(
+            f"GET {path}: Kibana's list names connector id{'s' if len(twice) > 1 else ''} {', '.join(twice[:5])}"
+            f"{' ...' if len(twice) > 5 else ''} more than once, which Kibana never does: something between kcr "
+            "and Kibana (a proxy or cache) is rewriting the answer; nothing was planned. Check KIBANA_URL points at "
+            "Kibana itself and re-run"
+        )
+
+
+def _refuse_ids_in_several_spaces(lists: Mapping[str, Sequence[LiveConnector]]) -> None:
+    """Connector ids are global across spaces; only preconfigured connectors (and system actions) are
+    listed in every space. The same saved-object id in two spaces' lists means the answers are wrong,
+    typically a proxy or basePath rewrite that drops `/s/<space>` so every space returns the default
+    space's list: planning from that would create in, or prune from, the wrong space."""
+    spaces_of: dict[str, list[str]] = {}
+    for space, connectors in lists.items():
+        for conn in connectors:
+            if not (conn.is_preconfigured or conn.is_system_action):
+                spaces_of.setdefault(conn.id, []).append(space)
+    shared = {cid: spaces for cid, spaces in sorted(spaces_of.items()) if len(spaces) > 1}
+    if not shared:
+        return
+    shown = "; ".join(f"{cid} in {', '.join(spaces)}" for cid, spaces in list(shared.items())[:5])
+    more = f" (and {len(shared) - 5} more)" if len(shared) > 5 else ""
+    spaces = sorted({s for ss in shared.values() for s in ss})
+    raise KibanaError(
+        f"GET .../api/actions/connectors listed the same connector id in several spaces: {shown}{more}. Connector "
+        "ids are global across spaces, so these answers are wrong, most likely a proxy or server.basePath rewrite "
+        f"that drops /s/<space> so spaces {', '.join(spaces)} all get the default space's list; nothing was "
+        "planned. Check that KIBANA_URL reaches Kibana without rewriting /s/<space> (e.g. GET "
+        "<url>/s/<space>/api/actions/connectors returns that space's connectors)"
+    )
 
 
 __all__ = [

@@ -4,6 +4,7 @@ plain dicts/lists by convention never mutated after construction."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,12 +22,31 @@ UUID_PATTERN = (
     r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
     r"|00000000-0000-0000-0000-000000000000)$"
 )
+MAX_ID_LENGTH = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def derive_connector_id(space: str, key: str) -> str:
     """Kibana accepts only UUIDs as chosen ids and ids are global across spaces, so a
     human key becomes a UUID v5 over space and key: stable across runs and machines."""
     return str(uuid.uuid5(KCR_ID_NAMESPACE, f"{space}/{key}"))
+
+
+def id_segment_problem(value: object, what: str) -> str | None:
+    """Why a connector id cannot travel as one URL path segment, or None when it can. Live ids are not
+    kcr's choice (older Kibanas and imports allow ids other than UUIDs), so this, not the key pattern,
+    is what decides whether kcr can address a live connector: the client and saved plans share it."""
+    if not isinstance(value, str) or not value:
+        return f"{what} must be a non-empty string"
+    if len(value) > MAX_ID_LENGTH:
+        return f"{what} is longer than {MAX_ID_LENGTH} characters"
+    if _CONTROL.search(value):
+        return f"{what} {value!r} contains control characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{what} {value!r} is not valid Unicode (a lone surrogate)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -90,7 +110,9 @@ class DesiredState:
 
 @dataclass(frozen=True)
 class LiveConnector:
-    """A connector as Kibana's GET .../api/actions/connectors lists it."""
+    """A connector as Kibana answers it. `referenced_by_count` is None when the answer does not carry
+    it (only GET .../api/actions/connectors does; a single GET, a create or an update do not): unknown,
+    which the delete guard must never read as 0."""
 
     id: str
     name: str
@@ -100,20 +122,22 @@ class LiveConnector:
     is_system_action: bool = False
     is_deprecated: bool = False
     is_missing_secrets: bool | None = None
-    referenced_by_count: int = 0
+    referenced_by_count: int | None = None
 
     @classmethod
     def from_api(cls, body: Mapping[str, JSON]) -> LiveConnector:
+        """From an answer already checked field by field (kibana._live_connector): nothing is defaulted
+        here except the flags Kibana may leave out, so a missing name or type raises KeyError."""
         return cls(
-            id=str(body["id"]),
-            name=str(body.get("name", "")),
-            type=str(body.get("connector_type_id", "")),
+            id=body["id"],
+            name=body["name"],
+            type=body["connector_type_id"],
             config=body.get("config"),
-            is_preconfigured=bool(body.get("is_preconfigured", False)),
-            is_system_action=bool(body.get("is_system_action", False)),
-            is_deprecated=bool(body.get("is_deprecated", False)),
+            is_preconfigured=body.get("is_preconfigured", False),
+            is_system_action=body.get("is_system_action", False),
+            is_deprecated=body.get("is_deprecated", False),
             is_missing_secrets=body.get("is_missing_secrets"),
-            referenced_by_count=int(body.get("referenced_by_count") or 0),
+            referenced_by_count=body.get("referenced_by_count"),
         )
 
 

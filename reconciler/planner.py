@@ -125,7 +125,8 @@ def attach_rules(plan: Plan, rules: Mapping[str, tuple[RuleRef, ...]]) -> Plan:
 
 def blocked_ids(plan: Plan) -> list[tuple[str, str]]:
     """(space, id) of the blocked connectors something references: the ones worth a rules lookup."""
-    return sorted({(c.space, c.id) for c in plan.changes if c.guard.blocked and c.referenced_by_count > 0})
+    return sorted({(c.space, c.id) for c in plan.changes
+                   if c.guard.blocked and (c.referenced_by_count is None or c.referenced_by_count > 0)})
 
 
 # --- the whole run -----------------------------------------------------------------------------
@@ -191,14 +192,25 @@ def _plan_space(
     for conn in have.connectors:
         if conn.id in declared or conn.is_preconfigured or conn.is_system_action:
             continue
+        elsewhere = ctx.declared_spaces_of.get(conn.id, ())
         if _matches(conn.id, want.settings.ignore):
             ignored.append(f"{space}/{conn.id}")
+        elif elsewhere:
+            changes.append(_live_only(space, conn, Action.UNMANAGED, _declared_elsewhere(elsewhere)))
         elif want.settings.prune and not truncated:
             changes.append(_delete(space, conn))
         else:
             why = ("not declared; the list may be truncated, so it is left alone" if want.settings.prune
                    else "not declared (the space does not prune)")
             changes.append(_live_only(space, conn, Action.UNMANAGED, why))
+
+
+def _declared_elsewhere(spaces: Sequence[str]) -> str:
+    """Ids are global across spaces: a connector the repository declares in another space is that
+    declaration's, never this space's to prune (the create side reports the clash as an error)."""
+    plural = "s" if len(spaces) > 1 else ""
+    return (f"declared in space{plural} {', '.join(spaces)}, so never deleted from here (Kibana connector ids "
+            "are global across spaces); move the declaration to this space or delete the connector by hand")
 
 
 def _matches(connector_id: str, globs: Iterable[str]) -> bool:
@@ -360,11 +372,14 @@ def _live_only(space: str, conn: LiveConnector, action: Action, reason: str) -> 
     )
 
 
-def _guard(referenced_by_count: int, spec: ConnectorSpec | None) -> Guard:
+def _guard(referenced_by_count: int | None, spec: ConnectorSpec | None) -> Guard:
     """The verdict without overrides: apply's --allow-referenced may lift a reference block, never
-    a `protect`."""
+    a `protect`. An unknown count blocks: nothing proves the connector unused, and apply re-reads it."""
     reasons: list[str] = []
-    if referenced_by_count > 0:
+    if referenced_by_count is None:
+        reasons.append("referenced_by_count unknown: Kibana's answer did not carry it, so nothing shows the "
+                       "connector is unused; apply re-reads it from the list and blocks if it is still unknown")
+    elif referenced_by_count > 0:
         reasons.append(f"referenced by {referenced_by_count} saved object{'s' if referenced_by_count != 1 else ''} "
                        "(rules, cases)")
     if spec is not None and spec.protect:

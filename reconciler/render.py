@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Any
 
 from reconciler.plan import MUTATING, Action, Change, FieldDiff, Plan, Problem, SecretsStatus
@@ -126,7 +127,8 @@ def text(plan: Plan, color: bool) -> str:
         if secrets is not None:
             lines.append(f"      secrets: {secrets}")
         if change.live_fingerprint is not None:
-            lines.append(f"      referenced_by_count: {change.referenced_by_count}")
+            count = change.referenced_by_count
+            lines.append(f"      referenced_by_count: {'unknown (not in Kibana answer)' if count is None else count}")
         guard = _guard_text(change)
         if guard is not None:
             guard = _clean(guard)
@@ -169,12 +171,43 @@ def _diff_text(d: FieldDiff, width: int) -> str:
 # --- Markdown ------------------------------------------------------------------------------------
 
 
+# Every string from the plan (names from Kibana, ids, reasons, messages, values) is escaped for both
+# places it lands: raw HTML (the <summary> line is an HTML block) and Markdown inlines (lists, table
+# cells). A numeric character reference is decoded as literal text and never as syntax, so each
+# character that could start a link or image ([ ]), raw HTML (< >), a code span (`), emphasis (* _ ~),
+# a table cell (|), a heading (#), a backslash escape, GitLab math ($) or inline diff ({ }), an email
+# autolink or a mention (@) becomes one, and so do the ':' of `scheme://` and the '.' of `www.` (the
+# other autolinks). The rest of the punctuation stays readable: without those it means nothing. Line
+# breaks become <br>, so no string can begin a line of its own (a heading, a list, a quote).
+_MD_ENTITIES = {
+    **{ord(c): f"&#{ord(c)};" for c in "!#$%*@[\\]_`{|}~"},
+    **{ord(c): html.escape(c, quote=True) for c in "&<>\"'"},
+    **{c: f"&#92;x{c:02x}" for c in (*range(0x20), 0x7F) if c not in (0x0A, 0x0D)},
+}
+_MD_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_MD_AUTOLINK = re.compile(r":(?=//)|(?i:(?<=www)\.)")
+_ZWSP = "&#8203;"
+
+
+def _md_escape(s: str) -> str:
+    escaped = _MD_AUTOLINK.sub(lambda m: f"&#{ord(m.group(0))};", s.translate(_MD_ENTITIES))
+    return _MD_LINE_BREAK.sub("<br>", escaped)
+
+
 def _md(s: str) -> str:
-    return html.escape(s, quote=True).replace("|", "&#124;").replace("\n", "<br>")
+    """Escaped text. GitLab finds mentions and URLs in the rendered text itself, entities decoded, so
+    a zero-width space also keeps `@all` from notifying a project and `https://` from becoming a link."""
+    return _md_escape(s).replace("&#64;", "&#64;" + _ZWSP).replace("&#58;//", "&#58;" + _ZWSP + "//")
+
+
+def markdown_text(s: str) -> str:
+    """`s` as inert Markdown text, for other writers of Markdown (the MR comment's title)."""
+    return _md(s)
 
 
 def _code(s: str) -> str:
-    return f"<code>{_md(s)}</code>"
+    """Escaped text in <code>, where GitLab looks for no mention or link: copied, it is the value."""
+    return f"<code>{_md_escape(s)}</code>"
 
 
 def _md_inline_code(s: str) -> str:
@@ -240,7 +273,8 @@ def _md_change(c: Change) -> list[str]:
         out += [f"Secrets: {_md(secrets)}", ""]
     if c.live_fingerprint is not None:
         count = c.referenced_by_count
-        out += [f"Referenced by {count} saved object{'s' if count != 1 else ''} (rules, cases).", ""]
+        out += ["Referenced by an unknown number of saved objects (Kibana's answer did not carry it)." if count is None
+                else f"Referenced by {count} saved object{'s' if count != 1 else ''} (rules, cases).", ""]
     guard = _guard_text(c)
     if guard is not None:
         out += [f"Guard: {'**' + _md(guard) + '**' if c.guard.blocked else _md(guard)}", ""]

@@ -19,9 +19,11 @@ Every error names the reference and the connector that uses it, never a value.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import hashlib
 import hmac
+import html
 import json
 import re
 import ssl
@@ -31,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import httpx
 
@@ -207,18 +209,61 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
+MASK = "***"
 MIN_MASKED_LEN = 4  # shorter values would garble ordinary words; no real credential is that short
+_PERCENT = re.compile(r"%[0-9A-F]{2}")
+_SPACES = re.compile(r"\s+")
+
+
+def _html_forms(text: str) -> Iterator[str]:
+    """An HTML error page (a proxy's, a framework's) quotes what it received escaped, in one of the
+    spellings of the apostrophe."""
+    escaped = html.escape(text, quote=True)
+    yield escaped
+    yield escaped.replace("&#x27;", "&#39;")
+    yield html.escape(text, quote=False)
+
+
+def _url_forms(text: str) -> Iterator[str]:
+    """A server that repeats a URL or a form field shows the value percent-encoded, in either case
+    of hex digit."""
+    for encoded in (quote(text, safe=""), quote_plus(text), quote(text)):
+        yield encoded
+        yield _PERCENT.sub(lambda m: m.group(0).lower(), encoded)
+
+
+def _base64_forms(text: str) -> Iterator[str]:
+    """Base64 of the value, standard and URL-safe, padded and not, and the characters of the value's
+    base64 wherever it starts within a longer encoded text (Basic auth's `user:secret`, a token in a
+    JWT): at each of the three byte offsets, only the characters that no neighbouring byte touches."""
+    raw = text.encode("utf-8")
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        whole = encode(raw).decode("ascii")
+        yield whole
+        yield whole.rstrip("=")
+        for shift, skip in ((0, 0), (1, 2), (2, 3)):
+            encoded = encode(b"\0" * shift + raw).decode("ascii")
+            yield encoded[skip:(len(raw) + shift) * 4 // 3]
+
+
+def _text_forms(text: str) -> Iterator[str]:
+    # A server that quotes the JSON it received shows the escaped forms, and an error page or a proxy
+    # may encode that quote again: each encoding applies to the raw and to the JSON-escaped spellings.
+    for plain in dict.fromkeys((text, json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1])):
+        yield plain
+        yield from _html_forms(plain)
+        yield from _url_forms(plain)
+        yield from _base64_forms(plain)
 
 
 def _masked_forms(value: Any) -> Iterator[str]:
+    """Every spelling of a secret that an echoing server could print. The minimum length holds for
+    each form too: a short fragment (a few base64 characters) would garble ordinary output."""
     if isinstance(value, Secret):
         value = value.reveal()
     if isinstance(value, str):
         if len(value) >= MIN_MASKED_LEN:
-            yield value
-            # a server that quotes the JSON it received shows the escaped forms
-            yield json.dumps(value)[1:-1]
-            yield json.dumps(value, ensure_ascii=False)[1:-1]
+            yield from (form for form in _text_forms(value) if len(form) >= MIN_MASKED_LEN)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         if len(str(value)) >= MIN_MASKED_LEN:
             yield str(value)
@@ -231,18 +276,19 @@ def _masked_forms(value: Any) -> Iterator[str]:
 
 
 class Masker:
-    """Replaces every resolved secret value (and its JSON-escaped forms) in a text with `***`. The one
-    place text from outside — Kibana's messages, exceptions — is cleaned before it is reported, for the
-    client and the applier alike."""
+    """Replaces every resolved secret value (and its JSON-, HTML-, URL- and base64-encoded forms) in a
+    text with `***`. The one place text from outside — Kibana's and Vault's messages, exceptions — is
+    cleaned before it is reported, for the client, the applier and the Vault login alike."""
 
     def __init__(self, *payloads: Any) -> None:
+        self.payloads = payloads  # to build a Masker that covers more
         forms = {f for p in payloads for f in _masked_forms(p)}
         self._forms = sorted(forms, key=len, reverse=True)  # longest first: an escaped form holds the raw one
 
     def __call__(self, text: str) -> str:
         for form in self._forms:
             if form in text:
-                text = text.replace(form, "***")
+                text = text.replace(form, MASK)
         return text
 
 
@@ -369,12 +415,21 @@ def _truthy(text: str | None) -> bool:
     return (text or "").strip().lower() in ("1", "t", "true", "yes", "on")
 
 
-def _errors_of(response: httpx.Response) -> str:
+def _errors_of(response: httpx.Response, mask: Masker) -> str:
+    """Vault's `errors`, masked before anything else touches them: collapsing spaces or cutting at
+    300 characters first would leave a part of an echoed credential that no longer matches."""
     try:
         errors = response.json().get("errors") or []
     except (ValueError, AttributeError):
         errors = []
-    text = "; ".join(" ".join(str(e).replace("*", " ").split()) for e in errors)[:300]
+    if not isinstance(errors, list):
+        errors = [errors]
+
+    def clean(error: Any) -> str:
+        pieces = mask(str(error)).split(MASK)
+        return MASK.join(_SPACES.sub(" ", piece.replace("*", " ")) for piece in pieces).strip()
+
+    text = "; ".join(clean(e) for e in errors)[:300]
     return f": {text}" if text else ""
 
 
@@ -405,6 +460,7 @@ class VaultClient:
         except (ValueError, httpx.InvalidURL) as exc:
             raise _Unresolved(f"VAULT_ADDR is not a usable URL ({type(exc).__name__})") from None
         self._token: str | None = None
+        self._mask = Masker()  # the run's Vault credentials, for every error text Vault sends back
         self._mounts: dict[str, _Mount] = {}
         self._preflight_refused = False  # the token may not call sys/internal/ui/mounts
         self._lock = threading.Lock()
@@ -433,19 +489,20 @@ class VaultClient:
     def login(self) -> None:
         env = self.env
         if env.get("VAULT_TOKEN"):
-            self._token = env["VAULT_TOKEN"]
+            self._use_token(env["VAULT_TOKEN"])
             return
         jwt_var = env.get(JWT_VAR_SETTING) or DEFAULT_JWT_VAR
         if env.get("VAULT_ROLE_ID") and env.get("VAULT_SECRET_ID"):
             body: dict[str, str] = {"role_id": env["VAULT_ROLE_ID"], "secret_id": env["VAULT_SECRET_ID"]}
-            self._token = self._login("AppRole", "/v1/auth/approle/login", body)
+            self._use_token(self._login("AppRole", "/v1/auth/approle/login", body))
             return
         if env.get(jwt_var):
             body = {"jwt": env[jwt_var]}
             if env.get("VAULT_AUTH_ROLE"):
                 body["role"] = env["VAULT_AUTH_ROLE"]
             auth_path = (env.get("VAULT_AUTH_PATH") or "jwt").strip("/")
-            self._token = self._login(f"JWT ({auth_path})", f"/v1/auth/{_quote_path(auth_path)}/login", body)
+            self._use_token(self._login(f"JWT ({auth_path})", f"/v1/auth/{_quote_path(auth_path)}/login",
+                                        body, secret=("jwt",)))
             return
         if env.get("HOME"):
             token_file = Path(env["HOME"]) / ".vault-token"
@@ -454,15 +511,24 @@ class VaultClient:
             except OSError:
                 token = ""
             if token:
-                self._token = token
+                self._use_token(token)
                 return
         raise _Unresolved(f"no Vault credentials: set VAULT_TOKEN, VAULT_ROLE_ID and VAULT_SECRET_ID (AppRole), "
                             f"or {jwt_var} with VAULT_AUTH_ROLE (JWT, e.g. GitLab id_tokens)")
 
-    def _login(self, method: str, url: str, body: Mapping[str, str]) -> str:
+    def _use_token(self, token: str) -> None:
+        self._token = token
+        self._mask = Masker(token, *self._mask.payloads)
+
+    def _login(self, method: str, url: str, body: Mapping[str, str],
+               secret: tuple[str, ...] = ("role_id", "secret_id")) -> str:
+        """The token of a login. The credentials sent (`secret`, the body's fields that are not names)
+        are masked in Vault's answer: a Vault or a proxy that echoes the request must not print them."""
+        self._mask = Masker(*(body[name] for name in secret if name in body), *self._mask.payloads)
         response = self._request("POST", url, json=dict(body))
         if response.status_code != 200:
-            raise _Unresolved(f"Vault {method} login failed (HTTP {response.status_code}{_errors_of(response)})")
+            raise _Unresolved(f"Vault {method} login failed (HTTP {response.status_code}"
+                              f"{_errors_of(response, self._mask)})")
         try:
             token = response.json()["auth"]["client_token"]
         except (ValueError, KeyError, TypeError):
@@ -535,7 +601,7 @@ class VaultClient:
         status = response.status_code
         pinned = f" version {version}" if version is not None else ""
         if status == 403:
-            raise _Unresolved(f"permission denied reading '{where}' from Vault{_errors_of(response)}; "
+            raise _Unresolved(f"permission denied reading '{where}' from Vault{_errors_of(response, self._mask)}; "
                                 "the token's policy needs 'read' on it")
         if status == 404:
             metadata = self._metadata(response)
@@ -546,7 +612,7 @@ class VaultClient:
                 raise _Unresolved(f"{which} of '{where}' was deleted in Vault (undelete it or pin another version)")
             raise _Unresolved(f"no secret at '{where}'{pinned} in Vault (check the path and the mount)")
         if status != 200:
-            raise _Unresolved(f"Vault answered HTTP {status} reading '{where}'{_errors_of(response)}")
+            raise _Unresolved(f"Vault answered HTTP {status} reading '{where}'{_errors_of(response, self._mask)}")
         try:
             body = response.json()
             data = body.get("data") or {}

@@ -14,8 +14,13 @@ and host, no default port), and a backend given `kibana_url`:
 A record without a URL (written by an older kcr) is taken as this Kibana's and gets the URL on its next
 save: nothing in it says otherwise.
 
+The HMACs mean something only under the KCR_FINGERPRINT_KEY that made them, so a record also stores
+`key_check`, HMAC-SHA256(key, "kcr-key-check-v1") in hex (never the key; absent when no key was
+set). A record whose check differs from this run's key loads with its HMACs unknown and says so in
+`key_warning`, rather than showing every secret as changed; a record without a check loads as it is.
+
 Two backends behind one Protocol:
-- a local JSON file `{"format": 1, "kibana_url": ..., "connectors": {...}}` (default above, or
+- a local JSON file `{"format": 1, "kibana_url": ..., "key_check": ..., "connectors": {...}}` (default above, or
   KCR_RECORD), written atomically and locked with an exclusive lock file beside it;
 - Terraform's HTTP backend protocol (GET/POST the state, LOCK/UNLOCK with Terraform's lock info), so
   GitLab-managed Terraform state shares the record between pipelines and its lock serializes applies.
@@ -28,6 +33,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import getpass
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -40,11 +47,11 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 
-from reconciler import __version__
+from reconciler import __version__, jsondepth
 from reconciler.errors import ConfigError, StateError
 from reconciler.files import write_atomic
 from reconciler.kibana import parse_go_bool, redact_url
@@ -62,6 +69,10 @@ LockInfoArg = str | Mapping[str, Any] | None
 
 
 class RecordBackend(Protocol):
+    @property
+    def key_warning(self) -> str | None:
+        """Set by load() when the record was written with another KCR_FINGERPRINT_KEY: what to say, once."""
+
     def load(self) -> dict[str, SecretDigest]: ...
 
     def save(self, record: Mapping[str, SecretDigest]) -> None: ...
@@ -161,16 +172,65 @@ def _digests(connectors: Any, where: str) -> dict[str, SecretDigest]:
     return record
 
 
-def _record_json(record: Mapping[str, SecretDigest], kibana_url: str | None) -> dict[str, Any]:
+_KEY_CHECK_MESSAGE = b"kcr-key-check-v1"
+_KEY_CHECK_RE = re.compile(r"[0-9a-f]{64}")
+KEY_MISMATCH = (
+    "{where}: the record was written with another key: secrets unknown; KCR_FINGERPRINT_KEY is not the key whose "
+    "fingerprints this record of applied secrets holds, so they cannot be compared. To fix: restore the key, or run "
+    "`kcr apply --sync-secrets` to re-record every secret with this one"
+)
+
+
+def fingerprint_key(env: Mapping[str, str]) -> bytes | None:
+    """KCR_FINGERPRINT_KEY as the HMAC key (the cli's reading of it), None when unset or empty."""
+    key = env.get("KCR_FINGERPRINT_KEY")
+    return key.encode() if key else None
+
+
+def key_check(key: bytes | None) -> str | None:
+    """Which key wrote a record, told without revealing it: HMAC-SHA256(key, "kcr-key-check-v1"), hex.
+    None without a key (a keyless record holds no fingerprint to check)."""
+    return hmac.new(key, _KEY_CHECK_MESSAGE, hashlib.sha256).hexdigest() if key else None
+
+
+class _Stored(NamedTuple):
+    record: dict[str, SecretDigest]
+    owner: str | None  # the normalised Kibana URL the record was made for
+    key_check: str | None  # of the key that wrote its fingerprints; None in records older than the check
+
+
+def _record_json(record: Mapping[str, SecretDigest], kibana_url: str | None, check: str | None) -> dict[str, Any]:
     doc: dict[str, Any] = {"format": FORMAT}
     if kibana_url:
         doc["kibana_url"] = kibana_url
+    if check:
+        doc["key_check"] = check
     doc["connectors"] = {cid: record[cid].to_json() for cid in sorted(record)}
     return doc
 
 
-def _parse_record(doc: Any, where: str, advice: str) -> tuple[dict[str, SecretDigest], str | None]:
-    """The digests and the (normalised) Kibana URL the record was made for, None when it names none."""
+def _with_key(stored: _Stored, key: bytes | None, where: str) -> tuple[dict[str, SecretDigest], str | None]:
+    """The record as this run may use it, and the warning when another key wrote it. Its HMACs are then
+    unknown, not different: compared, every secret would show as changed and `kcr drift` alarm on each
+    run. Vault versions are not keyed and stay; an entry left with nothing comparable is dropped, so
+    the plan says "unknown" rather than "unchanged". Records without a check (older kcr) load as they are."""
+    ours = key_check(key)
+    if ours is None or stored.key_check is None or hmac.compare_digest(ours, stored.key_check):
+        return stored.record, None
+    kept = {cid: SecretDigest(vault_versions=digest.vault_versions) for cid, digest in stored.record.items()
+            if digest.vault_versions or not digest.hmacs}
+    return kept, KEY_MISMATCH.format(where=where)
+
+
+def _check_to_write(key: bytes | None, stored: str | None) -> str | None:
+    """This run's key check; without a key, the stored one: the fingerprints kept from the stored
+    record are still that key's, and a new entry made without a key holds none."""
+    return key_check(key) or stored
+
+
+def _parse_record(doc: Any, where: str, advice: str) -> _Stored:
+    """The digests, the (normalised) Kibana URL the record was made for (None when it names none) and
+    the check of the key that wrote it (None when it carries none)."""
     if not isinstance(doc, Mapping):
         raise StateError(f"{where}: the record of applied secrets is not a JSON object; {advice}")
     if doc.get("format") != FORMAT:
@@ -185,7 +245,10 @@ def _parse_record(doc: Any, where: str, advice: str) -> tuple[dict[str, SecretDi
         owner = normalize_kibana_url(url) if url else None
     except ConfigError:
         raise StateError(f"{where}: `kibana_url` {redact_url(str(url))!r} is not an http(s) URL; {advice}") from None
-    return _digests(doc.get("connectors", {}), where), owner
+    check = doc.get("key_check")
+    if check is not None and (not isinstance(check, str) or not _KEY_CHECK_RE.fullmatch(check)):
+        raise StateError(f"{where}: `key_check` is not a key check value (64 hex digits); {advice}")
+    return _Stored(_digests(doc.get("connectors", {}), where), owner, check)
 
 
 def normalize_kibana_url(url: str) -> str:
@@ -265,6 +328,43 @@ def _holder_is_dead(holder: Any) -> bool:
     return pid > 0 and pid != os.getpid() and not _pid_alive(pid)
 
 
+_UNREADABLE_LOCK = "unreadable-"
+
+
+@dataclass(frozen=True)
+class _LockFile:
+    """A lock file as found. `holder` is its JSON object (None when it is not one: empty, truncated by
+    a crash, not JSON). `lock_id` is what `kcr force-unlock` takes: the holder's ID, or, for a lock
+    without one, `unreadable-<sha256 prefix of its bytes>` (stable while the file is unchanged); None
+    only when the file cannot be read at all (`problem` says why)."""
+
+    holder: Mapping[str, Any] | None
+    lock_id: str | None
+    problem: str = ""
+
+    @classmethod
+    def parse(cls, raw: bytes) -> _LockFile:
+        try:
+            doc = jsondepth.loads(raw)
+        except ValueError:  # not JSON, not UTF-8, or nested absurdly deep
+            doc = None
+        holder = doc if isinstance(doc, Mapping) else None
+        lock_id = holder.get("ID") if holder is not None else None
+        if isinstance(lock_id, str) and lock_id.strip() and lock_id.isprintable():
+            return cls(holder, lock_id)
+        return cls(holder, _UNREADABLE_LOCK + hashlib.sha256(raw).hexdigest()[:16], "no lock ID in it")
+
+    def describe(self) -> str:
+        if self.holder is None:
+            return (
+                "another run whose lock file is unreadable (empty, truncated or not JSON: that run may have "
+                "died while writing it)"
+            )
+        if self.problem:
+            return f"another run whose lock file has no lock ID ({_describe_holder(self.holder)})"
+        return _describe_holder(self.holder)
+
+
 _CORRUPT_ADVICE = (
     "restore it from a backup, or delete it: kcr then reports secrets as unknown until the next apply "
     "(`kcr apply --sync-secrets` pushes every secret and rebuilds the record)"
@@ -283,6 +383,8 @@ class FileBackend:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     kibana_url: str | None = None
     legacy: Path | None = field(default=None, repr=False)
+    fingerprint_key: bytes | None = field(default=None, repr=False)  # KCR_FINGERPRINT_KEY, for the key check
+    key_warning: str | None = field(default=None, init=False, repr=False)  # see RecordBackend
     _lock_id: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -293,8 +395,8 @@ class FileBackend:
     def lock_path(self) -> Path:
         return self.path.with_name(self.path.name + ".lock")
 
-    def _read(self) -> tuple[dict[str, SecretDigest], str | None] | None:
-        """The stored digests and owner; None when there is no record file."""
+    def _read(self) -> _Stored | None:
+        """The stored digests, owner and key check; None when there is no record file."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -302,14 +404,15 @@ class FileBackend:
         except OSError as exc:
             raise StateError(f"{self.path}: cannot read the record of applied secrets ({exc.strerror})") from None
         try:
-            doc = json.loads(text)
-        except ValueError as exc:
+            doc = jsondepth.loads(text)
+        except ValueError as exc:  # not JSON, or jsondepth.TooDeep
             raise StateError(
                 f"{self.path}: the record of applied secrets is corrupt ({exc}); {_CORRUPT_ADVICE}"
             ) from None
         return _parse_record(doc, str(self.path), _CORRUPT_ADVICE)
 
     def load(self) -> dict[str, SecretDigest]:
+        self.key_warning = None
         stored = self._read()
         if stored is None:
             if self.legacy is not None and self.legacy != self.path and self.legacy.exists():
@@ -319,29 +422,31 @@ class FileBackend:
                     self.path, self.legacy, self.kibana_url, self.path,
                 )
             return {}
-        record, owner = stored
-        if _foreign(owner, self.kibana_url):
-            if record:
-                _foreign_warning(str(self.path), str(owner), _FILE_ADVICE)
+        if _foreign(stored.owner, self.kibana_url):
+            if stored.record:
+                _foreign_warning(str(self.path), str(stored.owner), _FILE_ADVICE)
             return {}
+        record, self.key_warning = _with_key(stored, self.fingerprint_key, str(self.path))
         return record
 
-    def _check_owner(self, doing: str) -> str | None:
-        """Raises when the file holds another Kibana's non-empty record; returns the URL to write."""
+    def _check_owner(self, doing: str) -> tuple[str | None, str | None]:
+        """Raises when the file holds another Kibana's non-empty record; returns the URL to write and
+        the stored key check."""
         try:
             stored = self._read()
         except StateError:
             stored = None  # unreadable: load() has said so; an atomic save replaces it
-        record, owner = stored if stored is not None else ({}, None)
+        record, owner, check = stored if stored is not None else ({}, None, None)
         if self.kibana_url is not None and owner is not None and owner != self.kibana_url and record:
             raise _foreign_error(str(self.path), owner, self.kibana_url, doing, _FILE_ADVICE)
-        return self.kibana_url or owner
+        return self.kibana_url or owner, check
 
     def save(self, record: Mapping[str, SecretDigest]) -> None:
         """Write to a temporary file in the same directory, fsync, then rename over the record: a
         crash at any point leaves either the old record or the new one, never half of one."""
-        owner = self._check_owner("overwrite")
-        data = (json.dumps(_record_json(record, owner), indent=2, sort_keys=True) + "\n").encode()
+        owner, stored_check = self._check_owner("overwrite")
+        doc = _record_json(record, owner, _check_to_write(self.fingerprint_key, stored_check))
+        data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
         try:
             write_atomic(self.path, data)
         except OSError as exc:
@@ -362,14 +467,12 @@ class FileBackend:
             try:
                 self._create_lock(data)
             except FileExistsError:
-                current = self._read_lock()
-                if not _holder_is_dead(current):
-                    raise StateError(
-                        f"{self.path}: the record is locked by {_describe_holder(current)}; wait for that run to "
-                        f"finish, or, if it died, run `kcr force-unlock {_lock_id_of(current)}` (it removes "
-                        f"{self.lock_path})"
-                    ) from None
-                self._break_stale(current)
+                found = self._read_lock()
+                if found is None:
+                    continue  # released in between: try again
+                if not _holder_is_dead(found.holder):
+                    raise StateError(self._locked_message(found)) from None
+                self._break_stale(found)
                 continue
             self._lock_id = holder["ID"]
             if self.kibana_url is not None:
@@ -384,11 +487,27 @@ class FileBackend:
             "keep taking it; wait for them to finish"
         )
 
-    def _read_lock(self, path: Path | None = None) -> Any:
+    def _read_lock(self, path: Path | None = None) -> _LockFile | None:
+        """The lock file at `path` (the lock by default); None when there is none."""
+        where = path or self.lock_path
         try:
-            return json.loads((path or self.lock_path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            raw = where.read_bytes()
+        except FileNotFoundError:
             return None
+        except OSError as exc:
+            return _LockFile(None, None, exc.strerror or type(exc).__name__)
+        return _LockFile.parse(raw)
+
+    def _locked_message(self, found: _LockFile) -> str:
+        if found.lock_id is None:
+            return (
+                f"{self.path}: the record is locked, but its lock file {self.lock_path} cannot be read "
+                f"({found.problem}); wait for the run that holds it to finish, or, if it died, remove that file"
+            )
+        return (
+            f"{self.path}: the record is locked by {found.describe()}; wait for that run to finish, or, if it died, "
+            f"run `kcr force-unlock {found.lock_id}` (it removes {self.lock_path})"
+        )
 
     def _create_lock(self, data: str) -> None:
         """Raises FileExistsError when a lock is there."""
@@ -422,54 +541,61 @@ class FileBackend:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(data)
 
-    def _break_stale(self, stale: Mapping[str, Any]) -> None:
-        """Moves the dead holder's lock aside and removes it only if it is still that holder's: when
-        two runs break the same stale lock at once, the loser must not remove the winner's new lock."""
+    def _break_stale(self, stale: _LockFile) -> None:
+        if self._remove_lock(stale, f"the lock of a run that died ({stale.describe()})"):
+            log.warning(
+                "%s: removed the lock of a run that died without releasing it (%s)", self.path, stale.describe()
+            )
+
+    def _remove_lock(self, expected: _LockFile, what: str) -> bool:
+        """Moves the lock aside and removes it only if it is still `expected` (same lock id): when two
+        runs break the same stale lock at once, or a force-unlock races a new lock, the loser must not
+        remove the winner's lock. False when the lock was gone or had changed (then it is put back)."""
         aside = self.lock_path.with_name(f"{self.lock_path.name}.stale-{uuid.uuid4().hex}")
         try:
             os.rename(self.lock_path, aside)
         except FileNotFoundError:
-            return  # someone else broke it first
+            return False  # someone else removed it first
         except OSError as exc:
             raise StateError(
-                f"{self.path}: the lock of a run that died ({_describe_holder(stale)}) cannot be removed "
-                f"({exc.strerror}); remove {self.lock_path}"
+                f"{self.path}: {what} cannot be removed ({exc.strerror}); remove {self.lock_path}"
             ) from None
         moved = self._read_lock(aside)
-        if isinstance(moved, Mapping) and moved.get("ID") == stale.get("ID"):
-            log.warning(
-                "%s: removed the lock of a run that died without releasing it (%s)", self.path,
-                _describe_holder(stale),
-            )
-        else:  # a live lock taken in between: put it back
+        same = moved is not None and moved.lock_id is not None and moved.lock_id == expected.lock_id
+        if not same:  # a lock taken in between: put it back
             with contextlib.suppress(OSError):
                 os.link(aside, self.lock_path)
         with contextlib.suppress(OSError):
             os.unlink(aside)
+        return same
 
     def unlock(self) -> None:
         """Removes the lock only if this backend holds it: never someone else's."""
         if self._lock_id is None:
             return
-        try:
-            current = json.loads(self.lock_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            current = None
-        if isinstance(current, Mapping) and current.get("ID") == self._lock_id:
+        current = self._read_lock()
+        if current is not None and current.lock_id == self._lock_id:
             with contextlib.suppress(FileNotFoundError):
                 self.lock_path.unlink()
         self._lock_id = None
 
     def force_unlock(self, lock_id: str) -> None:
-        """Terraform's force-unlock: removes the lock with this ID (from a "locked by" message) only."""
+        """Terraform's force-unlock: removes the lock with this ID (from a "locked by" message) only.
+        A lock file kcr cannot parse (empty, truncated) has the id `unreadable-<hash>` that message
+        printed; the hash pins its content, so a lock written since is never the one removed."""
         current = self._read_lock()
-        if current is None and not self.lock_path.exists():
+        if current is None:
             raise StateError(f"{self.path}: the record is not locked")
-        if not isinstance(current, Mapping) or current.get("ID") != lock_id:
-            raise StateError(f"{self.path}: the lock is {_describe_holder(current)}, not lock id {lock_id}; "
-                             "nothing was removed")
-        self.lock_path.unlink(missing_ok=True)
-        log.warning("%s: removed the lock of %s", self.path, _describe_holder(current))
+        if current.lock_id is None:
+            raise StateError(self._locked_message(current))
+        if current.lock_id != lock_id:
+            held = current.describe()
+            if current.lock_id not in held:
+                held += f", lock id {current.lock_id}"
+            raise StateError(f"{self.path}: the lock is {held}, not lock id {lock_id}; nothing was removed")
+        if not self._remove_lock(current, f"the lock {lock_id}"):
+            raise StateError(f"{self.path}: the lock changed while it was being removed; nothing was removed")
+        log.warning("%s: removed the lock of %s", self.path, current.describe())
 
 
 # --------------------------------------------------------------------------------------------
@@ -480,6 +606,15 @@ _HTTP_ADVICE = "set KCR_RECORD_GITLAB_STATE (or KCR_RECORD_HTTP_ADDRESS) per Kib
 
 
 HTTP_RETRIES = 3
+_LOCK_OUTCOME_UNKNOWN = frozenset({500, 502, 504})
+
+
+def _holder_in(response: httpx.Response) -> Any:
+    """The lock info of a 409/423, None when the body is not JSON."""
+    try:
+        return jsondepth.loads(response.content)
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -500,8 +635,11 @@ class HttpBackend:
     verify: bool = True
     kibana_url: str | None = None
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    fingerprint_key: bytes | None = field(default=None, repr=False)  # KCR_FINGERPRINT_KEY, for the key check
+    key_warning: str | None = field(default=None, init=False, repr=False)  # see RecordBackend
     _serial: int | None = field(default=None, init=False, repr=False)
     _owner: str | None = field(default=None, init=False, repr=False)
+    _key_check: str | None = field(default=None, init=False, repr=False)  # of the state read or written last
     _stored_any: bool = field(default=False, init=False, repr=False)
     _lineage: str | None = field(default=None, init=False, repr=False)
     _held: dict[str, str] | None = field(default=None, init=False, repr=False)
@@ -568,20 +706,24 @@ class HttpBackend:
         )
 
     def load(self) -> dict[str, SecretDigest]:
+        self.key_warning = None
         record = self._read()
         if _foreign(self._owner, self.kibana_url):
             if record:
                 _foreign_warning(redact_url(self.address), str(self._owner), _HTTP_ADVICE)
             return {}
-        return record
+        usable, self.key_warning = _with_key(_Stored(record, self._owner, self._key_check), self.fingerprint_key,
+                                             redact_url(self.address))
+        return usable
 
     def _check_owner(self, doing: str) -> None:
         if self.kibana_url is not None and _foreign(self._owner, self.kibana_url) and self._stored_any:
             raise _foreign_error(redact_url(self.address), str(self._owner), self.kibana_url, doing, _HTTP_ADVICE)
 
     def _read(self) -> dict[str, SecretDigest]:
-        """The stored record whoever it belongs to; learns serial, lineage and owner for the next save."""
-        self._owner, self._stored_any = None, False
+        """The stored record whoever it belongs to; learns serial, lineage, owner and key check for the
+        next save."""
+        self._owner, self._stored_any, self._key_check = None, False, None
         response = self._send("GET", self.address)
         if response.status_code in (204, 404) or (response.is_success and not response.content.strip()):
             self._serial, self._lineage = 0, self._lineage or str(uuid.uuid4())
@@ -590,7 +732,9 @@ class HttpBackend:
             raise self._fail("GET", self.address, response, "reading the record")
         where = redact_url(self.address)
         try:
-            doc = response.json()
+            doc = jsondepth.loads(response.content)
+        except jsondepth.TooDeep as exc:
+            raise StateError(f"{where}: the stored state is {exc}; delete that state to start a new record") from None
         except ValueError:
             raise StateError(
                 f"{where}: the stored state is not JSON; delete that state to start a new record"
@@ -608,7 +752,8 @@ class HttpBackend:
                     "(KCR_RECORD_GITLAB_STATE=kcr-<environment>)"
                 )
             return {}
-        record, self._owner = _parse_record(doc["kcr_record"], where, "delete that state to start a new record")
+        record, self._owner, self._key_check = _parse_record(
+            doc["kcr_record"], where, "delete that state to start a new record")
         self._stored_any = bool(record)
         return record
 
@@ -618,6 +763,7 @@ class HttpBackend:
             self._read()
         self._check_owner("overwrite")
         owner = self.kibana_url or self._owner
+        check = _check_to_write(self.fingerprint_key, self._key_check)
         serial = (self._serial or 0) + 1
         doc = {
             "version": 4,
@@ -626,31 +772,36 @@ class HttpBackend:
             "lineage": self._lineage or str(uuid.uuid4()),
             "outputs": {},
             "resources": [],
-            "kcr_record": _record_json(record, owner),
+            "kcr_record": _record_json(record, owner, check),
         }
         params = {"ID": self._held["ID"]} if self._held else None
         response = self._send(self.update_method, self.address, body=doc, params=params)
         if not response.is_success:
             raise self._fail(self.update_method, self.address, response, "saving the record")
         self._serial, self._lineage = serial, str(doc["lineage"])
-        self._owner, self._stored_any = owner, bool(record)
+        self._owner, self._stored_any, self._key_check = owner, bool(record), check
 
     def lock(self, info: LockInfoArg = None) -> None:
+        """A LOCK whose answer was lost may have been taken. The protocol has no "read the lock", but a
+        LOCK answers 409/423 with the holder's lock info, so the same LOCK (same lock ID) is sent again:
+        a holder with this run's ID proves the first one landed, and the run holds that lock and goes
+        on, releasing it at the end like any other. Releasing it and locking anew would add a request
+        that can fail too, and open a window in which another run takes the record."""
         if not self.lock_address:
             return  # locking disabled, as in Terraform when lock_address is unset
         holder = lock_info(self.env, info, "")
-        response = self._send(self.lock_method, self.lock_address, body=holder)
+        response = self._send_lock(self.lock_address, holder)
         if response.status_code in (409, 423):
-            try:
-                current: Any = response.json()
-            except ValueError:
-                current = None
-            raise StateError(
-                f"{redact_url(self.address)}: the record is locked by {_describe_holder(current)}; wait for that "
-                f"run to finish, or, if it died, run `kcr force-unlock {_lock_id_of(current)}` (GitLab also offers "
-                "Operate > Terraform states > Unlock)"
-            )
-        if not response.is_success:
+            current = _holder_in(response)
+            if _lock_id_of(current) != holder["ID"]:
+                raise StateError(
+                    f"{redact_url(self.address)}: the record is locked by {_describe_holder(current)}; wait for "
+                    f"that run to finish, or, if it died, run `kcr force-unlock {_lock_id_of(current)}` (GitLab also "
+                    "offers Operate > Terraform states > Unlock)"
+                )
+            log.info("%s: the answer to LOCK was lost, but the lock is this run's (lock id %s)",
+                     redact_url(self.address), holder["ID"])
+        elif not response.is_success:
             raise self._fail(self.lock_method, self.lock_address, response, "locking the record")
         self._held = holder
         if self.kibana_url is not None:
@@ -661,6 +812,31 @@ class HttpBackend:
                 with contextlib.suppress(StateError):  # the refusal is the news, not a failed release
                     self.unlock()
                 raise
+
+    def _send_lock(self, address: str, holder: Mapping[str, str]) -> httpx.Response:
+        """The LOCK, sent again while its outcome is unknown: a broken connection, or a 500/502/504
+        (a gateway may answer so after the backend took the lock). Repeating it is safe because it
+        carries the same lock ID: it takes a free lock, or is refused with the holder, maybe us."""
+        content = json.dumps(holder).encode()
+        failure = ""
+        for attempt in range(HTTP_RETRIES + 1):
+            try:
+                response = self._http().request(
+                    self.lock_method, address, content=content, headers={"Content-Type": "application/json"}
+                )
+            except httpx.HTTPError as exc:
+                failure = type(exc).__name__
+            else:
+                if response.status_code not in _LOCK_OUTCOME_UNKNOWN:
+                    return response
+                failure = f"answered {response.status_code}"
+            if attempt < HTTP_RETRIES:
+                self.sleep(0.5 * 2**attempt)
+        raise StateError(
+            f"{self.lock_method} {redact_url(address)}: the state backend could not be reached ({failure}), so kcr "
+            f"cannot tell whether it took the lock; nothing was applied. Re-run when it is reachable; if that run "
+            f"reports the record locked by lock id {holder['ID']}, it is this run's: `kcr force-unlock {holder['ID']}`"
+        )
 
     def unlock(self) -> None:
         if not self.unlock_address or self._held is None:
@@ -695,7 +871,7 @@ def backend_from_env(
     if kibana_url is not None:
         kibana_url = normalize_kibana_url(kibana_url)
     if path:
-        return FileBackend(_under(root, path), env, kibana_url)
+        return FileBackend(_under(root, path), env, kibana_url, fingerprint_key=fingerprint_key(env))
     address = env.get("KCR_RECORD_HTTP_ADDRESS", "")
     gitlab_state = env.get("KCR_RECORD_GITLAB_STATE", "")
     if address or gitlab_state:
@@ -735,11 +911,13 @@ def backend_from_env(
             transport=transport,
             verify=not _skip_verification(env),
             kibana_url=kibana_url,
+            fingerprint_key=fingerprint_key(env),
         )
     record = env.get("KCR_RECORD", "")
     if record:
-        return FileBackend(_under(root, record), env, kibana_url)
-    return FileBackend(root / default_record_path(kibana_url), env, kibana_url, legacy=root / DEFAULT_RECORD)
+        return FileBackend(_under(root, record), env, kibana_url, fingerprint_key=fingerprint_key(env))
+    return FileBackend(root / default_record_path(kibana_url), env, kibana_url, legacy=root / DEFAULT_RECORD,
+                       fingerprint_key=fingerprint_key(env))
 
 
 def _skip_verification(env: Mapping[str, str]) -> bool:

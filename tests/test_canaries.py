@@ -10,11 +10,14 @@ reconciler` against a loopback sandbox server for the real stdout/stderr of a pr
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import logging
 import os
 import subprocess
 import sys
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -477,3 +480,93 @@ def test_echoed_secret_with_characters_json_escapes(kcr: Run, world: World, odd:
     code, out = kcr("apply", "--auto-approve", transport=_delegating(world.sb, echo))
     assert code == 1, out
     assert "bad: {" in out and "routingKey" in out, out
+
+
+# --- encoded echoes and Vault login errors (issue #11) ---------------------------------------------------
+
+
+def _encodings(value: str) -> dict[str, str]:
+    """How a proxy or an error page could echo a value, computed here, not with kcr's Masker."""
+    raw = value.encode()
+    return {
+        "html": html.escape(value, quote=True), "html-39": html.escape(value, quote=True).replace("&#x27;", "&#39;"),
+        "url": urllib.parse.quote(value, safe=""), "url-plus": urllib.parse.quote_plus(value),
+        "base64": base64.b64encode(raw).decode(), "base64-unpadded": base64.b64encode(raw).decode().rstrip("="),
+        "base64url": base64.urlsafe_b64encode(raw).decode(),
+        "base64url-unpadded": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+    }
+
+
+def _base64_cores(value: str) -> list[str]:
+    """The base64 characters of `value` alone, at each byte offset it may start at in a longer text."""
+    raw = value.encode()
+    return [base64.b64encode(b"\0" * k + raw).decode()[skip:(k + len(raw)) * 4 // 3]
+            for k, skip in ((0, 0), (1, 2), (2, 3))]
+
+
+def assert_no_encoded_canary(w: World, text: str, *values: str) -> None:
+    """No encoded form of any value in the output or in any file kcr wrote."""
+    inputs = {w.repo / rel for rel in (*REPO, *SECRET_INPUTS)}
+    files = [p.read_text(errors="replace") for p in w.tmp.rglob("*")
+             if p.is_file() and p != w.state_file and p not in inputs]
+    for value in values:
+        forms = [*_encodings(value).items(), *(("base64 at an offset", f) for f in _base64_cores(value))]
+        for name, form in forms:
+            assert form not in text, f"the {name} form of a canary leaked: {text[:600]}"
+            assert not any(form in f for f in files), f"the {name} form of a canary leaked into a file"
+
+
+ENCODINGS = ("html", "url", "url-plus", "base64", "base64url-unpadded")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("what", ["each secret", "whole body"])
+def test_kibana_echoing_secrets_encoded(kcr: Run, world: World, encoding: str, what: str) -> None:
+    """A Kibana (or a proxy, an error page) that quotes the secrets it received HTML-escaped, URL-encoded
+    or in base64: each value on its own, or the whole request body encoded at once. The file secret
+    holds characters that HTML, URLs and JSON each escape, so no encoding equals the raw value."""
+    odd = f"o'dd \"&<>+/ {FILE_SECRET}"
+    (world.repo / SECRET_INPUTS[0]).write_text(odd + "\n")
+    echoed: list[str] = []
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        body = request.content.decode()
+        secrets = json.loads(body).get("secrets") or {}
+        echoed.extend(str(v) for v in secrets.values())
+        quoted = [_encodings(body)[encoding]] if what == "whole body" else \
+            [_encodings(str(v))[encoding] for v in secrets.values()]
+        return httpx.Response(400, json={"statusCode": 400, "error": "Bad Request",
+                                         "message": f"bad request: {' '.join(quoted)}"})
+
+    code, out = kcr("apply", "--auto-approve", "-vv", transport=_delegating(world.sb, echo))
+    assert code == 1, out
+    assert "bad request: ***" in out or "bad request: " in out
+    assert sum("CANARY-" in v for v in echoed) == 4  # the secrets were sent, and echoed
+    assert odd in echoed
+    assert_no_encoded_canary(world, out, SLACK_PART, TEAMS_URL, FILE_SECRET, VAULT_SECRET,
+                             f"https://hooks.example.com/{SLACK_PART}", odd, json.dumps(odd)[1:-1])
+
+
+ROLE_ID, SECRET_ID, JWT = _canary("role-id"), _canary("secret-id"), _canary("jwt")
+
+
+@pytest.mark.parametrize("method", ["approle", "jwt"])
+def test_vault_login_errors_echoing_the_credentials(kcr: Run, world: World, vault: respx.MockRouter,
+                                                    method: str) -> None:
+    """A Vault whose login refusal quotes the credentials it was given, raw and encoded."""
+    del world.env["VAULT_TOKEN"]
+    if method == "approle":
+        world.env.update(VAULT_ROLE_ID=ROLE_ID, VAULT_SECRET_ID=SECRET_ID)
+        sent = (ROLE_ID, SECRET_ID)
+    else:
+        world.env.update(VAULT_ID_TOKEN=JWT, VAULT_AUTH_ROLE="kcr")
+        sent = (JWT,)
+    errors = [f"invalid credential {form}" for value in sent for form in (value, *_encodings(value).values())]
+    vault.post(f"{VAULT}/v1/auth/{method}/login").respond(400, json={"errors": errors})
+    for args in (["validate", "--resolve-secrets", "-vv"], ["plan", "-vv"], ["apply", "--auto-approve", "-vv"]):
+        code, out = kcr(*args)
+        assert code == 1, (args, out)
+        assert "login failed (HTTP 400: invalid credential ***" in out
+        assert_no_encoded_canary(world, out, *sent)
+    assert world.sb.counters["total"] == 0  # nothing reached Kibana
+    assert vault.calls.call_count >= 3

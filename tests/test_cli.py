@@ -195,11 +195,17 @@ def test_apply_saved_plan_against_another_kibana_refuses(world: World, tmp_path:
     assert other.connectors_in("default") == [] and other.connectors_in("ops") == []
 
 
-def test_apply_saved_plan_uses_the_plans_kibana_when_none_is_set(world: World, tmp_path: Path) -> None:
+def test_apply_saved_plan_needs_the_target_confirmed(world: World, tmp_path: Path) -> None:
+    """The URL inside a plan is never the target by itself (it used to be, sending the credentials
+    wherever the file said); --kibana-url naming the same Kibana confirms it."""
     plan = tmp_path / "plan.json"
     assert world.kcr("plan", "--out", str(plan))[0] == 0
     env = {k: v for k, v in world.env.items() if k != "KIBANA_URL"}
+    world.sb.reset_counters()
     code, out, err = world.kcr("apply", str(plan), env=env)
+    assert code == 1 and "set KIBANA_URL or pass --kibana-url" in err, out + err
+    assert world.sb.counters["total"] == 0
+    code, out, err = world.kcr("apply", str(plan), "--kibana-url", KIBANA + "/", env=env)
     assert code == 0, out + err
     assert [c["id"] for c in world.sb.connectors_in("default")] == [SLACK_ID]
 

@@ -62,7 +62,7 @@ connectors:
     config: {apiUrl: "https://jira.example", projectKey: SEC}
     secrets: {email: "${env:JIRA_EMAIL}", apiToken: "${vault:kv/team-a/jira#token@3}"}
 """,
-    "connectors/README.md": "not yaml\n",
+    "connectors/.gitkeep": "",  # a placeholder is allowed; any other non-space entry is an error
 }
 
 

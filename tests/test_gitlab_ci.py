@@ -57,11 +57,13 @@ def _gitlab(notes: list[dict[str, Any]], calls: list[tuple[str, str]]) -> httpx.
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append((request.method, request.url.path))
         assert request.headers["PRIVATE-TOKEN"] == ENV["KCR_GITLAB_TOKEN"]
+        if request.method == "GET" and request.url.path == "/api/v4/user":
+            return httpx.Response(200, json={"id": 5, "username": "project_7_bot"})
         if request.method == "GET":
             return httpx.Response(200, json=notes)
         body = json.loads(request.content)
         if request.method == "POST":
-            notes.append({"id": 99, "body": body["body"]})
+            notes.append({"id": 99, "body": body["body"], "author": {"id": 5}})
             return httpx.Response(201, json=notes[-1])
         return httpx.Response(200, json={"id": int(request.url.path.rsplit("/", 1)[1]), "body": body["body"]})
 

@@ -517,7 +517,8 @@ def kibana_with(spaces: list[str] | None, connectors: dict[str, list[dict[str, A
             ])
         if path.endswith("/api/actions/connectors"):
             space = path.split("/")[2] if path.startswith("/s/") else "default"
-            return httpx.Response(200, json=connectors.get(space, []))
+            # the list, unlike a single GET, carries referenced_by_count
+            return httpx.Response(200, json=[{"referenced_by_count": 0, **c} for c in connectors.get(space, [])])
         return error(404, "Not Found")
 
     return handler

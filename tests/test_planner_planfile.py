@@ -82,7 +82,7 @@ EDITS: list[tuple[str, Callable[[Body], str], str]] = [
     ("recreate without desired", drop("recreate", "desired"), "desired"),
     ("space with capitals", set_field("update", "space", "Default"), "space"),
     ("space with a slash", set_field("delete", "space", "a/b"), "space"),
-    ("id a path", set_field("delete", "id", "../../api/x"), "id is neither a UUID nor a key"),
+    ("id a path", set_field("update", "id", "../../api/x"), "id is neither a UUID nor a key"),
     ("id with capitals", set_field("update", "id", "Hook"), "id is neither a UUID nor a key"),
     ("address of another", set_field("update", "address", "default/other"), "does not match its space and id"),
     ("unknown action", set_field("update", "action", "explode"), "action: must be one of"),

@@ -1,0 +1,166 @@
+"""One deadline for a whole HTTP request: connect, TLS, send, response headers and body together.
+
+httpx's timeouts bound each network operation, so a server (or a proxy) that trickles one byte per
+read keeps a request alive forever and a run hangs instead of failing. kcr therefore sets a deadline
+around each request (`deadline()`) and its transports run on a network backend whose every connect,
+read and write waits at most what is left of it; past it, the operation fails as an httpx timeout
+whose message names the setting, so the caller's retry policy and error handling apply unchanged.
+
+The deadline lives in a context variable: a sync request runs in the thread that sends it, so
+parallel apply threads each see their own, and pooled connections need no per-request state. A
+transport passed in by the caller (the in-process sandbox, tests) is left as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import ssl
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpcore
+import httpx
+
+_WRITE_SLICE = 16 * 1024  # a large body is sent in slices, so a slow reader cannot stretch one write
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    at: float  # time.monotonic()
+    name: str  # the setting, e.g. "KCR_TIMEOUT=60s", for the message
+
+
+_current: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar("kcr_deadline", default=None)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, name: str) -> Iterator[None]:
+    """Every network operation inside the block shares `seconds` from now."""
+    token = _current.set(_Deadline(time.monotonic() + seconds, name))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def _message(limit: _Deadline) -> str:
+    return f"no complete answer within {limit.name} (connect, send, headers and body together)"
+
+
+def _bounded(timeout: float | None, error: type[httpcore.TimeoutException]) -> float | None:
+    """The operation's own timeout, cut to what is left of the deadline; raises once none is left."""
+    limit = _current.get()
+    if limit is None:
+        return timeout
+    left = limit.at - time.monotonic()
+    if left <= 0:
+        raise error(_message(limit))
+    return left if timeout is None else min(timeout, left)
+
+
+@contextlib.contextmanager
+def _named(error: type[httpcore.TimeoutException]) -> Iterator[None]:
+    """A socket timeout that fired because the deadline cut it short says so."""
+    try:
+        yield
+    except httpcore.TimeoutException as exc:
+        limit = _current.get()
+        if limit is None or time.monotonic() < limit.at:
+            raise
+        raise error(_message(limit)) from exc
+
+
+class _Stream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        with _named(httpcore.ReadTimeout):
+            return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        with _named(httpcore.WriteTimeout):
+            for start in range(0, len(buffer), _WRITE_SLICE):
+                self._inner.write(buffer[start : start + _WRITE_SLICE], _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        with _named(httpcore.ConnectTimeout):
+            inner = self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout))
+        return _Stream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class DeadlineBackend(httpcore.NetworkBackend):
+    """Wraps httpcore's backend: every stream it opens waits at most what is left of the deadline."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        with _named(httpcore.ConnectTimeout):
+            stream = self._inner.connect_tcp(
+                host, port, _bounded(timeout, httpcore.ConnectTimeout), local_address, socket_options
+            )
+        return _Stream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        with _named(httpcore.ConnectTimeout):
+            stream = self._inner.connect_unix_socket(path, _bounded(timeout, httpcore.ConnectTimeout), socket_options)
+        return _Stream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _install(transport: httpx.BaseTransport) -> httpx.BaseTransport:
+    """Puts the deadline under one of httpx's own transports (direct or through a proxy). httpx has
+    no public hook for a network backend, so this reaches its pool; if a new httpx moved it, kcr
+    refuses to start rather than run without a bound."""
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if not isinstance(backend, httpcore.NetworkBackend):
+        raise RuntimeError(
+            f"httpx {httpx.__version__} / httpcore {httpcore.__version__}: cannot bound requests by a deadline "
+            "(the transport's network backend is not where kcr expects it); install a supported httpx"
+        )
+    if not isinstance(backend, DeadlineBackend):
+        setattr(pool, "_network_backend", DeadlineBackend(backend))  # noqa: B010 - a private attribute
+    return transport
+
+
+class DeadlineClient(httpx.Client):
+    """An httpx.Client whose own transports, including those httpx makes for HTTP(S)_PROXY/ALL_PROXY,
+    honour `deadline()`. A transport passed in is used as given."""
+
+    def _init_transport(self, *args: Any, **kwargs: Any) -> httpx.BaseTransport:
+        if kwargs.get("transport") is not None:
+            return super()._init_transport(*args, **kwargs)
+        return _install(super()._init_transport(*args, **kwargs))
+
+    def _init_proxy_transport(self, *args: Any, **kwargs: Any) -> httpx.BaseTransport:
+        return _install(super()._init_proxy_transport(*args, **kwargs))
+
+
+__all__ = ["DeadlineBackend", "DeadlineClient", "deadline"]
