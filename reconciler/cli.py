@@ -109,8 +109,9 @@ def _color(g: Globals, no_color: bool) -> bool:
 
 
 def _fingerprint_key(env: Mapping[str, str]) -> bytes | None:
-    key = env.get("KCR_FINGERPRINT_KEY")
-    return key.encode() if key else None
+    from reconciler.state import fingerprint_key  # one reading of KCR_FINGERPRINT_KEY, the record's
+
+    return fingerprint_key(env)
 
 
 def _connection(g: Globals) -> Connection:
@@ -398,6 +399,8 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
         report = applier.apply_plan(the_plan, client, resolver, record, parallelism=parallelism,
                                     allow_referenced=allow, fingerprint_key=_fingerprint_key(g.env),
                                     on_progress=progress, secret_refs=one_run_refs)
+    if plan_file is not None and record.key_warning:  # a one-run apply said it while planning
+        log.warning("%s", record.key_warning)
     if fmt == "json":
         click.echo(json.dumps(applier.report_to_json(report), indent=2))
     else:

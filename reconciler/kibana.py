@@ -871,6 +871,9 @@ def _connector_field_error(body: Mapping[str, Any], *, listed: bool) -> str | No
         return "a connector without an id"
     if not isinstance(cid, str) or not cid:
         return "a connector whose id is not a non-empty string"
+    unaddressable = id_segment_problem(cid, "a connector id")
+    if unaddressable is not None:  # kcr could neither address it nor load a plan that names it
+        return unaddressable
     what = f"connector {cid!r}"
     for key in ("connector_type_id", "name"):
         value = body.get(key)

@@ -136,7 +136,7 @@ def text(plan: Plan, color: bool) -> str:
         lines.append("")
     unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
     if unmanaged:
-        lines.append("Unmanaged (declared nowhere, left alone):")
+        lines.append("Unmanaged (not declared in this space, left alone):")
         for c in unmanaged:
             line = f"  ? {c.address}  {json.dumps(c.name, ensure_ascii=False)}  [{c.type}]  {c.reason}"
             lines.append(paint(_COLOUR["?"], _clean(line)))

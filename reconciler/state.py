@@ -52,6 +52,7 @@ from typing import Any, NamedTuple, Protocol
 import httpx
 
 from reconciler import __version__, jsondepth
+from reconciler.deadline import DeadlineClient, deadline
 from reconciler.errors import ConfigError, StateError
 from reconciler.files import write_atomic
 from reconciler.kibana import parse_go_bool, redact_url
@@ -636,6 +637,7 @@ class HttpBackend:
     kibana_url: str | None = None
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     fingerprint_key: bytes | None = field(default=None, repr=False)  # KCR_FINGERPRINT_KEY, for the key check
+    timeout: float = HTTP_TIMEOUT  # bounds each whole request, however slowly the server answers
     key_warning: str | None = field(default=None, init=False, repr=False)  # see RecordBackend
     _serial: int | None = field(default=None, init=False, repr=False)
     _owner: str | None = field(default=None, init=False, repr=False)
@@ -655,10 +657,10 @@ class HttpBackend:
     def _http(self) -> httpx.Client:
         if self._client is None:
             auth = (self.username, self.password or "") if self.username else None
-            self._client = httpx.Client(
+            self._client = DeadlineClient(
                 auth=auth,
                 transport=self.transport,
-                timeout=HTTP_TIMEOUT,
+                timeout=self.timeout,
                 verify=self.verify,
                 headers={"User-Agent": f"kcr/{__version__}"},
             )
@@ -680,7 +682,8 @@ class HttpBackend:
         retries = 0 if (method, url) == (self.lock_method, self.lock_address) else HTTP_RETRIES
         for attempt in range(retries + 1):
             try:
-                response = self._http().request(method, url, content=content, headers=headers, params=params)
+                with deadline(self.timeout, f"the state backend's {self.timeout:g}s limit"):
+                    response = self._http().request(method, url, content=content, headers=headers, params=params)
             except httpx.HTTPError as exc:
                 if attempt < retries:
                     self.sleep(0.5 * 2**attempt)

@@ -159,6 +159,19 @@ def test_timeout_bounds_a_trickled_answer_and_retries_idempotent_reads(
     assert len(server.request_lines) == 2
 
 
+
+@pytest.mark.usefixtures("no_proxy")
+def test_a_trickling_state_backend_fails_the_load_instead_of_hanging(trickler: Callable[..., Trickler]) -> None:
+    server = trickler(HEADERS_THEN_EMPTY_LIST)
+    backend = HttpBackend(address=f"http://127.0.0.1:{server.port}/state", timeout=1.0, sleep=lambda _: None)
+    try:
+        with pytest.raises(StateError, match="could not be reached"):
+            backend.load()
+    finally:
+        backend.close()
+    assert server.wait_closed_early(1)
+    assert server.completed == 0
+
 @pytest.mark.usefixtures("no_proxy")
 def test_timeout_is_not_retried_for_a_request_that_may_have_acted(trickler: Callable[..., Trickler]) -> None:
     server = trickler(HEADERS_THEN_EMPTY_LIST)

@@ -76,6 +76,13 @@ def test_a_list_entry_missing_or_mistyping_a_field_is_refused(field: str, value:
     assert field in text
 
 
+
+@pytest.mark.parametrize("bad_id", ["tab\there", "x" * 1025], ids=["control character", "too long"])
+def test_a_live_id_kcr_could_not_address_is_refused_before_it_reaches_a_plan(bad_id: str) -> None:
+    client = answering([listed_body(id=bad_id)])
+    with pytest.raises(KibanaError, match="connector id"):
+        client.list_connectors("ops")
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("name", ...), ("connector_type_id", ...), ("name", ["n"]), ("connector_type_id", 7),
