@@ -26,9 +26,9 @@ from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from reconciler.errors import ConfigError, ExitCode, KibanaConflict, KibanaNotFound, ReconcilerError, StateError
-from reconciler.model import LiveConnector, SecretDigest
+from reconciler.masking import Masker
+from reconciler.model import LiveConnector, SecretDigest, owner_label
 from reconciler.plan import MUTATING, Action, Change, Plan, has_plaintext_marker, live_fingerprint
-from reconciler.secrets import Masker
 
 log = logging.getLogger("kcr.applier")
 
@@ -155,8 +155,7 @@ def _owner(change: Change) -> str:
     """The label SecretError messages name: `space/key (file)`, as `kcr validate` says it."""
     if change.desired is None:
         return change.address
-    where = f" ({change.desired.file})" if change.desired.file else ""
-    return f"{change.space}/{change.desired.key}{where}"
+    return owner_label(change.space, change.desired.key, change.desired.file)
 
 
 def _digest_matches(planned: SecretDigest | None, now: SecretDigest) -> bool:
@@ -473,8 +472,8 @@ def _read_lists(pool: ThreadPoolExecutor, run: _Run, spaces: Iterable[str]) -> N
     run.lists = dict(pool.map(read, sorted(set(spaces))))
 
 
-def lock_info(plan: Plan) -> dict[str, str]:
-    """What the lock says about its holder; the backend adds ID, Who, Version and Created."""
+def _lock_note(plan: Plan) -> dict[str, str]:
+    """The plan's part of what the lock says; `reconciler.state.lock_info` writes the lock from it."""
     return {"Operation": "kcr apply", "Info": f"{plan.kibana_url} spaces={','.join(plan.spaces)}"}
 
 
@@ -494,8 +493,8 @@ def apply_plan(
 ) -> ApplyReport:
     """Apply every mutating change of `plan`. Raises SecretError (nothing sent) when a secret cannot
     be resolved and StateError when the record cannot be locked or loaded; everything after the
-    first mutation is reported in the ApplyReport instead. `lock` is the backend's lock info
-    (default: `lock_info(plan)`).
+    first mutation is reported in the ApplyReport instead. `lock` is the Operation and Info the lock
+    states (default: the plan's Kibana and spaces).
 
     `stale_check`: "get" re-reads each connector right before its update or delete (2 requests per
     action); a create needs no read, since Kibana's POST refuses any id that exists (409 → stale);
@@ -529,7 +528,7 @@ def apply_plan(
 
     locker = record if isinstance(record, LockingRecord) else None
     if locker is not None:
-        locker.lock(lock if lock is not None else lock_info(plan))
+        locker.lock(lock if lock is not None else _lock_note(plan))
     try:
         keeper.load()
         first = [c for c in changes if c.action in (Action.CREATE, Action.UPDATE)]

@@ -1,5 +1,11 @@
 """The connector types kcr knows, read from the JSON Schemas in schemas/types/. One source of truth:
-`kcr validate`, the normaliser (defaults) and the sandbox (Kibana's validation) all read it here."""
+`kcr validate`, the normaliser (defaults), export (credential shapes), Kibana's per-type rules
+(`type_rules`) and the sandbox all read a type's facts here, so a new type is its schema file.
+
+Besides the JSON Schemas, a type file carries facts as data (schemas/README lists the keywords):
+`x-kcr-family` (types that share Kibana's validators, e.g. the webhooks), `x-kcr-credential-shapes`
+(which secrets a config selects, for export), and inside the config schema
+`x-kibana-strips-unknown` (Kibana drops unknown keys on save)."""
 
 from __future__ import annotations
 
@@ -18,6 +24,18 @@ import jsonschema
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 LICENSE_ORDER = ("basic", "standard", "gold", "platinum", "enterprise", "trial")
 _NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+# The families code names (`x-kcr-family`); a type without one is a family of its own id.
+WEBHOOKS = "webhook"
+SERVICENOW = "servicenow"
+
+
+@dataclass(frozen=True)
+class CredentialShape:
+    """`secrets` are the keys a connector needs when every `when` condition equals its config (defaults
+    filled): Kibana's secrets schemas of these types depend on the config, which JSON Schema cannot say."""
+
+    when: Mapping[str, Any]
+    secrets: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -31,6 +49,13 @@ class ConnectorType:
     secrets_schema: Mapping[str, Any]
     allowed_hosts_checked: tuple[str, ...]
     notes: tuple[str, ...]
+    family: str = ""  # `x-kcr-family`, else the type's own id
+    credential_shapes: tuple[CredentialShape, ...] = ()  # first match wins
+
+    @property
+    def strips_unknown(self) -> bool:
+        """Kibana's config schema is not strict (zod without .strict()): unknown keys are dropped on save."""
+        return self.config_schema.get("x-kibana-strips-unknown") is True
 
     def required(self, part: str) -> tuple[str, ...]:
         schema = self.config_schema if part == "config" else self.secrets_schema
@@ -69,12 +94,21 @@ def types() -> Mapping[str, ConnectorType]:
             secrets_schema=raw["secrets"],
             allowed_hosts_checked=tuple(raw.get("allowed_hosts_checked", ())),
             notes=tuple(raw.get("notes", ())),
+            family=raw.get("x-kcr-family", raw["id"]),
+            credential_shapes=tuple(CredentialShape(shape["when"], tuple(shape["secrets"]))
+                                    for shape in raw.get("x-kcr-credential-shapes", ())),
         )
     return out
 
 
 def get(type_id: str) -> ConnectorType | None:
     return types().get(type_id)
+
+
+def family(type_id: str) -> str:
+    """The family a type's schema names (`WEBHOOKS`, `SERVICENOW`), else its own id."""
+    ct = get(type_id)
+    return ct.family if ct is not None else type_id
 
 
 def suggest(type_id: str) -> str | None:

@@ -205,7 +205,7 @@ def _record(g: Globals) -> Iterator[RecordBackend]:
 
 def _render(plan: Plan, fmt: str, color: bool, key: bytes | None = None) -> str:
     from reconciler import render
-    from reconciler.plan import dumps
+    from reconciler.planfile import dumps
 
     if fmt == "json":
         return dumps(plan, key)
@@ -218,7 +218,7 @@ def _write_reports(plan: Plan, out: Path | None, gitlab_report: Path | None, mar
                    key: bytes | None = None) -> None:
     """`key` (KCR_FINGERPRINT_KEY) signs the saved plan, so apply can tell it from an edited one."""
     from reconciler import render
-    from reconciler.plan import dumps
+    from reconciler.planfile import dumps
 
     if out is not None:
         _write_atomic(out, dumps(plan, key))
@@ -411,7 +411,7 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
 def _load_saved_plan(g: Globals, plan_file: Path) -> Plan:
     """With KCR_FINGERPRINT_KEY the plan must carry a MAC that verifies; without it nothing can tell
     the reviewed plan from an edited one, which is said every time."""
-    from reconciler.plan import loads
+    from reconciler.planfile import loads
 
     key = _fingerprint_key(g.env)
     if key is None:

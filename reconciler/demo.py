@@ -21,7 +21,7 @@ STRAY_ID = "0d3c5a3e-1f4b-4c55-9e0f-5b1d2c3a4e5f"
 
 def _referenced_env(root: Path) -> list[str]:
     from reconciler.desired import load_repository
-    from reconciler.secrets import references_in
+    from reconciler.references import references_in
 
     desired = load_repository(root)
     names = set()

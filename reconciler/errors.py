@@ -20,7 +20,7 @@ Failed, stale and blocked apply actions are results, not exceptions: applier.exi
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ExitCode:
@@ -32,7 +32,10 @@ class ExitCode:
 
 @dataclass(frozen=True)
 class Problem:
-    """One finding about the user's files. `file` is relative to the repository when possible."""
+    """One finding, placed where a person can act on it: in the user's files (`file` relative to the
+    repository when possible, line, column and the field `path`), or in Kibana (`space`, and `id` when
+    it is about one connector; `file` is then empty). Validation reports the first kind, the planner the
+    second; both print as `where: message`, and each keeps its own JSON keys."""
 
     file: str
     message: str
@@ -40,6 +43,12 @@ class Problem:
     column: int | None = None
     path: str | None = None  # the field, e.g. "connectors[2].config.apiUrl"
     severity: str = "error"  # "error" | "warning"
+    space: str | None = field(default=None, kw_only=True)
+    id: str | None = field(default=None, kw_only=True)
+
+    @classmethod
+    def in_kibana(cls, space: str, id: str | None, severity: str, message: str) -> Problem:
+        return cls("", message, severity=severity, space=space, id=id)
 
     def location(self) -> str:
         if self.line is None:
@@ -48,11 +57,19 @@ class Problem:
             return f"{self.file}:{self.line}"
         return f"{self.file}:{self.line}:{self.column}"
 
+    def where(self) -> str:
+        if self.space is not None:
+            return f"{self.space}/{self.id}" if self.id else self.space
+        return self.location()
+
     def __str__(self) -> str:
-        where = f" ({self.path})" if self.path else ""
-        return f"{self.location()}: {self.message}{where}"
+        in_field = f" ({self.path})" if self.path else ""
+        return f"{self.where()}: {self.message}{in_field}"
 
     def to_json(self) -> dict[str, object]:
+        """A finding about Kibana has the saved plan's keys, one about files `kcr validate`'s."""
+        if self.space is not None:
+            return {"space": self.space, "id": self.id, "severity": self.severity, "message": self.message}
         return {
             "file": self.file,
             "line": self.line,

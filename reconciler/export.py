@@ -17,7 +17,7 @@ plus `<out>/<space>/_space.yaml` with `prune: false`, so that adopting never del
   is not enough). Which secret keys are written (`secret_keys_for`):
     1. the keys the type's secrets schema requires;
     2. else, for types whose credentials depend on the config (webhooks, ServiceNow, email, xMatters,
-       MCP), the shape that config selects (`CREDENTIAL_SHAPES`);
+       MCP), the shape that config selects (`x-kcr-credential-shapes` in the type's schema file);
     3. else the required keys of the first branch of the schema's anyOf/oneOf;
     4. else none.
   Optional secrets (e.g. a webhook's `secretHeaders`) are not guessed: add them by hand.
@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from reconciler import catalog, normalize
+from reconciler import catalog, normalize, type_rules
 from reconciler.errors import ConfigError
 from reconciler.files import write_atomic
 from reconciler.model import UUID_PATTERN, ConnectorSpec, LiveConnector
@@ -45,35 +45,6 @@ _UUID = re.compile(UUID_PATTERN)
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NOT_WORD = re.compile(r"[^A-Z0-9]+")
 
-_WEBHOOKS = frozenset({".webhook", ".cases-webhook"})
-_SERVICENOW = frozenset({".servicenow", ".servicenow-sir", ".servicenow-itom"})
-# Keys a type's connector check reads on the request as sent (before defaults): dropping one because it
-# equals the stored default changes the check (xMatters: an omitted usesBasic counts as false there).
-_CHECKED_AS_SENT: Mapping[str, frozenset[str]] = {".xmatters": frozenset({"usesBasic"})}
-
-# (types, config conditions, secret keys): the first row whose types hold the connector's type and
-# whose every condition equals its config (schema defaults applied) wins. Rules as data; the
-# conditions restate connector-types.md's notes on each type.
-CREDENTIAL_SHAPES: tuple[tuple[frozenset[str], Mapping[str, Any], tuple[str, ...]], ...] = (
-    (_WEBHOOKS, {"hasAuth": False}, ()),
-    (_WEBHOOKS, {"authType": "webhook-authentication-ssl", "certType": "ssl-pfx"}, ("pfx",)),
-    (_WEBHOOKS, {"authType": "webhook-authentication-ssl"}, ("crt", "key")),
-    (_WEBHOOKS, {"authType": "webhook-oauth2-client-credentials"}, ("clientSecret",)),
-    (_WEBHOOKS, {"authType": "http-authentication-query-param"}, ()),
-    (_WEBHOOKS, {}, ("user", "password")),  # hasAuth with basic (or no) authType: Kibana stores basic
-    (_SERVICENOW, {"isOAuth": True}, ("clientSecret", "privateKey")),
-    (_SERVICENOW, {}, ("username", "password")),
-    (frozenset({".email"}), {"service": "exchange_server"}, ("clientSecret",)),
-    (frozenset({".email"}), {"hasAuth": True}, ("user", "password")),
-    (frozenset({".email"}), {}, ()),
-    (frozenset({".xmatters"}), {"usesBasic": False}, ("secretsUrl",)),
-    (frozenset({".xmatters"}), {}, ("user", "password")),
-    (frozenset({".mcp"}), {"hasAuth": False}, ()),
-    (frozenset({".mcp"}), {"authType": "bearer"}, ("token",)),
-    (frozenset({".mcp"}), {"authType": "apiKey"}, ("apiKey",)),
-    (frozenset({".mcp"}), {"authType": "basic"}, ("user", "password")),
-    (frozenset({".mcp"}), {}, ()),
-)
 
 
 class ExportClient(Protocol):
@@ -111,9 +82,9 @@ def secret_keys_for(type_id: str, config: Mapping[str, Any] | None) -> tuple[str
     if schema.get("required"):
         return tuple(schema["required"])
     filled = catalog.with_defaults(type_id, "config", config or {})
-    for types, conditions, keys in CREDENTIAL_SHAPES:
-        if type_id in types and all(filled.get(k) == v for k, v in conditions.items()):
-            return keys
+    for shape in ct.credential_shapes:
+        if all(filled.get(k) == v for k, v in shape.when.items()):
+            return shape.secrets
     for union in ("anyOf", "oneOf"):
         branches = [b for b in schema.get(union) or () if isinstance(b, Mapping)]
         if branches:
@@ -157,7 +128,8 @@ def export_config(space: str, conn: LiveConnector) -> dict[str, Any]:
     if ct is None:
         return config
     defaults = catalog.with_defaults(conn.type, "config", {})
-    keep = normalize.kibana_decides(conn.type) | _CHECKED_AS_SENT.get(conn.type, frozenset())
+    # A key a connector rule reads as sent must stay, even when it equals the stored default.
+    keep = normalize.kibana_decides(conn.type) | type_rules.READ_AS_SENT.get(conn.type, frozenset())
     for key in sorted(config):
         if key in keep or key not in defaults:
             continue

@@ -12,9 +12,21 @@ plan or an answer wraps a connector's config in a few levels of its own.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MAX_DEPTH = 100
+# A \uD800-\uDFFF escape: usually half of a valid pair, rarely a lone surrogate; only then is the
+# whole value checked, so ordinary answers pay one scan of their bytes.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class NotUnicode(ValueError):
+    """The document decodes to a string holding a lone surrogate, which no UTF-8 file can hold: kcr
+    could neither write it to a plan nor print it."""
+
+    def __init__(self) -> None:
+        super().__init__("holding a string that is not valid Unicode (a lone surrogate escape)")
 
 
 class TooDeep(ValueError):
@@ -27,12 +39,19 @@ class TooDeep(ValueError):
 
 def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """json.loads, raising TooDeep for a document nested deeper than `max_depth` (a top-level `[]`
-    or `{}` is one level), and ValueError (json.JSONDecodeError) for one that is not JSON."""
+    or `{}` is one level), NotUnicode for one holding a lone surrogate, and ValueError
+    (json.JSONDecodeError) for one that is not JSON."""
     try:
         value = json.loads(data)
     except RecursionError:
         raise TooDeep(max_depth) from None
     check_depth(value, max_depth)
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise NotUnicode() from None
     return value
 
 

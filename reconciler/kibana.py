@@ -43,6 +43,7 @@ from reconciler.errors import (
     KibanaNotFound,
     KibanaUnavailable,
 )
+from reconciler.masking import Masker
 from reconciler.model import (
     SPACE_ID_PATTERN,
     ConnectorTypeInfo,
@@ -52,7 +53,6 @@ from reconciler.model import (
     RuleRef,
     id_segment_problem,
 )
-from reconciler.secrets import Masker
 
 log = logging.getLogger("kcr.kibana")
 
@@ -65,8 +65,10 @@ RULES_PER_PAGE = 100
 MAX_RULE_PAGES = 100
 READ_LIVE_WORKERS = 4
 
+DEFAULT_SPACE = "default"
 MISSING: Any = object()  # a 404 where absence is an answer, not an error
 _SPACE_RE = re.compile(SPACE_ID_PATTERN)
+_CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f]")
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
@@ -106,25 +108,39 @@ class _Credential:
     kind: str  # "bearer" | "apikey" | "basic"
     source: str  # the variable(s) or flag(s) it came from, for messages
     header: str = field(repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # every spelling a server could echo back
+
+
+def _refuse_untidy(values: Mapping[str, str | None], names: Mapping[str, str]) -> None:
+    """A credential with a trailing newline (a CI file variable) or any control character makes httpx
+    fail with the header value in its message; say which variable instead, never the value."""
+    for kind, value in values.items():
+        if value and (value != value.strip() or _CONTROL_CHAR.search(value)):
+            raise ConfigError(f"{names[kind]} has leading or trailing whitespace or a control character (a "
+                              "trailing newline from a file?); remove it")
 
 
 def _credentials_from(values: Mapping[str, str | None], names: Mapping[str, str]) -> list[_Credential]:
     """Every credential set in one family (flags, KIBANA_*, ELASTICSEARCH_*), in the Terraform
     provider's precedence: bearer, API key, basic."""
+    _refuse_untidy(values, names)
     found: list[_Credential] = []
     bearer, api_key = values.get("bearer"), values.get("api_key")
     username, password = values.get("username"), values.get("password")
     if bearer:
-        found.append(_Credential("bearer", names["bearer"], f"Bearer {bearer}"))
+        found.append(_Credential("bearer", names["bearer"], f"Bearer {bearer}", (bearer,)))
     if api_key:
-        found.append(_Credential("apikey", names["api_key"], _api_key_header(api_key)))
+        header = _api_key_header(api_key)
+        parts = (api_key, api_key.partition(":")[2], header.split(" ", 1)[1])  # `id:key`: the key alone too
+        found.append(_Credential("apikey", names["api_key"], header, tuple(p for p in parts if p)))
     if username or password:
         if not (username and password):
             missing = names["password"] if username else names["username"]
             given = names["username"] if username else names["password"]
             raise ConfigError(f"{given} is set but {missing} is not; set both for basic authentication")
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
-        found.append(_Credential("basic", f"{names['username']}/{names['password']}", f"Basic {token}"))
+        found.append(_Credential("basic", f"{names['username']}/{names['password']}", f"Basic {token}",
+                                 (password, token)))
     return found
 
 
@@ -160,6 +176,7 @@ class Connection:
 
     url: str
     auth_header: str | None = field(default=None, repr=False)
+    auth_secrets: tuple[str, ...] = field(default=(), repr=False)  # what the client masks in every message
     auth_kind: str = "none"  # "bearer" | "apikey" | "basic" | "none"
     auth_source: str = ""
     ca_certs: tuple[str, ...] = ()
@@ -265,6 +282,7 @@ class Connection:
         return cls(
             url=url,
             auth_header=chosen.header if chosen else None,
+            auth_secrets=chosen.secrets if chosen else (),
             auth_kind=chosen.kind if chosen else "none",
             auth_source=chosen.source if chosen else "",
             ca_certs=ca_certs,
@@ -353,8 +371,6 @@ def connector_path(space: str, connector_id: str | None = None, suffix: str = ""
 # Errors
 
 
-_NO_SECRETS = Masker()
-
 
 def _status_error(status: int) -> type[KibanaError]:
     if status in (401, 403):
@@ -368,7 +384,7 @@ def _status_error(status: int) -> type[KibanaError]:
     return KibanaError
 
 
-def _kibana_message(response: httpx.Response, mask: Masker = _NO_SECRETS) -> str:
+def _kibana_message(response: httpx.Response, mask: Masker) -> str:
     """Kibana's messages sometimes quote what was sent (a URL that is not allowed, a value that failed
     validation), so whatever we sent as a secret is masked — before the text is cut, so a cut never
     leaves part of one behind."""
@@ -408,7 +424,7 @@ def _hint(status: int, message: str) -> str | None:
     return None
 
 
-def _error_for(method: str, path: str, response: httpx.Response, mask: Masker = _NO_SECRETS) -> KibanaError:
+def _error_for(method: str, path: str, response: httpx.Response, mask: Masker) -> KibanaError:
     status = response.status_code
     message = _kibana_message(response, mask)
     text = f"{method} {path}: Kibana answered {status} {response.reason_phrase}".rstrip()
@@ -461,6 +477,9 @@ class KibanaClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.conn = conn
+        # The run's own credential is masked in every message, with the secrets of the request at hand:
+        # a 401 page or a proxy may echo the Authorization header back.
+        self._mask = Masker(list(conn.auth_secrets))
         self.retries = max(0, retries)
         # A 429 means Kibana did nothing and says when to come back: it has its own budget, so being
         # throttled never uses up the retries meant for failures.
@@ -485,6 +504,10 @@ class KibanaClient:
 
     def __repr__(self) -> str:
         return f"KibanaClient({self.conn!r})"
+
+    def _masking(self, payload: Any) -> Masker:
+        """The run's credential and the request's own secrets."""
+        return Masker(*self._mask.payloads, payload)
 
     def close(self) -> None:
         self._http.close()
@@ -554,7 +577,8 @@ class KibanaClient:
                 if isinstance(exc, httpx.TimeoutException):
                     advice = f"if Kibana is only slow, raise KCR_TIMEOUT (now {self.conn.timeout:g}s); else {advice}"
                 raise KibanaUnavailable(
-                    f"{method} {path}: Kibana could not be reached ({type(exc).__name__}: {_describe(exc)}); {advice}"
+                    f"{method} {path}: Kibana could not be reached ({type(exc).__name__}: "
+                    f"{self._mask(_describe(exc))}); {advice}"
                 ) from None
             if response.status_code == 429 and throttled < self.throttled:
                 self._sleep(self._delay(attempt + throttled, response))
@@ -571,7 +595,7 @@ class KibanaClient:
         """Bounded in depth before anything recursive (normalising, fingerprints, schemas) walks it."""
         try:
             return jsondepth.loads(response.content)
-        except jsondepth.TooDeep as exc:
+        except (jsondepth.TooDeep, jsondepth.NotUnicode) as exc:
             raise _malformed(method, path, f"a {response.status_code} answer {exc}") from None
         except ValueError:
             raise _malformed(method, path, f"a {response.status_code} answer whose body is not JSON") from None
@@ -582,7 +606,7 @@ class KibanaClient:
         if missing_ok and response.status_code == 404:
             return MISSING
         if not response.is_success:
-            raise _error_for("GET", path, response)
+            raise _error_for("GET", path, response, self._mask)
         return self._json("GET", path, response)
 
     # -- reading ---------------------------------------------------------------------------
@@ -622,26 +646,28 @@ class KibanaClient:
         return None if body is MISSING else _live_connector("GET", path, body)
 
     def connector_types(self, space: str = "default") -> dict[str, ConnectorTypeInfo]:
+        """What the plan checks licences and enablement against. Nothing is defaulted to "enabled": a
+        recreate to a type Kibana would refuse deletes the old connector and then fails its create."""
         path = f"{space_prefix(space)}/api/actions/connector_types"
         body = self._get(path)
-        if not isinstance(body, list):
-            raise _malformed("GET", path, "expected a list of connector types")
+        if not isinstance(body, list) or not body:
+            raise _malformed("GET", path, "expected a non-empty list of connector types")
         types: dict[str, ConnectorTypeInfo] = {}
         for item in body:
             if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
                 raise _malformed("GET", path, "a connector type without an id")
-            try:
-                info = ConnectorTypeInfo(
-                    id=item["id"],
-                    name=str(item.get("name", item["id"])),
-                    enabled=bool(item.get("enabled", True)),
-                    enabled_in_config=bool(item.get("enabled_in_config", True)),
-                    enabled_in_license=bool(item.get("enabled_in_license", True)),
-                    minimum_license_required=str(item.get("minimum_license_required", "basic")),
-                    is_system_action_type=bool(item.get("is_system_action_type", False)),
-                )
-            except (TypeError, ValueError):
-                raise _malformed("GET", path, f"connector type {item['id']!r} has fields of the wrong type") from None
+            problem = _type_field_error(item)
+            if problem is not None:
+                raise _malformed("GET", path, f"connector type {item['id']!r} {problem}")
+            info = ConnectorTypeInfo(
+                id=item["id"],
+                name=item["name"],
+                enabled=item["enabled"],
+                enabled_in_config=item["enabled_in_config"],
+                enabled_in_license=item["enabled_in_license"],
+                minimum_license_required=item["minimum_license_required"],
+                is_system_action_type=item.get("is_system_action_type", False),
+            )
             types[info.id] = info
         return types
 
@@ -672,8 +698,9 @@ class KibanaClient:
         return rules
 
     def read_live(self, spaces: Sequence[str]) -> LiveState:
-        """One spaces check, one connector_types, one list per space: S + 2 requests (SPEC §5, §10).
-        Lists that name one saved-object connector in two spaces are refused: ids are global."""
+        """One spaces check, one connector_types, one list per space: S + 2 requests (SPEC §5, §10),
+        plus the default space's list when it is not among them. Lists that name one saved-object
+        connector in two spaces are refused: ids are global."""
         wanted = list(dict.fromkeys(spaces))
         for space in wanted:
             check_space(space)
@@ -687,10 +714,14 @@ class KibanaClient:
                 "Create the space in Kibana or rename the directory under connectors/"
             )
         types = self.connector_types()
-        workers = max(1, min(READ_LIVE_WORKERS, len(wanted)))
+        # A proxy that drops /s/<space> answers every space with the default space's list; when the
+        # default space is not planned, its list is read as a witness (one request) so that shows.
+        witness = [DEFAULT_SPACE] if DEFAULT_SPACE not in wanted and DEFAULT_SPACE in known and wanted else []
+        workers = max(1, min(READ_LIVE_WORKERS, len(wanted) + len(witness)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kcr-read") as pool:
-            lists = list(pool.map(self.list_connectors, wanted))
-        _refuse_ids_in_several_spaces(dict(zip(wanted, lists, strict=True)))
+            lists = list(pool.map(self.list_connectors, [*wanted, *witness]))
+        _refuse_ids_in_several_spaces(dict(zip([*wanted, *witness], lists, strict=True)))
+        lists = lists[: len(wanted)]
         return LiveState(
             kibana_url=self.conn.url,
             spaces={s: LiveSpace(space=s, connectors=tuple(c)) for s, c in zip(wanted, lists, strict=True)},
@@ -712,7 +743,7 @@ class KibanaClient:
     ) -> LiveConnector:
         path = connector_path(space, id)
         body = {"name": name, "connector_type_id": type, "config": dict(config), "secrets": dict(secrets)}
-        masked = Masker(secrets)
+        masked = self._masking(secrets)
         maybe_created = False
         attempt = throttled = 0
         while True:
@@ -722,7 +753,7 @@ class KibanaClient:
                 response = self._send_once("POST", path, body, None)
             except httpx.HTTPError as exc:
                 _raise_if_tls("POST", path, exc)  # the handshake failed: nothing was sent
-                failure = f"{type_name(exc)}: {_describe(exc)}"
+                failure = f"{type_name(exc)}: {self._mask(_describe(exc))}"
             else:
                 status = response.status_code
                 if response.is_success:
@@ -780,7 +811,7 @@ class KibanaClient:
         body = {"name": name, "config": dict(config), "secrets": dict(secrets)}
         response, _ = self._request("PUT", path, body=body, idempotent=True)
         if not response.is_success:
-            raise _error_for("PUT", path, response, Masker(secrets))
+            raise _error_for("PUT", path, response, self._masking(secrets))
         return _live_connector("PUT", path, self._json("PUT", path, response))
 
     def delete_connector(self, space: str, id: str) -> None:
@@ -789,14 +820,14 @@ class KibanaClient:
         if response.status_code == 404 and ambiguous:
             return  # an earlier attempt deleted it
         if not response.is_success:
-            raise _error_for("DELETE", path, response)
+            raise _error_for("DELETE", path, response, self._mask)
 
     def execute_connector(self, space: str, id: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Runs the connector once. Not idempotent (a real notification): repeated on 429 only."""
         path = connector_path(space, id, "/_execute")
         response, _ = self._request("POST", path, body={"params": dict(params)}, idempotent=False)
         if not response.is_success:
-            raise _error_for("POST", path, response, Masker(params))
+            raise _error_for("POST", path, response, self._masking(params))
         if response.status_code == 204 or not response.content:
             return {"connector_id": id, "status": "ok"}
         body = self._json("POST", path, response)
@@ -860,6 +891,24 @@ def _refuse_7x_shape(method: str, path: str, body: Mapping[str, Any]) -> None:
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_TYPE_FLAGS = ("enabled", "enabled_in_config", "enabled_in_license")
+
+
+def _type_field_error(item: Mapping[str, Any]) -> str | None:
+    """Why a connector_types entry cannot be trusted, or None. The flags decide whether a plan may
+    send a type: each must be there and be a boolean (a string "false" is not false)."""
+    for key in ("name", "minimum_license_required"):
+        if not isinstance(item.get(key), str):
+            return f"has no {key} string"
+    for flag in _TYPE_FLAGS:
+        if not isinstance(item.get(flag), bool):
+            return f"has no boolean {flag}"
+    system = item.get("is_system_action_type", False)  # absent before Kibana 8.13: no system types then
+    if not isinstance(system, bool):
+        return "has an is_system_action_type that is not a boolean"
+    return None
 
 
 def _connector_field_error(body: Mapping[str, Any], *, listed: bool) -> str | None:

@@ -49,6 +49,13 @@ def id_segment_problem(value: object, what: str) -> str | None:
     return None
 
 
+def owner_label(space: str, key: str, file: str | None) -> str:
+    """How secret errors name a connector, `space/key (file)` as `kcr validate` says it; one spelling,
+    since the resolver's results are looked up by it wherever secrets are resolved."""
+    where = f" ({file})" if file else ""
+    return f"{space}/{key}{where}"
+
+
 @dataclass(frozen=True)
 class Location:
     file: str

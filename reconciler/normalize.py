@@ -15,8 +15,9 @@ Equality (`same`) is then structural and type-strict: `true` never equals `1`, `
 Two kinds of keys are compared only when the repository declares them, because Kibana decides
 their value otherwise and a diff would reappear after every apply:
 - keys whose default Kibana computes or changes between releases (`x-kibana-default` in the type
-  schema, `x-kibana-release-default: true`, and the AI connectors' `defaultModel`);
+  schema, and `x-kibana-release-default: true`, e.g. the AI connectors' `defaultModel`);
 - keys Kibana returns that the catalogue does not know for the type (a newer Kibana's defaults).
+Of a type whose config schema says `x-kibana-strips-unknown`, keys it does not know are never compared.
 """
 
 from __future__ import annotations
@@ -30,13 +31,6 @@ from reconciler import catalog
 from reconciler.model import JSON, ConnectorSpec, LiveConnector
 from reconciler.plan import FieldDiff
 
-# Defaults that are release data, not rules (connector-types.md "UNCONFIRMED / open points"):
-# the catalogue holds the newest value seen, another Kibana release fills in its own.
-_RELEASE_DEFAULTS: Mapping[str, frozenset[str]] = {
-    ".bedrock": frozenset({"defaultModel"}),
-    ".gemini": frozenset({"defaultModel"}),
-    ".gen-ai": frozenset({"defaultModel"}),
-}
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
@@ -119,28 +113,25 @@ def _properties(type_id: str) -> Mapping[str, Mapping[str, Any]] | None:
 
 @cache
 def kibana_decides(type_id: str) -> frozenset[str]:
-    """Config keys whose value Kibana picks when the repository leaves them out."""
+    """Config keys whose value Kibana picks when the repository leaves them out. A release default is
+    data, not a rule: the catalogue holds the newest value seen, another Kibana release fills in its own."""
     props = _properties(type_id) or {}
-    marked = {
+    return frozenset(
         name
         for name, prop in props.items()
         if "x-kibana-default" in prop or prop.get("x-kibana-release-default") is True
-    }
-    return frozenset(marked | _RELEASE_DEFAULTS.get(type_id, frozenset()))
-
-
-# Types whose config schema is not strict in Kibana (zod without .strict()): unknown keys are dropped on
-# save, so a declared one would otherwise show as a change on every plan.
-STRIPS_UNKNOWN = frozenset({".mcp"})
+    )
 
 
 def _unasserted(spec: ConnectorSpec, keys: set[str]) -> set[str]:
     props = _properties(spec.type)
     decides = kibana_decides(spec.type)
+    ct = catalog.get(spec.type)
+    strips = ct is not None and ct.strips_unknown  # a declared unknown key is dropped on save: never a change
     return {
         k for k in keys
         if (k not in spec.config and (k in decides or (props is not None and k not in props)))
-        or (spec.type in STRIPS_UNKNOWN and props is not None and k not in props)
+        or (strips and props is not None and k not in props)
     }
 
 

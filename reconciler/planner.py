@@ -2,7 +2,8 @@
 environment or randomness, so the same inputs give the same plan byte for byte (SPEC §5).
 
 What the planner cannot know: Kibana's `xpack.actions.allowedHosts` is not exposed by any API, so a
-URL outside it surfaces only when apply sends the request (Kibana answers 400).
+URL outside it surfaces only when apply sends the request (Kibana answers 400). Nor can it read
+secrets back from Kibana: `reconciler.plansecrets` decides from the record whether they changed.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 
 from reconciler import catalog, normalize
+from reconciler.errors import Problem
 from reconciler.model import (
-    JSON,
     ConnectorSpec,
     ConnectorTypeInfo,
     DesiredSpace,
@@ -25,19 +26,8 @@ from reconciler.model import (
     SecretDigest,
     SpaceSettings,
 )
-from reconciler.plan import (
-    PLAINTEXT_MARKER,
-    Action,
-    Change,
-    Desired,
-    FieldDiff,
-    Guard,
-    Plan,
-    Problem,
-    SecretsStatus,
-    live_fingerprint,
-)
-from reconciler.secrets import Reference, ReferenceSyntaxError, is_plaintext, references_in
+from reconciler.plan import Action, Change, Desired, FieldDiff, Guard, Plan, SecretsStatus, live_fingerprint
+from reconciler.plansecrets import Status, new_secrets, plaintext_problems, secrets_status, without_plaintext
 
 ACTION_ORDER: Mapping[Action, int] = {
     Action.CREATE: 0,
@@ -48,8 +38,6 @@ ACTION_ORDER: Mapping[Action, int] = {
     Action.UNMANAGED: 5,
 }
 MISSING_SECRETS = "secrets missing in Kibana (e.g. after a saved-object import)"
-PLAINTEXT_WARNING = ("plaintext secret in {where} (allow_plaintext_secrets): it is never written to the plan; "
-                     "apply it with `kcr apply` (plan and apply in one run), not from a saved plan")
 SYNC_SECRETS = "--sync-secrets"
 # Kibana's in-memory system actions are listed nowhere public; their ids follow this pattern.
 _SYSTEM_ID_PREFIX = "system-connector-"
@@ -86,18 +74,19 @@ def make_plan(
     ignored: list[str] = []
     for space in scope:
         if space not in live.known_spaces:
-            problems.append(Problem(space, None, "error", f"unknown space {space!r}: Kibana has no such space "
-                                    "(create it in Kibana or rename the directory connectors/" + space + ")"))
+            problems.append(Problem.in_kibana(space, None, "error", f"unknown space {space!r}: Kibana has no such "
+                                              "space (create it in Kibana or rename the directory connectors/"
+                                              + space + ")"))
             continue
         live_space = live.spaces.get(space)
         if live_space is None:
-            problems.append(Problem(space, None, "error", f"space {space!r} was not read from Kibana; "
-                                    "nothing is planned there"))
+            problems.append(Problem.in_kibana(space, None, "error", f"space {space!r} was not read from Kibana; "
+                                              "nothing is planned there"))
             continue
         want = desired.spaces.get(space) or DesiredSpace(space=space, settings=SpaceSettings(), connectors=())
         _plan_space(ctx, want, live_space, changes, problems, ignored)
     changes.sort(key=lambda c: (c.space, ACTION_ORDER[c.action], c.id))
-    problems.sort(key=lambda p: (p.space, p.id or "", p.severity, p.message))
+    problems.sort(key=lambda p: (p.space or "", p.id or "", p.severity, p.message))
     return Plan(
         kibana_url=live.kibana_url,
         spaces=tuple(scope),
@@ -175,9 +164,9 @@ def _plan_space(
     space = want.space
     truncated = have.possibly_truncated
     if truncated:
-        problems.append(Problem(space, None, "warning", f"Kibana listed {len(have.connectors)} connectors in "
-                                f"{space!r}, its maximum: the list may be truncated, so no deletion is planned "
-                                "there and a create may find its id taken"))
+        problems.append(Problem.in_kibana(space, None, "warning", f"Kibana listed {len(have.connectors)} connectors "
+                                          f"in {space!r}, its maximum: the list may be truncated, so no deletion is "
+                                          "planned there and a create may find its id taken"))
     live_by_id = {c.id: c for c in have.connectors}
     declared: set[str] = set()
     for spec in want.connectors:
@@ -186,8 +175,8 @@ def _plan_space(
         if change is None:
             continue
         if _matches(spec.id, want.settings.ignore):
-            problems.append(Problem(space, spec.id, "warning", f"{spec.key} is declared and also matches an "
-                                    "`ignore` glob of the space; the declaration wins"))
+            problems.append(Problem.in_kibana(space, spec.id, "warning", f"{spec.key} is declared and also matches "
+                                              "an `ignore` glob of the space; the declaration wins"))
         changes.append(change)
     for conn in have.connectors:
         if conn.id in declared or conn.is_preconfigured or conn.is_system_action:
@@ -231,21 +220,22 @@ def _plan_connector(
     if reserved is None and spec.id.startswith(_SYSTEM_ID_PREFIX):
         reserved = "the id of a Kibana system action"
     if reserved is not None:
-        problems.append(Problem(space, spec.id, "error", f"{label}: id {spec.id} is {reserved}, which kcr never "
-                                "manages; choose another id"))
+        problems.append(Problem.in_kibana(space, spec.id, "error", f"{label}: id {spec.id} is {reserved}, which kcr "
+                                          "never manages; choose another id"))
         return None
     declared_in = ctx.declared_spaces_of.get(spec.id, (space,))
     if len(declared_in) > 1:
-        problems.append(Problem(space, spec.id, "error", f"{label}: id {spec.id} is declared in spaces "
-                                f"{', '.join(declared_in)}, but Kibana connector ids are global across spaces; "
-                                "give each its own id"))
+        problems.append(Problem.in_kibana(space, spec.id, "error", f"{label}: id {spec.id} is declared in spaces "
+                                          f"{', '.join(declared_in)}, but Kibana connector ids are global across "
+                                          "spaces; give each its own id"))
         return None
     if conn is None:
         elsewhere = [s for s in ctx.live_spaces_of.get(spec.id, ()) if s != space]
         if elsewhere:
-            problems.append(Problem(space, spec.id, "error", f"{label}: id {spec.id} already exists in space "
-                                    f"{', '.join(elsewhere)} (Kibana ids are global across spaces), so Kibana "
-                                    "would refuse the create with 409; delete it there first or change the id"))
+            problems.append(Problem.in_kibana(space, spec.id, "error", f"{label}: id {spec.id} already exists in "
+                                              f"space {', '.join(elsewhere)} (Kibana ids are global across spaces), "
+                                              "so Kibana would refuse the create with 409; delete it there first or "
+                                              "change the id"))
         change = _create(ctx, spec)
     elif conn.type != spec.type:
         change = _recreate(ctx, spec, conn)
@@ -253,7 +243,7 @@ def _plan_connector(
         change = _update_or_noop(ctx, spec, conn)
     if change.action in (Action.CREATE, Action.UPDATE, Action.RECREATE):
         problems.extend(_type_problems(spec, label, ctx.live.connector_types))
-        problems.extend(_plaintext_problems(spec))
+        problems.extend(plaintext_problems(spec))
     return change
 
 
@@ -267,7 +257,7 @@ def _desired(spec: ConnectorSpec) -> Desired:
         name=spec.name,
         type=spec.type,
         config=dict(spec.config),
-        secret_refs=_without_plaintext(spec.secrets),
+        secret_refs=without_plaintext(spec.secrets),
         key=spec.key,
         protect=spec.protect,
         file=spec.location.file if spec.location is not None else None,
@@ -275,55 +265,22 @@ def _desired(spec: ConnectorSpec) -> Desired:
 
 
 def _create(ctx: _Context, spec: ConnectorSpec) -> Change:
-    status, keys = _new_secrets(spec)
-    return Change(
-        space=spec.space,
-        id=spec.id,
-        action=Action.CREATE,
-        reason="declared, not in Kibana",
-        name=spec.name,
-        type=spec.type,
-        diffs=(FieldDiff("name", None, spec.name, "added"), *normalize.added_diffs(
-            "config", normalize.declared_config(spec))),
-        secrets=status,
-        secret_keys_changed=keys,
-        desired=_desired(spec),
-        secret_digest=ctx.digests.get(spec.id),
-    )
+    diffs = (FieldDiff("name", None, spec.name, "added"),
+             *normalize.added_diffs("config", normalize.declared_config(spec)))
+    return _declared(ctx, spec, None, Action.CREATE, "declared, not in Kibana", diffs, new_secrets(spec))
 
 
 def _recreate(ctx: _Context, spec: ConnectorSpec, conn: LiveConnector) -> Change:
-    status, keys = _new_secrets(spec)
-    diffs = [FieldDiff("connector_type_id", conn.type, spec.type, "changed")]
-    if conn.name != spec.name:
-        diffs.append(FieldDiff("name", conn.name, spec.name, "changed"))
-    diffs.extend(normalize.config_diffs(spec, conn))
-    return Change(
-        space=spec.space,
-        id=spec.id,
-        action=Action.RECREATE,
-        reason=f"connector_type_id changes from {conn.type} to {spec.type}, which Kibana cannot update: "
-        "delete, then create with the same id",
-        name=spec.name,
-        type=spec.type,
-        live_type=conn.type,
-        diffs=tuple(diffs),
-        secrets=status,
-        secret_keys_changed=keys,
-        referenced_by_count=conn.referenced_by_count,
-        guard=_guard(conn.referenced_by_count, spec),
-        live_fingerprint=live_fingerprint(conn),
-        desired=_desired(spec),
-        secret_digest=ctx.digests.get(spec.id),
-    )
+    reason = (f"connector_type_id changes from {conn.type} to {spec.type}, which Kibana cannot update: "
+              "delete, then create with the same id")
+    diffs = (FieldDiff("connector_type_id", conn.type, spec.type, "changed"), *_field_diffs(spec, conn))
+    return _declared(ctx, spec, conn, Action.RECREATE, reason, diffs, new_secrets(spec),
+                     guard=_guard(conn.referenced_by_count, spec))
 
 
 def _update_or_noop(ctx: _Context, spec: ConnectorSpec, conn: LiveConnector) -> Change:
-    diffs: list[FieldDiff] = []
-    if conn.name != spec.name:
-        diffs.append(FieldDiff("name", conn.name, spec.name, "changed"))
-    diffs.extend(normalize.config_diffs(spec, conn))
-    status, keys = _secrets_status(spec, ctx.digests.get(spec.id), ctx.record.get(spec.id))
+    diffs = _field_diffs(spec, conn)
+    status, keys = secrets_status(spec, ctx.digests.get(spec.id), ctx.record.get(spec.id))
     reasons: list[str] = []
     fields = sorted({"name" if d.path == "name" else "config" for d in diffs}, key=("name", "config").index)
     if fields:
@@ -334,22 +291,45 @@ def _update_or_noop(ctx: _Context, spec: ConnectorSpec, conn: LiveConnector) -> 
         reasons.append("secrets changed")
     if not reasons and ctx.sync_secrets and spec.secrets:
         reasons.append(SYNC_SECRETS)
-    action = Action.UPDATE if reasons else Action.NOOP
+    action, reason = (Action.UPDATE, "; ".join(reasons)) if reasons else (Action.NOOP, "up to date")
+    return _declared(ctx, spec, conn, action, reason, diffs, (status, keys))
+
+
+def _field_diffs(spec: ConnectorSpec, conn: LiveConnector) -> tuple[FieldDiff, ...]:
+    name = (FieldDiff("name", conn.name, spec.name, "changed"),) if conn.name != spec.name else ()
+    return (*name, *normalize.config_diffs(spec, conn))
+
+
+def _declared(
+    ctx: _Context,
+    spec: ConnectorSpec,
+    conn: LiveConnector | None,
+    action: Action,
+    reason: str,
+    diffs: Sequence[FieldDiff],
+    secrets: Status,
+    guard: Guard | None = None,
+) -> Change:
+    """A change to a declared connector; `conn` is the live one, None for a create. Only a change
+    that sends something carries what it sends: the desired state and this run's secret digest."""
+    sends = action is not Action.NOOP
+    status, keys = secrets
     return Change(
         space=spec.space,
         id=spec.id,
         action=action,
-        reason="; ".join(reasons) if reasons else "up to date",
+        reason=reason,
         name=spec.name,
         type=spec.type,
-        live_type=conn.type,
+        live_type=None if conn is None else conn.type,
         diffs=tuple(diffs),
         secrets=status,
         secret_keys_changed=keys,
-        referenced_by_count=conn.referenced_by_count,
-        live_fingerprint=live_fingerprint(conn),
-        desired=_desired(spec) if action is Action.UPDATE else None,
-        secret_digest=ctx.digests.get(spec.id) if action is Action.UPDATE else None,
+        referenced_by_count=0 if conn is None else conn.referenced_by_count,
+        guard=guard or Guard(),
+        live_fingerprint=None if conn is None else live_fingerprint(conn),
+        desired=_desired(spec) if sends else None,
+        secret_digest=ctx.digests.get(spec.id) if sends else None,
     )
 
 
@@ -389,115 +369,27 @@ def _guard(referenced_by_count: int | None, spec: ConnectorSpec | None) -> Guard
 
 
 def _type_problems(spec: ConnectorSpec, label: str, types: Mapping[str, ConnectorTypeInfo]) -> list[Problem]:
+    def error(message: str) -> Problem:
+        return Problem.in_kibana(spec.space, spec.id, "error", f"{label}: {message}")
+
     known = catalog.get(spec.type)
     if known is not None and known.is_system_action:
-        return [Problem(spec.space, spec.id, "error", f"{label}: {spec.type} is a system action type; Kibana "
-                        "refuses to create connectors of it")]
+        return [error(f"{spec.type} is a system action type; Kibana refuses to create connectors of it")]
     if not types:  # connector_types was not read: nothing to check against
         return []
     info = types.get(spec.type)
     if info is None:
-        return [Problem(spec.space, spec.id, "error", f"{label}: type {spec.type} is not available in this Kibana "
-                        "(GET connector_types does not list it: not registered in this version, or switched off)")]
+        return [error(f"type {spec.type} is not available in this Kibana (GET connector_types does not list it: "
+                      "not registered in this version, or switched off)")]
     out: list[Problem] = []
     if not info.enabled_in_license:
         licence = info.minimum_license_required
-        out.append(Problem(spec.space, spec.id, "error", f"{label}: type {spec.type} needs {_article(licence)} "
-                           f"{licence} licence, which this Kibana's licence does not cover"))
+        out.append(error(f"type {spec.type} needs {_article(licence)} {licence} licence, which this Kibana's "
+                         "licence does not cover"))
     if not info.enabled_in_config:
-        out.append(Problem(spec.space, spec.id, "error", f"{label}: type {spec.type} is not enabled in "
-                           "xpack.actions.enabledActionTypes (kibana.yml)"))
+        out.append(error(f"type {spec.type} is not enabled in xpack.actions.enabledActionTypes (kibana.yml)"))
     return out
 
 
 def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-# --- secrets -------------------------------------------------------------------------------------
-
-
-def _without_plaintext(value: JSON) -> JSON:
-    """The secrets with every literal value (no `${...}` reference; allowed by allow_plaintext_secrets
-    for local experiments) replaced by the marker, so that no secret value reaches a saved plan or
-    `--format json`. References, and literal text around them, stay: apply resolves them again."""
-    if isinstance(value, Mapping):
-        return {str(k): _without_plaintext(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_without_plaintext(v) for v in value]
-    return dict(PLAINTEXT_MARKER) if is_plaintext(value) else value
-
-
-def _plaintext_keys(secrets: Mapping[str, JSON]) -> list[str]:
-    return [str(k) for k, v in secrets.items() if _without_plaintext(v) != v]
-
-
-def _plaintext_problems(spec: ConnectorSpec) -> list[Problem]:
-    keys = _plaintext_keys(spec.secrets)
-    if not keys:
-        return []
-    first = spec.locations.get(f"secrets.{keys[0]}") or spec.location
-    where = str(first) if first is not None else spec.key
-    return [Problem(spec.space, spec.id, "warning", PLAINTEXT_WARNING.format(where=where))]
-
-
-def _takes_secrets(spec: ConnectorSpec) -> bool:
-    known = catalog.get(spec.type)
-    return bool(spec.secrets) or (known is not None and known.has_secrets())
-
-
-def _new_secrets(spec: ConnectorSpec) -> tuple[SecretsStatus, tuple[str, ...]]:
-    """A new connector gets every declared secret; no keys means none is declared (a null is none)."""
-    if not _takes_secrets(spec):
-        return SecretsStatus.NONE, ()
-    return SecretsStatus.CHANGED, tuple(sorted(k for k, v in spec.secrets.items() if v is not None))
-
-
-def _references(secrets: Mapping[str, JSON]) -> dict[str, list[Reference]] | None:
-    """The references under each top-level secret key; None when a template does not parse
-    (validation reports it; the planner just cannot compare)."""
-    try:
-        return {str(key): references_in(value) for key, value in secrets.items()}
-    except ReferenceSyntaxError:
-        return None
-
-
-def _secrets_status(
-    spec: ConnectorSpec, digest: SecretDigest | None, recorded: SecretDigest | None
-) -> tuple[SecretsStatus, tuple[str, ...]]:
-    """Kibana never returns secrets, so they are compared with the record of what kcr applied:
-    per-key HMACs when both sides have them, else Vault versions when every reference is a Vault
-    one, else unknown."""
-    if not _takes_secrets(spec):
-        return SecretsStatus.NONE, ()
-    if recorded is None:
-        return SecretsStatus.UNKNOWN, ()
-    if not spec.secrets:  # nothing declared: compare with what was applied last
-        stale = tuple(sorted(recorded.hmacs)) if recorded.hmacs else ()
-        if recorded.hmacs or recorded.vault_versions:
-            return SecretsStatus.CHANGED, stale
-        return SecretsStatus.UNCHANGED, ()
-    if digest is None:
-        return SecretsStatus.UNKNOWN, ()
-    if digest.hmacs and recorded.hmacs:
-        keys = tuple(sorted(k for k in digest.hmacs.keys() | recorded.hmacs.keys()
-                            if digest.hmacs.get(k) != recorded.hmacs.get(k)))
-        return (SecretsStatus.CHANGED, keys) if keys else (SecretsStatus.UNCHANGED, ())
-    return _vault_status(spec, digest, recorded)
-
-
-def _vault_status(
-    spec: ConnectorSpec, digest: SecretDigest, recorded: SecretDigest
-) -> tuple[SecretsStatus, tuple[str, ...]]:
-    refs = _references(spec.secrets)
-    every = [r for rs in (refs or {}).values() for r in rs]
-    if not every or any(r.scheme != "vault" for r in every) or not recorded.vault_versions:
-        return SecretsStatus.UNKNOWN, ()
-    if any(r.text not in digest.vault_versions for r in every):
-        return SecretsStatus.UNKNOWN, ()  # a version is missing from this run's digest
-    moved = {ref for ref, version in digest.vault_versions.items() if recorded.vault_versions.get(ref) != version}
-    dropped = recorded.vault_versions.keys() - digest.vault_versions.keys()
-    if not moved and not dropped:
-        return SecretsStatus.UNCHANGED, ()
-    keys = sorted(key for key, rs in (refs or {}).items() if any(r.text in moved for r in rs))
-    return SecretsStatus.CHANGED, tuple(keys)

@@ -1,4 +1,4 @@
-"""Views of a Plan for people and machines, made from the Plan alone (JSON is `plan.dumps`).
+"""Views of a Plan for people and machines, made from the Plan alone (JSON is `planfile.dumps`).
 
 Nothing here prints secret references or values: a plan carries references in `desired.secret_refs`
 for apply, and the views show only the names of the secret keys that change. Names and config
@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from reconciler.plan import MUTATING, Action, Change, FieldDiff, Plan, Problem, SecretsStatus
+from reconciler.plan import MUTATING, Action, Change, FieldDiff, Plan, SecretsStatus
 
 NO_CHANGES = "No changes. Kibana matches the repository."
 NO_CHANGES_UNSURE = "No changes."  # errors, or secrets kcr cannot compare: it cannot vouch for a match
@@ -33,7 +33,10 @@ _SYMBOL = {
     Action.NOOP: " ",
 }
 _COLOUR = {"+": "32", "~": "33", "-/+": "35", "-": "31", "!": "1;31", "?": "2", "error": "31", "warning": "33"}
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+# C0, DEL, C1 (a CSI at U+009B drives a terminal like ESC [) and the bidi overrides and isolates, which
+# can make a name read as something else (Trojan Source): shown as escapes, never sent to a terminal.
+_UNPRINTABLE = (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_CONTROL = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _UNPRINTABLE}
 
 
 def unknown_secrets(plan: Plan) -> int:
@@ -125,7 +128,7 @@ def text(plan: Plan, color: bool) -> str:
             lines.append(_clean(f"      {d.path}: {_diff_text(d, TEXT_VALUE_WIDTH)}"))
         secrets = _secrets_line(change)
         if secrets is not None:
-            lines.append(f"      secrets: {secrets}")
+            lines.append(_clean(f"      secrets: {secrets}"))
         if change.live_fingerprint is not None:
             count = change.referenced_by_count
             lines.append(f"      referenced_by_count: {'unknown (not in Kibana answer)' if count is None else count}")
@@ -145,7 +148,7 @@ def text(plan: Plan, color: bool) -> str:
         lines.append("Problems:")
         for p in plan.problems:
             severity = paint(_COLOUR.get(p.severity, "0"), _clean(p.severity))
-            lines.append(f"  {severity}: {_clean(_where(p) + p.message)}")
+            lines.append(f"  {severity}: {_clean(f'{p.where()}: {p.message}')}")
         lines.append("")
     if plan.ignored:
         lines.append(f"{len(plan.ignored)} ignored by `ignore` globs.")
@@ -154,10 +157,6 @@ def text(plan: Plan, color: bool) -> str:
         lines.append(f"{unchanged}.")
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
-
-
-def _where(p: Problem) -> str:
-    return f"{p.space}/{p.id}: " if p.id else f"{p.space}: "
 
 
 def _diff_text(d: FieldDiff, width: int) -> str:
@@ -182,7 +181,7 @@ def _diff_text(d: FieldDiff, width: int) -> str:
 _MD_ENTITIES = {
     **{ord(c): f"&#{ord(c)};" for c in "!#$%*@[\\]_`{|}~"},
     **{ord(c): html.escape(c, quote=True) for c in "&<>\"'"},
-    **{c: f"&#92;x{c:02x}" for c in (*range(0x20), 0x7F) if c not in (0x0A, 0x0D)},
+    **{c: "&#92;" + _CONTROL[c][1:] for c in _UNPRINTABLE if c not in (0x0A, 0x0D)},
 }
 _MD_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _MD_AUTOLINK = re.compile(r":(?=//)|(?i:(?<=www)\.)")
@@ -194,10 +193,16 @@ def _md_escape(s: str) -> str:
     return _MD_LINE_BREAK.sub("<br>", escaped)
 
 
+# GitLab's reference prefixes: @user, #issue, !merge request, ~label, %milestone, $snippet, &epic.
+# (only where one could start: before a word character or a quoted label)
+_MD_REFERENCES = re.compile(r"(?:&#64;|&#35;|&#33;|&#126;|&#37;|&#36;|&amp;)(?=\w|&quot;)")
+
+
 def _md(s: str) -> str:
-    """Escaped text. GitLab finds mentions and URLs in the rendered text itself, entities decoded, so
-    a zero-width space also keeps `@all` from notifying a project and `https://` from becoming a link."""
-    return _md_escape(s).replace("&#64;", "&#64;" + _ZWSP).replace("&#58;//", "&#58;" + _ZWSP + "//")
+    """Escaped text. GitLab finds mentions, references and URLs in the rendered text itself, entities
+    decoded, so a zero-width space also keeps `@all` from notifying a project, `#12` from posting a
+    "mentioned in" note on an issue, and `https://` from becoming a link."""
+    return _MD_REFERENCES.sub(lambda m: m.group(0) + _ZWSP, _md_escape(s)).replace("&#58;//", "&#58;" + _ZWSP + "//")
 
 
 def markdown_text(s: str) -> str:
@@ -239,7 +244,7 @@ def markdown(plan: Plan) -> str:
         out.append("")
     if plan.problems:
         out += ["#### Problems", ""]
-        out += [f"- **{_md(p.severity)}** {_code(_where(p).rstrip(': '))}: {_md(p.message)}" for p in plan.problems]
+        out += [f"- **{_md(p.severity)}** {_code(p.where().rstrip(': '))}: {_md(p.message)}" for p in plan.problems]
         out.append("")
     unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
     if unmanaged:

@@ -1,4 +1,7 @@
-"""What `kcr validate` and `kcr types` compute, as data; the CLI only prints it and picks the exit code."""
+"""What `kcr validate` and `kcr types` compute, as data; the CLI only prints it and picks the exit code.
+
+Loading the files is `desired` (offline); resolving every secret reference (`--resolve-secrets`) is
+here, so that reading a repository never depends on the secret backends."""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ from typing import Any
 import httpx
 
 from reconciler import catalog
-from reconciler.desired import check_secrets, load
+from reconciler.desired import load, owner_label
 from reconciler.errors import Problem
-from reconciler.model import ConnectorTypeInfo
+from reconciler.model import ConnectorTypeInfo, DesiredState
+from reconciler.secrets import SecretResolver
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,30 @@ def validate(root: Path, *, spaces: Sequence[str] | None = None, resolve_secrets
         problems.extend(check_secrets(result.state, root, env or {}, vault_transport))
         resolved = True
     return ValidationReport(tuple(problems), result.files, result.connectors, result.spaces, resolved)
+
+
+def validate_repository(root: Path, *, resolve_secrets: bool = False, env: Mapping[str, str] | None = None,
+                        spaces: Sequence[str] | None = None, vault_transport: httpx.BaseTransport | None = None,
+                        allow_plaintext_secrets: bool = False) -> list[Problem]:
+    """Every problem (errors and warnings) of the repository; offline unless resolve_secrets."""
+    return list(validate(root, spaces=spaces, resolve_secrets=resolve_secrets, env=env,
+                         vault_transport=vault_transport, allow_plaintext_secrets=allow_plaintext_secrets).problems)
+
+
+def check_secrets(state: DesiredState, root: Path, env: Mapping[str, str],
+                  vault_transport: httpx.BaseTransport | None = None) -> list[Problem]:
+    """Resolve every reference (env, files, Vault) and report each failure at its connector's secrets."""
+    specs = {owner_label(spec): spec for space in state.spaces.values() for spec in space.connectors if spec.secrets}
+    resolver = SecretResolver(env, state.settings, root, vault_transport)
+    _, errors = resolver.resolve_collect({owner: spec.secrets for owner, spec in specs.items()})
+    problems = []
+    for owner, messages in sorted(errors.items()):
+        spec = specs[owner]
+        loc = spec.locations.get("secrets") or spec.location
+        for message in messages:
+            problems.append(Problem(loc.file if loc else owner, message, loc.line if loc else None,
+                                    loc.column if loc else None, "secrets"))
+    return problems
 
 
 def summary(report: ValidationReport) -> str:

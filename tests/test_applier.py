@@ -690,7 +690,7 @@ def test_record_keeper_saves_as_results_arrive() -> None:
     """A run killed half-way keeps the record of what it already changed: with the interval elapsed,
     each success is saved at once, and only successes are ever claimed."""
     from reconciler.applier import ActionResult, _RecordKeeper
-    from reconciler.secrets import Masker
+    from reconciler.masking import Masker
 
     saves: list[dict[str, SecretDigest]] = []
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reconciler import plan as plan_json
+from reconciler import planfile as plan_json
 from reconciler.applier import ApplyReport, Status, apply_plan, exit_code, render_report_text, report_to_json
 from reconciler.desired import load_repository, owner_label
 from reconciler.kibana import Connection, KibanaClient

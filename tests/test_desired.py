@@ -10,9 +10,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.desired import load, load_repository, validate_repository
+from reconciler.desired import load, load_repository
 from reconciler.errors import ValidationError
 from reconciler.model import ConnectorSpec, Settings, SpaceSettings, derive_connector_id
+from reconciler.validate import validate_repository
 
 GOOD = {
     "kcr.yaml": """\

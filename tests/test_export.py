@@ -9,10 +9,9 @@ import pytest
 import yaml
 
 from reconciler import catalog
-from reconciler.desired import load_repository, owner_label, validate_repository
+from reconciler.desired import load_repository, owner_label
 from reconciler.errors import ConfigError
 from reconciler.export import (
-    CREDENTIAL_SHAPES,
     env_word,
     export_config,
     export_spaces,
@@ -26,6 +25,7 @@ from reconciler.plan import Action
 from reconciler.planner import make_plan
 from reconciler.sandbox import Sandbox
 from reconciler.secrets import SecretResolver
+from reconciler.validate import validate_repository
 
 
 def uid(n: int) -> str:
@@ -97,9 +97,9 @@ def test_secret_keys_rule(type_id: str, config: dict[str, Any], keys: tuple[str,
 
 
 def test_credential_shapes_name_real_secret_keys() -> None:
-    for types, _, keys in CREDENTIAL_SHAPES:
-        for t in types:
-            assert set(keys) <= set(catalog.types()[t].secret_keys()), (t, keys)
+    for ct in catalog.types().values():
+        for shape in ct.credential_shapes:
+            assert set(shape.secrets) <= set(ct.secret_keys()), (ct.id, shape.secrets)
 
 
 def test_export_config_drops_schema_defaults_only() -> None:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from reconciler import jsondepth
-from reconciler import plan as planmod
+from reconciler import planfile as planmod
 from reconciler.cli import main
 from reconciler.errors import KibanaError, KibanaUnavailable, PlanFileError, StateError
 from reconciler.kibana import Connection, KibanaClient

@@ -18,7 +18,7 @@ import pytest
 from test_applier import FakeClient, FakeResolver, by_address, change, cid, live, plan_of, run
 from test_planner_fixtures import desired, live_state, spec
 
-from reconciler import plan as plan_json
+from reconciler import planfile as plan_json
 from reconciler import render
 from reconciler.applier import Status, exit_code
 from reconciler.cli import main
@@ -205,6 +205,30 @@ def test_plan_refuses_lists_from_a_proxy_that_drops_the_space_prefix(
     assert [c["id"] for c in sb.connectors_in("default")] == [STRAY]
 
 
+
+def test_a_proxy_dropping_the_space_prefix_shows_even_when_only_another_space_is_planned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With only `ops` in the repository, the default space's list is read as a witness: through the
+    proxy it names the same connector as `ops`'s, so nothing of default's is deleted."""
+    sb = Sandbox.from_seed({
+        "license": "platinum", "spaces": ["default", "ops"],
+        "connectors": [{"id": STRAY, "space": "default", "name": "Prod pager", "connector_type_id": ".server-log"}],
+    })
+    repo = repo_with(tmp_path / "repo", {
+        "connectors/ops/_space.yaml": "prune: true\n",
+        "connectors/ops/main.yaml": "connectors:\n  - id: history\n    name: History\n    type: .server-log\n",
+    })
+    env = env_for(tmp_path)
+    proxy = Proxy(sb, drop_space=True)
+    code, text = kcr(capsys, env, proxy, "apply", "--auto-approve", "--dir", str(repo))
+    assert code == 1, text
+    assert STRAY in text and "default, ops" in text
+    assert proxy.mutations() == [] and sandbox_mutations(sb) == {}
+    assert [c["id"] for c in sb.connectors_in("default")] == [STRAY]
+    code, text = kcr(capsys, env, sb.transport(), "plan", "--detailed-exitcode", "--dir", str(repo))
+    assert code == 2, text  # direct: ops plans its create, default's connector is no business of its
+
 def test_plan_refuses_a_list_naming_one_id_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sb = Sandbox.from_seed({
         "license": "platinum", "spaces": ["default"],
@@ -326,3 +350,70 @@ def test_apply_blocks_a_listed_connector_without_a_count_whatever_allow_referenc
     assert "referenced_by_count could not be re-read" in result.message
     assert client.calls == []  # no delete sent
     assert ("default", cid(1)) in client.store
+
+
+# --- the run's own credential, connector types, text kcr could not write ------------------------------------
+
+TOKEN = "CANARY-kibana-token-5b1e"
+
+
+@pytest.mark.parametrize(
+    ("env", "forms"),
+    [
+        ({"KIBANA_BEARER_TOKEN": TOKEN}, [TOKEN]),
+        ({"KIBANA_API_KEY": f"id:{TOKEN}"}, [TOKEN, "aWQ6Q0FOQVJZLWtpYmFuYS10b2tlbi01YjFl"]),
+        ({"KIBANA_USERNAME": "elastic", "KIBANA_PASSWORD": TOKEN},
+         [TOKEN, "ZWxhc3RpYzpDQU5BUlkta2liYW5hLXRva2VuLTViMWU="]),
+    ],
+    ids=["bearer", "api key", "basic"],
+)
+def test_a_kibana_echoing_the_runs_own_credential_never_shows_it(env: dict[str, str], forms: list[str]) -> None:
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"message": f"bad credential {request.headers['Authorization']} "
+                                                    f"for {TOKEN}"})
+
+    client = KibanaClient(Connection.from_env({"KIBANA_URL": KIBANA, **env}), transport=httpx.MockTransport(echo),
+                          sleep=lambda s: None)
+    for call in (lambda: client.list_spaces(), lambda: client.delete_connector("default", CID),
+                 lambda: client.update_connector("default", CID, name="x", config={}, secrets={})):
+        with pytest.raises(KibanaError) as info:
+            call()
+        assert "bad credential" in str(info.value)
+        assert not [form for form in forms if form in str(info.value)]
+
+
+@pytest.mark.parametrize("variable", ["KIBANA_API_KEY", "KIBANA_BEARER_TOKEN", "KIBANA_PASSWORD"])
+def test_a_credential_with_a_trailing_newline_is_refused_by_name_not_value(variable: str) -> None:
+    env = {"KIBANA_URL": KIBANA, "KIBANA_USERNAME": "elastic", variable: f"{TOKEN}\n"}
+    with pytest.raises(Exception, match=variable) as info:
+        Connection.from_env(env)
+    assert TOKEN not in str(info.value)
+
+
+TYPE = {"id": ".slack", "name": "Slack", "enabled": True, "enabled_in_config": True, "enabled_in_license": True,
+        "minimum_license_required": "gold", "supported_feature_ids": ["alerting"], "is_system_action_type": False}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [[], [{**TYPE, "enabled_in_license": "false"}], [{k: v for k, v in TYPE.items() if k != "enabled_in_config"}],
+     [{**TYPE, "enabled": None}], [{**TYPE, "minimum_license_required": 5}]],
+    ids=["empty list", "string false", "flag missing", "flag null", "licence not a string"],
+)
+def test_connector_types_that_cannot_be_trusted_are_refused_never_read_as_enabled(answer: list[Any]) -> None:
+    with pytest.raises(KibanaError, match="connector_types"):
+        answering(answer).connector_types()
+
+
+def test_connector_types_as_kibana_answers_them_are_read() -> None:
+    types = answering([TYPE, {**TYPE, "id": ".index", "enabled_in_license": False}]).connector_types()
+    assert types[".slack"].enabled_in_license and not types[".index"].enabled_in_license
+
+
+def test_a_name_holding_a_lone_surrogate_is_refused_before_it_reaches_a_plan() -> None:
+    raw = json.dumps([listed_body(name="x")]).replace('"name": "x"', '"name": "Slack \\ud800"').encode()
+    client = KibanaClient(Connection.from_env({"KIBANA_URL": KIBANA}),
+                          transport=httpx.MockTransport(lambda r: httpx.Response(200, content=raw)),
+                          sleep=lambda s: None)
+    with pytest.raises(KibanaError, match="not valid Unicode"):
+        client.list_connectors("ops")

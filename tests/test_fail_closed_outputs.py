@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import html
 import json
+import re
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,12 +26,13 @@ from markdown_it import MarkdownIt
 
 from reconciler import render
 from reconciler.cli import main
-from reconciler.errors import ReconcilerError, SecretError, StateError
+from reconciler.errors import Problem, ReconcilerError, SecretError, StateError
 from reconciler.gitlab import post_mr_comment
+from reconciler.masking import Masker
 from reconciler.model import RuleRef, SecretDigest, Settings, derive_connector_id
-from reconciler.plan import Action, Change, FieldDiff, Guard, Plan, Problem, SecretsStatus
+from reconciler.plan import Action, Change, FieldDiff, Guard, Plan, SecretsStatus
 from reconciler.sandbox import Sandbox
-from reconciler.secrets import Masker, SecretResolver
+from reconciler.secrets import SecretResolver
 from reconciler.state import FileBackend, HttpBackend
 
 KIBANA = "http://kibana.test"
@@ -389,7 +391,7 @@ def evil_plan(s: str) -> Plan:
                    guard=Guard(blocked=True, reasons=(s,), rules=(rule, RuleRef(id="r2", name=f"[{s}")))),
             Change(space="default", id="c3", action=Action.UNMANAGED, reason="declared nowhere", name=s, type=s),
         ),
-        problems=(Problem(space="default", id="c1", severity="warning", message=s),),
+        problems=(Problem.in_kibana("default", "c1", "warning", s),),
     )
 
 
@@ -436,6 +438,23 @@ def test_markdown_mentions_and_autolinks_are_broken() -> None:
     text = html.unescape(md)
     assert "@\u200ball" in text and "https:\u200b//evil.example" in text  # still readable, not a mention or link
 
+
+
+@pytest.mark.parametrize("reference", ["#12", "!3", "~security", '~"on call"', "%v1.0", "$7", "&4", "group/project#5"])
+def test_markdown_gitlab_references_are_broken(reference: str) -> None:
+    """GitLab links `#12` and friends in rendered text and posts "mentioned in" notes on the target:
+    a zero-width space after the prefix keeps a connector name from reaching another issue."""
+    md = render.markdown(evil_plan(f"see {reference} now"))
+    prose = html.unescape(re.sub(r"<code>.*?</code>", "", md))  # GitLab finds no reference inside code
+    assert "see " in prose and reference not in prose
+    assert "\u200b" in prose.split("see ", 1)[1][: len(reference) + 1]
+
+
+@pytest.mark.parametrize("char", ["\x9b", "\u202e", "\u2066", "\x1b"], ids=["C1 CSI", "RLO", "LRI", "ESC"])
+def test_unprintable_and_bidi_characters_never_reach_the_text_or_markdown_output(char: str) -> None:
+    plan = evil_plan(f"safe{char}name")
+    for out in (render.text(plan, color=False), html.unescape(render.markdown(plan))):
+        assert char not in out
 
 def test_drift_markdown_report_escapes_a_kibana_connector_name(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from test_planner_fixtures import mixed_plan
 
-from reconciler import plan as planmod
+from reconciler import planfile as planmod
 from reconciler.cli import main
 from reconciler.errors import PlanFileError
 from reconciler.model import derive_connector_id

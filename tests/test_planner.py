@@ -20,7 +20,7 @@ from test_planner_fixtures import (
     type_infos,
 )
 
-from reconciler import plan as planmod
+from reconciler import planfile
 from reconciler.model import ConnectorTypeInfo, Location, RuleRef, SecretDigest, SpaceSettings
 from reconciler.plan import PLAINTEXT_MARKER, Action, Change, Plan, SecretsStatus, live_fingerprint
 from reconciler.planner import MISSING_SECRETS, SYNC_SECRETS, attach_rules, blocked_ids, make_plan
@@ -419,9 +419,9 @@ def test_plaintext_secrets_replaced_by_marker_with_a_warning() -> None:
                          "never written to the plan; apply it with `kcr apply` (plan and apply in one run), not "
                          "from a saved plan")
     assert not plan.has_errors
-    for out in (planmod.dumps(plan), repr(plan)):
+    for out in (planfile.dumps(plan), repr(plan)):
         assert canary not in out
-    assert planmod.loads(planmod.dumps(plan)) == plan  # the marker is a valid saved-plan value
+    assert planfile.loads(planfile.dumps(plan)) == plan  # the marker is a valid saved-plan value
 
 
 @pytest.mark.parametrize("twin", [None, {"name": "Old"}, {"type": ".slack"}], ids=["create", "update", "recreate"])
@@ -429,7 +429,7 @@ def test_plaintext_marker_for_every_action_that_sends(twin) -> None:
     s = spec("hook", ".webhook", config={"url": "https://h"}, secrets={"user": "${env:U}", "password": "p4ss"})
     c = only(plan := plan_of(s, live_conns=[] if twin is None else [live_of(s, **twin)]))
     assert c.desired is not None and c.desired.secret_refs["password"] == {"$plaintext": True}
-    assert "p4ss" not in planmod.dumps(plan)
+    assert "p4ss" not in planfile.dumps(plan)
     # the secret's own location is unknown here: the connector's is named
     assert [p.message.split(" (")[0] for p in plan.problems] == ["plaintext secret in connectors/default/main.yaml:1:3"]
 
@@ -439,7 +439,7 @@ def test_plaintext_secret_on_a_noop_warns_nothing() -> None:
     d = digest({"user": "u", "password": "p4ss"})
     plan = plan_of(s, live_conns=[live_of(s)], digests={s.id: d}, record={s.id: d})
     assert only(plan).action is Action.NOOP and plan.problems == ()
-    assert "p4ss" not in planmod.dumps(plan)
+    assert "p4ss" not in planfile.dumps(plan)
 
 
 def test_references_only_left_alone() -> None:

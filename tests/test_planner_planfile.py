@@ -12,23 +12,24 @@ from typing import Any
 import pytest
 from test_planner_fixtures import mixed_plan
 
-from reconciler import plan as planmod
-from reconciler.errors import PlanFileError
+from reconciler import planfile
+from reconciler.errors import PlanFileError, Problem
+from reconciler.plan import Plan, has_plaintext_marker
 
 SOURCE = "plans/saved-plan.json"
 Body = dict[str, Any]
 
 
 def body() -> Body:
-    return copy.deepcopy(planmod.to_json(mixed_plan()))
+    return copy.deepcopy(planfile.to_json(mixed_plan()))
 
 
 def first(b: Body, action: str) -> dict[str, Any]:
     return next(c for c in b["changes"] if c["action"] == action)
 
 
-def load(b: Body) -> planmod.Plan:
-    return planmod.loads(json.dumps(b), SOURCE)
+def load(b: Body) -> Plan:
+    return planfile.loads(json.dumps(b), SOURCE)
 
 
 def refused(b: Body) -> str:
@@ -151,8 +152,8 @@ def test_plaintext_marker_and_references_accepted() -> None:
     loaded = load(b)
     change = next(x for x in loaded.changes if x.address == c["address"])
     assert change.desired is not None
-    assert planmod.has_plaintext_marker(change.desired.secret_refs)
-    assert not planmod.has_plaintext_marker({"a": ["${env:A}"], "b": {"$plaintext": False}})
+    assert has_plaintext_marker(change.desired.secret_refs)
+    assert not has_plaintext_marker({"a": ["${env:A}"], "b": {"$plaintext": False}})
     bad = copy.deepcopy(b)
     first(bad, "create")["desired"]["secret_refs"]["webhookUrl"] = {"$plaintext": False}
     assert "secret_refs" in refused(bad)
@@ -166,4 +167,32 @@ def test_verbatim_ids_accepted() -> None:
 
 
 def test_validator_loaded_once() -> None:
-    assert planmod._validator() is planmod._validator()
+    assert planfile._validator() is planfile._validator()
+
+
+def test_paths_in_messages_are_field_paths() -> None:
+    """Schema errors and the consistency checks name fields as the file loader does (yamlload.join_path):
+    a key that is not a plain name is quoted, so the path points at one field."""
+    b = body()
+    c = first(b, "create")
+    c["desired"]["secret_refs"]["web.hook"] = ["${env:A}", "literal"]
+    assert 'desired.secret_refs["web.hook"][1] holds a literal value' in refused(b)
+    b = body()
+    first(b, "create")["guard"]["rules"] = [{"id": "r", "name": "n"}]
+    assert f"change {first(b, 'create')['address']}: guard.rules[0]: 'space' is a required property" in refused(b)
+    b = body()
+    b["spaces"] = 7
+    assert ": spaces: must be of type array" in refused(b)
+
+
+def test_problems_about_kibana_keep_the_saved_plan_keys() -> None:
+    """One Problem type serves the files and Kibana; a plan's problems keep their four keys and print
+    as space/id."""
+    saved = body()["problems"]
+    assert saved and all(list(p) == ["space", "id", "severity", "message"] for p in saved)
+    assert load(body()).problems == mixed_plan().problems
+    problem = Problem.in_kibana("ops", "c1", "warning", "m")
+    assert (problem.where(), str(problem)) == ("ops/c1", "ops/c1: m")
+    assert str(Problem.in_kibana("ops", None, "error", "m")) == "ops: m"
+    assert str(Problem("connectors/ops/a.yaml", "m", 3, 5, "connectors[0].name")) == \
+        "connectors/ops/a.yaml:3:5: m (connectors[0].name)"

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from reconciler import plan as plan_json
+from reconciler import planfile as plan_json
 from reconciler.applier import STALE_LIVE, ApplyReport, Status, apply_plan
 from reconciler.desired import load_repository, owner_label
 from reconciler.errors import StateError

@@ -26,7 +26,7 @@ from reconciler import catalog
 from reconciler.errors import StateError
 from reconciler.model import derive_connector_id
 from reconciler.normalize import canonical
-from reconciler.plan import loads as plan_loads
+from reconciler.planfile import loads as plan_loads
 from reconciler.sandbox import Sandbox
 from reconciler.sandbox.server import running
 from reconciler.state import FileBackend

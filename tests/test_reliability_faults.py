@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from reconciler import catalog
-from reconciler import plan as plan_json
+from reconciler import planfile as plan_json
 from reconciler.applier import ApplyReport, Status, apply_plan
 from reconciler.desired import load_repository, owner_label
 from reconciler.kibana import Connection, KibanaClient

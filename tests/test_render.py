@@ -25,7 +25,7 @@ from test_planner_fixtures import (
     type_infos,
 )
 
-from reconciler import plan as planmod
+from reconciler import planfile as planmod
 from reconciler import render
 from reconciler.plan import Plan
 from reconciler.planner import make_plan

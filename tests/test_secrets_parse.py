@@ -12,18 +12,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.masking import Secret
 from reconciler.model import Settings
-from reconciler.secrets import (
+from reconciler.references import (
     Reference,
     ReferenceSyntaxError,
-    ResolvedSecrets,
-    Secret,
     Template,
-    guard_refusal,
     is_plaintext,
     parse_template,
     references_in,
 )
+from reconciler.secret_backends.guard import guard_refusal
+from reconciler.secret_backends.vault import VaultTarget, vault_target
+from reconciler.secrets import ResolvedSecrets
 
 
 @pytest.mark.parametrize(
@@ -32,9 +33,8 @@ from reconciler.secrets import (
         ("${env:TOKEN}", (Reference("env", "TOKEN"),)),
         ("https://x/${env:TOKEN}/y", ("https://x/", Reference("env", "TOKEN"), "/y")),
         ("${file:/run/secrets/pd}", (Reference("file", "/run/secrets/pd"),)),
-        ("${vault:secret/alerting/slack#webhook_url}",
-         (Reference("vault", "secret/alerting/slack#webhook_url", "secret/alerting/slack", "webhook_url"),)),
-        ("${vault:kv/team-a/pd#key@12}", (Reference("vault", "kv/team-a/pd#key@12", "kv/team-a/pd", "key", 12),)),
+        ("${vault:secret/alerting/slack#webhook_url}", (Reference("vault", "secret/alerting/slack#webhook_url"),)),
+        ("${vault:kv/team-a/pd#key@12}", (Reference("vault", "kv/team-a/pd#key@12"),)),
         ("$${env:X}", ("${env:X}",)),
         ("cost $5 and $$", ("cost $5 and $$",)),
         ("a$${b}${env:C}", ("a${b}", Reference("env", "C"))),
@@ -70,6 +70,18 @@ def test_syntax_errors(text: str, needle: str) -> None:
     with pytest.raises(ReferenceSyntaxError) as info:
         parse_template(text)
     assert needle in str(info.value)
+
+
+def test_vault_target_splits_path_key_and_version() -> None:
+    assert vault_target("secret/alerting/slack#webhook_url") == VaultTarget("secret/alerting/slack", "webhook_url")
+    assert vault_target("kv/team-a/pd#key@12") == VaultTarget("kv/team-a/pd", "key", 12)
+
+
+def test_unknown_scheme_lists_the_registered_ones() -> None:
+    with pytest.raises(ReferenceSyntaxError) as info:
+        parse_template("x ${aws:prod/db#password}")
+    assert str(info.value) == ("'${' at column 3 does not start a reference: write ${env:NAME}, ${file:PATH} or "
+                               "${vault:MOUNT/PATH#KEY}; a literal '${' is written '$${'")
 
 
 def test_syntax_error_never_repeats_the_string() -> None:
@@ -148,7 +160,7 @@ def test_digest_is_hmac_over_canonical_json() -> None:
 
 
 def test_masker_hides_raw_escaped_and_numeric_forms() -> None:
-    from reconciler.secrets import Masker, Secret
+    from reconciler.masking import Masker
 
     mask = Masker({"a": 'pa"ss\\word', "b": ["tab\there", 123456]}, {"c": Secret("wrapped-value")})
     text = 'got pa"ss\\word, "pa\\"ss\\\\word", tab\\there, 123456 and wrapped-value; ok=ab'

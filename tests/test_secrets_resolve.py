@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ import respx
 
 from reconciler.errors import SecretError
 from reconciler.model import Settings
+from reconciler.references import Reference, is_plaintext
+from reconciler.secret_backends import BACKENDS, Context, Read, Unresolved
 from reconciler.secrets import SecretResolver
 
 VAULT = "http://127.0.0.1:8200"
@@ -338,8 +342,81 @@ def test_vault_cli_durations_are_accepted(tmp_path: Path) -> None:
 
 
 def test_env_names_and_versions_reject_a_trailing_newline() -> None:
-    from reconciler.secrets import ReferenceSyntaxError, parse_template
+    from reconciler.references import ReferenceSyntaxError, parse_template
 
     for text in ("${env:A\n}", "${vault:secret/x#k@1\n}"):
         with pytest.raises(ReferenceSyntaxError):
             parse_template(text)
+
+
+# --- a new backend: one module (this class) plus one registration --------------------------------
+
+
+@dataclass
+class DictBackend:
+    """A whole backend, as a module would hold it: its scheme, how a reference is written, its target's
+    syntax, and a batched read."""
+
+    values: Mapping[str, str]
+    once_per_run: bool = False
+    scheme: str = "test"
+    form: str = "${test:NAME}"
+    reads: list[str] = field(default_factory=list)
+
+    def problem(self, target: str, column: int) -> str | None:
+        return None if target.isidentifier() else f"${{test:...}} at column {column} needs a name"
+
+    def read(self, refs: Sequence[Reference], context: Context) -> Mapping[str, Read | Unresolved]:
+        self.reads.extend(ref.target for ref in refs)
+        return {ref.text: Read(self.values[ref.target], version=2) if ref.target in self.values
+                else Unresolved(f"no test value named {ref.target}") for ref in refs}
+
+
+def test_a_new_backend_is_one_module_and_one_registration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = DictBackend({"pd": "CANARY-from-test"})
+    with pytest.raises(SecretError) as before:
+        resolver({}, tmp_path).resolve_many({OWNER: {"k": "${test:pd}"}})
+    assert "does not start a reference" in str(before.value)
+
+    monkeypatch.setitem(BACKENDS, backend.scheme, backend)  # the registration
+
+    out = resolver({"A": "a"}, tmp_path).resolve_many(
+        {OWNER: {"k": "${test:pd}", "url": "https://x/${test:pd}/${env:A}"}})
+    assert out[OWNER].payload() == {"k": "CANARY-from-test", "url": "https://x/CANARY-from-test/a"}
+    assert out[OWNER].vault_versions == {"${test:pd}": 2}  # a backend's versions reach the digest
+    assert backend.reads == ["pd"]  # one read per distinct reference
+    assert not is_plaintext("${test:pd}")  # the parser everyone uses (validation, planner) knows it too
+    with pytest.raises(SecretError) as failed:
+        resolver({}, tmp_path).resolve_many({OWNER: {"k": "${test:missing}", "j": "${test:9}"}})
+    assert f"${{test:missing}} for {OWNER}: no test value named missing" in str(failed.value)
+    assert "${test:...} at column 1 needs a name" in str(failed.value)
+    with pytest.raises(SecretError) as unknown:
+        resolver({}, tmp_path).resolve_many({OWNER: {"k": "${aws:prod/db#password}"}})
+    assert ("write ${env:NAME}, ${file:PATH}, ${vault:MOUNT/PATH#KEY} or ${test:NAME}; a literal '${' is "
+            "written '$${'") in str(unknown.value)
+    assert "CANARY" not in str(failed.value) + str(unknown.value)
+
+
+def test_a_once_per_run_backend_is_read_once_per_resolver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = DictBackend({"pd": "v"}, once_per_run=True)
+    monkeypatch.setitem(BACKENDS, backend.scheme, backend)
+    r = resolver({}, tmp_path)
+    for _ in range(2):  # plan, then apply, in one run
+        assert r.resolve_many({OWNER: {"k": "${test:pd}"}})[OWNER].vault_versions == {"${test:pd}": 2}
+    assert backend.reads == ["pd"]
+    resolver({}, tmp_path).resolve_many({OWNER: {"k": "${test:pd}"}})  # a new run reads again
+    assert backend.reads == ["pd", "pd"]
+
+
+def test_a_backend_failing_its_whole_batch_fails_each_reference(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    class Down(DictBackend):
+        def read(self, refs: Sequence[Reference], context: Context) -> Mapping[str, Read | Unresolved]:
+            raise Unresolved("the test store is down")
+
+    monkeypatch.setitem(BACKENDS, "test", Down({}))
+    resolved, errors = resolver({}, tmp_path).resolve_collect(
+        {"one": {"k": "${test:a}"}, "two": {"k": "${test:b}"}})
+    assert resolved == {}
+    assert errors == {"one": ["${test:a} for one: the test store is down"],
+                      "two": ["${test:b} for two: the test store is down"]}

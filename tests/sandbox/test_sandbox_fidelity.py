@@ -143,7 +143,7 @@ def test_execute_ok_shapes() -> None:
     assert len(sb.executions) == 2
 
 
-# ---- connector-level rules (each cites the Kibana validator in validation.py) ---------------------------
+# ---- connector-level rules (each cites the Kibana validator in reconciler/type_rules.py) ---------------------------
 
 
 def _msg(r: Any) -> str:

@@ -1,0 +1,211 @@
+"""One connector file, item by item: each connector declared becomes a ConnectorSpec or problems.
+
+What a connector must satisfy offline: the file format, an id that is a key or a UUID, a known type
+that is not a system action, its type's config and secrets schemas (a secret reference stands in as a
+placeholder), no blank strings (Kibana refuses them), no plaintext secret, well-formed references that
+stay clear of kcr's own credentials, and Kibana's per-type rules (`type_rules`). Separate from the
+repository walk (`repo_layout`) and from what ties the connectors together (`desired`: ids unique
+across files and spaces)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler import catalog, type_rules
+from reconciler.errors import Problem
+from reconciler.file_problems import FileChecker, file_validator, short, under
+from reconciler.model import (
+    KEY_PATTERN,
+    UUID_PATTERN,
+    ConnectorSpec,
+    Location,
+    Settings,
+    derive_connector_id,
+)
+from reconciler.references import ReferenceSyntaxError, parse_template
+from reconciler.secret_backends.guard import DEFAULT_JWT_VAR, JWT_VAR_SETTING, guard_refusal
+from reconciler.yamlload import Document, join_path
+
+PLACEHOLDER = "<reference>"  # what a secret looks like to its type's schema during offline validation
+
+_UUID = re.compile(UUID_PATTERN)
+_KEY = re.compile(KEY_PATTERN)
+_INDEX = re.compile(r"^connectors\[(\d+)\]")
+_OWN_CHECKS = re.compile(r"^connectors\[\d+\](\.id$|\.name$|\.secrets[.\[])")
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A connector with a usable id, valid or not: enough to tell duplicates apart across files."""
+
+    space: str
+    key: str
+    id: str
+    location: Location | None
+    path: str
+
+
+def _blank_strings(value: Any, parts: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    if isinstance(value, str):
+        if not value.strip():
+            yield parts
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _blank_strings(v, (*parts, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _blank_strings(v, (*parts, i))
+
+
+def _errors_since(problems: list[Problem], before: int) -> bool:
+    return any(p.severity == "error" for p in problems[before:])
+
+
+class ConnectorChecks:
+    """Checks the connector files of one repository; `declared` and `items` accumulate across files."""
+
+    def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.jwt_var = env.get(JWT_VAR_SETTING) or DEFAULT_JWT_VAR
+        self.declared: list[Declared] = []
+        self.items = 0
+
+    def file(self, space: str, checker: FileChecker) -> list[ConnectorSpec]:
+        """The valid connectors of one parsed file; every problem goes to the checker."""
+        value = checker.doc.value
+        if value is None:
+            checker.add("", "the file is empty; it should hold `connectors: [...]`")
+            return []
+        # The id pattern and secret values get kcr's own, clearer messages below.
+        checker.schema(file_validator("connector-file.schema.json"), value, "", "",
+                       skip=lambda p: _OWN_CHECKS.match(p) is not None)
+        if not isinstance(value, dict) or not isinstance(value.get("connectors"), list):
+            return []
+        per_item = _locations_by_item(checker.doc)
+        self.items += len(value["connectors"])
+        out = []
+        for i, item in enumerate(value["connectors"]):
+            spec = self.connector(space, item, join_path("connectors", i), checker, per_item.get(i, {}))
+            if spec is not None:
+                out.append(spec)
+        return out
+
+    def connector(self, space: str, item: Any, base: str, checker: FileChecker,
+                  locations: Mapping[str, Location]) -> ConnectorSpec | None:
+        if not isinstance(item, dict):
+            return None  # the file schema said so already
+        before = len(checker.problems)
+        key = item.get("id")
+        kibana_id = self.connector_id(space, key, base, checker)
+        if kibana_id is not None:
+            self.declared.append(Declared(space, str(key), kibana_id, checker.where(base), join_path(base, "id")))
+        name = item.get("name")
+        type_id = item.get("type")
+        config = item.get("config", {})
+        secrets = item.get("secrets")
+        for blank in _blank_strings({"name": name, "config": config, "secrets": secrets}):
+            checker.add(under(base, blank), f"{under('', blank)}: value '' is not valid (Kibana refuses blank strings)")
+        blanks = {under(base, b) for b in _blank_strings({"config": config})}
+        ctype = self.connector_type(type_id, base, checker)
+        secrets_path = join_path(base, "secrets")
+        placeholders = self.secret_leaves(secrets, secrets_path, checker) if isinstance(secrets, dict) else None
+        if ctype is not None and isinstance(config, dict):
+            checker.schema(catalog.validator(ctype.id, "config"), config, join_path(base, "config"), "config",
+                           skip=blanks.__contains__)
+        if ctype is not None and (secrets is None or placeholders is not None):
+            if secrets is None and "secrets" not in item and ctype.required("secrets"):
+                checker.add(base, f"secrets: type {ctype.id} needs secrets ({', '.join(ctype.required('secrets'))}); "
+                            "add a `secrets:` block of references")
+            else:
+                checker.schema(catalog.validator(ctype.id, "secrets"), placeholders or {}, secrets_path, "secrets")
+        if ctype is not None and isinstance(config, dict):
+            for finding in type_rules.stored_differently(ctype.id, config):
+                checker.add(under(base, finding.path), finding.message, finding.severity)
+            if not _errors_since(checker.problems, before):
+                # Kibana refuses the connector as a whole, and its words name the field.
+                for finding in type_rules.refusals(ctype.id, config, placeholders or {}):
+                    checker.add(base, f"Kibana would refuse this connector: {finding.message}")
+        if _errors_since(checker.problems, before) or kibana_id is None:
+            return None
+        if not isinstance(name, str) or not isinstance(type_id, str) or not isinstance(config, dict):
+            return None
+        return ConnectorSpec(
+            space=space, key=str(key), id=kibana_id, name=name, type=type_id, config=config,
+            secrets=secrets if isinstance(secrets, dict) else {}, protect=bool(item.get("protect", False)),
+            location=checker.where(base), locations=dict(locations),
+        )
+
+    def connector_id(self, space: str, key: Any, base: str, checker: FileChecker) -> str | None:
+        if not isinstance(key, str):
+            return None  # missing or not a string: the file schema said so
+        if _UUID.fullmatch(key):
+            return key
+        if _KEY.fullmatch(key):
+            return key if self.settings.id_mode == "verbatim" else derive_connector_id(space, key)
+        checker.add(join_path(base, "id"), f"id {short(key)} is neither a key (lowercase letters, digits, '-' and "
+                    "'_', starting with a letter or digit, at most 128 characters) nor a UUID")
+        return None
+
+    def connector_type(self, type_id: Any, base: str, checker: FileChecker) -> catalog.ConnectorType | None:
+        if not isinstance(type_id, str) or not type_id.strip():
+            return None
+        ctype = catalog.get(type_id)
+        if ctype is None:
+            hint = catalog.suggest(type_id)
+            tail = f"; did you mean {hint!r}?" if hint else "; `kcr types` lists the known types"
+            checker.add(join_path(base, "type"), f"unknown connector type {short(type_id)}{tail}")
+            return None
+        if ctype.is_system_action:
+            checker.add(join_path(base, "type"),
+                        f"{type_id} is a system action: Kibana provides it and refuses to create one")
+            return None
+        return ctype
+
+    def secret_leaves(self, value: Any, path: str, checker: FileChecker) -> Any:
+        """Check every secret leaf; return the value with each leaf replaced by a placeholder."""
+        if isinstance(value, dict):
+            return {k: self.secret_leaves(v, join_path(path, k), checker) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.secret_leaves(v, join_path(path, i), checker) for i, v in enumerate(value)]
+        if value is None:
+            return None
+        field = path.split(".", 1)[1] if "." in path else path
+        if isinstance(value, str):
+            if not value.strip():
+                return PLACEHOLDER  # reported as a blank string
+            try:
+                refs = parse_template(value).references
+            except ReferenceSyntaxError as exc:
+                checker.add(path, f"{field}: malformed secret reference: {exc}")
+                return PLACEHOLDER
+            for ref in refs:
+                refusal = guard_refusal(ref.target, self.settings, self.jwt_var) if ref.scheme == "env" else None
+                if refusal:
+                    checker.add(path, f"{field}: {refusal}")
+            if refs:
+                return PLACEHOLDER
+        self.plaintext(path, field, checker)
+        return PLACEHOLDER
+
+    def plaintext(self, path: str, field: str, checker: FileChecker) -> None:
+        if self.settings.allow_plaintext_secrets:
+            checker.add(path, f"{field}: plaintext secret allowed by allow_plaintext_secrets (local experiments "
+                        "only; never commit it)", "warning")
+        else:
+            checker.add(path, f"{field}: plaintext secret: write a reference instead, e.g. ${{env:NAME}}, "
+                        "${file:PATH} or ${vault:MOUNT/PATH#KEY}")
+
+
+def _locations_by_item(doc: Document) -> dict[int, dict[str, Location]]:
+    """Each item's positions keyed by its own field paths (`config.apiUrl`), for the ConnectorSpec."""
+    out: dict[int, dict[str, Location]] = {}
+    for path, loc in doc.locations.items():
+        match = _INDEX.match(path)
+        if not match:
+            continue
+        rest = path[match.end():]
+        out.setdefault(int(match.group(1)), {})[rest[1:] if rest.startswith(".") else rest] = loc
+    return out
