@@ -326,6 +326,11 @@ class _Run:
             live = self.client.get_connector(change.space, change.id)
         now = None if live is None else live_fingerprint(live)
         if now == change.live_fingerprint:
+            if live is not None and live.type != change.live_type:
+                # The fingerprint covers the type, so this is a plan whose live_type was edited: a
+                # "recreate" of a connector whose type does not change would delete it for nothing.
+                raise _Outcome(Status.STALE, f"Kibana holds a {live.type} connector, the plan says "
+                                             f"{change.live_type}: {STALE_LIVE}")
             return
         if change.live_fingerprint is None:
             raise _Outcome(Status.STALE, f"now exists in Kibana: {STALE_LIVE}")
@@ -347,7 +352,8 @@ class _Run:
         if count is None:
             raise _Outcome(Status.BLOCKED, f"{UNKNOWN_COUNT}: Kibana's list of space {change.space} carries no "
                                            f"count for it; {UNKNOWN_COUNT_FIX}")
-        names_for = {change.id, change.address} | ({change.desired.key} if change.desired else set())
+        keys = {change.desired.key, f"{change.space}/{change.desired.key}"} if change.desired else set()
+        names_for = {change.id, change.address} | keys
         allowed = self.allow_referenced == "all" or bool(names_for & set(self.allow_referenced))
         if count > 0 and not allowed:
             names = ", ".join(f"{r.name} ({r.id})" for r in change.guard.rules)

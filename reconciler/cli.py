@@ -146,13 +146,14 @@ class Planned:
     resolver: SecretResolver  # kept for a one-run apply: each Vault secret is read once per run
 
 
-def _digests(g: Globals, desired: DesiredState, resolver: SecretResolver) -> dict[str, SecretDigest]:
-    """Resolve every secret reference before any request to Kibana: an unset variable stops the run
-    here, naming the reference and the connector."""
+def _digests(g: Globals, desired: DesiredState, resolver: SecretResolver,
+             spaces: Sequence[str]) -> dict[str, SecretDigest]:
+    """Resolve every secret reference of the planned spaces before any request to Kibana: an unset
+    variable stops the run here, naming the reference and the connector."""
     from reconciler.desired import owner_label
 
     owners: dict[str, tuple[str, Mapping[str, Any]]] = {}
-    for space in desired.spaces.values():
+    for space in (desired.spaces[s] for s in spaces):
         for spec in space.connectors:
             if spec.secrets:
                 owners[owner_label(spec)] = (spec.id, spec.secrets)
@@ -164,19 +165,31 @@ def _digests(g: Globals, desired: DesiredState, resolver: SecretResolver) -> dic
     return {owners[o][0]: r.digest(owners[o][0], key) for o, r in resolved.items()}
 
 
+def _planned_spaces(g: Globals, desired: DesiredState) -> list[str]:
+    from reconciler.errors import Problem, ValidationError
+
+    missing = [s for s in dict.fromkeys(g.spaces) if s not in desired.spaces]
+    if missing:
+        raise ValidationError(Problem(f"connectors/{s}", f"space {s!r} has no directory connectors/{s}/")
+                              for s in missing)
+    return sorted(set(g.spaces)) if g.spaces else sorted(desired.spaces)
+
+
 def _make_plan(g: Globals, *, sync_secrets: bool = False, allow_plaintext_secrets: bool = False) -> Planned:
     from reconciler import planner
     from reconciler.desired import load_repository
     from reconciler.secrets import SecretResolver
 
-    desired = load_repository(g.root, g.spaces or None, env=g.env, allow_plaintext_secrets=allow_plaintext_secrets)
+    # The whole repository, even with --space: a connector another space declares must never be
+    # planned as a delete here, and only the whole repository can say which those are.
+    desired = load_repository(g.root, None, env=g.env, allow_plaintext_secrets=allow_plaintext_secrets)
+    spaces = _planned_spaces(g, desired)
     resolver = SecretResolver(g.env, desired.settings, g.root)
-    digests = _digests(g, desired, resolver)
+    digests = _digests(g, desired, resolver, spaces)
     with _record(g) as backend:
         record = backend.load()
     if backend.key_warning:  # said here, once per run: an apply in the same run loads the record again
         log.warning("%s", backend.key_warning)
-    spaces = sorted(desired.spaces)
     with _client(g) as client:
         live = client.read_live(spaces)
         plan = planner.make_plan(desired, live, digests=digests, record=record, sync_secrets=sync_secrets,
@@ -370,10 +383,14 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
         the_plan = _load_saved_plan(g, plan_file)
         if the_plan.has_errors:
             raise ConfigError(f"{plan_file} holds a plan with errors (see `kcr plan`); fix them and plan again")
-        from reconciler.desired import load_settings
+        from reconciler.desired import load_repository
+        from reconciler.plancheck import check_against_repository
 
-        settings = load_settings(g.root)
         _confirm_target(g, the_plan)
+        # The repository checked out here must agree with the plan's deletes and protections.
+        desired = load_repository(g.root, None, env=g.env, allow_plaintext_secrets=True)
+        check_against_repository(the_plan, desired, str(plan_file))
+        settings = desired.settings
     else:
         planned = _make_plan(g, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets)
         the_plan, settings = planned.plan, planned.desired.settings
@@ -394,6 +411,7 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
         one_run_refs = {f"{spec.space}/{spec.id}": dict(spec.secrets)
                         for space in planned.desired.spaces.values() for spec in space.connectors}
     allow: frozenset[str] | Literal["all"] = "all" if "all" in allow_referenced else frozenset(allow_referenced)
+    _refuse_ambiguous_keys(the_plan, allow_referenced)
     resolver = planned.resolver if plan_file is None else SecretResolver(g.env, settings, g.root)
     with _record(g) as record, _client(g) as client, _progress(the_plan, color) as progress:
         report = applier.apply_plan(the_plan, client, resolver, record, parallelism=parallelism,
@@ -406,6 +424,19 @@ def apply(ctx: click.Context, root: Path | None, spaces: tuple[str, ...], kibana
     else:
         _out(applier.render_report_text(report, color))
     ctx.exit(applier.exit_code(report))
+
+
+def _refuse_ambiguous_keys(plan: Plan, names: Sequence[str]) -> None:
+    """A bare key may be declared in several spaces: lifting the guard of all of them because one was
+    meant is the kind of surprise a guard exists to prevent."""
+    from reconciler.plan import Action
+
+    for name in names:
+        spaces = sorted({c.space for c in plan.changes if c.desired is not None and c.desired.key == name
+                         and c.action in (Action.DELETE, Action.RECREATE)})
+        if len(spaces) > 1:
+            raise ConfigError(f"--allow-referenced {name}: the key {name} is declared in spaces {', '.join(spaces)}; "
+                              f"write SPACE/{name} or the connector id")
 
 
 def _load_saved_plan(g: Globals, plan_file: Path) -> Plan:

@@ -60,6 +60,9 @@ def _html_forms(text: str) -> Iterator[str]:
     yield escaped
     yield escaped.replace("&#x27;", "&#39;")
     yield html.escape(text, quote=False)
+    if "/" in text:  # some escapers (OWASP's) also write the slash as an entity
+        yield escaped.replace("/", "&#x2F;")
+        yield escaped.replace("/", "&#47;")
 
 
 def _url_forms(text: str) -> Iterator[str]:
@@ -87,7 +90,9 @@ def _base64_forms(text: str) -> Iterator[str]:
 def _text_forms(text: str) -> Iterator[str]:
     # A server that quotes the JSON it received shows the escaped forms, and an error page or a proxy
     # may encode that quote again: each encoding applies to the raw and to the JSON-escaped spellings.
-    for plain in dict.fromkeys((text, json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1])):
+    escaped = json.dumps(text)[1:-1]
+    spellings = (text, escaped, json.dumps(text, ensure_ascii=False)[1:-1], escaped.replace("/", "\\/"))
+    for plain in dict.fromkeys(spellings):  # the last: PHP's and Java's JSON encoders escape "/" as "\/"
         yield plain
         yield from _html_forms(plain)
         yield from _url_forms(plain)

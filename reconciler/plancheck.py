@@ -19,10 +19,11 @@ from reconciler.model import (
     KEY_PATTERN,
     SPACE_ID_PATTERN,
     UUID_PATTERN,
+    DesiredState,
     derive_connector_id,
     id_segment_problem,
 )
-from reconciler.plan import MUTATING, Action, SecretsStatus, is_plaintext_marker
+from reconciler.plan import MUTATING, Action, Plan, SecretsStatus, is_plaintext_marker
 from reconciler.references import is_plaintext
 from reconciler.yamlload import join_path
 
@@ -238,3 +239,18 @@ def _literal_secret_paths(value: Any, path: str) -> list[str]:
         return [p for i, v in enumerate(value) for p in _literal_secret_paths(v, join_path(path, i))]
     return [path] if is_plaintext(value) else []
 
+
+def check_against_repository(plan: Plan, desired: DesiredState, source: str) -> None:
+    """A saved plan is applied where the repository is checked out: its deletes and recreates must
+    agree with what the repository declares there. Without a key nothing authenticates a plan, and
+    an edit that turns an update into a delete is otherwise self-consistent; this catches it."""
+    declared = {spec.id: spec for space in desired.spaces.values() for spec in space.connectors}
+    for change in plan.changes:
+        spec = declared.get(change.id)
+        if spec is None or change.action not in MUTATING:
+            continue
+        where = spec.location.file if spec.location is not None else f"connectors/{spec.space}"
+        if change.action is Action.DELETE:
+            raise not_a_plan(source, f"change {change.address}: deletes a connector that {where} declares")
+        if spec.protect and (change.desired is None or not change.desired.protect):
+            raise not_a_plan(source, f"change {change.address}: {where} protects this connector, the plan does not")

@@ -417,3 +417,43 @@ def test_a_name_holding_a_lone_surrogate_is_refused_before_it_reaches_a_plan() -
                           sleep=lambda s: None)
     with pytest.raises(KibanaError, match="not valid Unicode"):
         client.list_connectors("ops")
+
+
+def test_space_flag_never_deletes_a_connector_another_space_declares(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--space ops` limits what is planned, not what is known: the declaration in connectors/default
+    still keeps a pruning `ops` from deleting the connector with that id."""
+    sb = Sandbox.from_seed({
+        "license": "platinum", "spaces": ["default", "ops"],
+        "connectors": [{"id": CID, "space": "ops", "name": "Logs", "connector_type_id": ".server-log"}],
+    })
+    repo = repo_with(tmp_path / "repo", {
+        "connectors/default/a.yaml": f"connectors:\n  - id: {CID}\n    name: Logs\n    type: .server-log\n",
+        "connectors/ops/_space.yaml": "prune: true\n",
+        "connectors/ops/b.yaml": "connectors:\n  - id: keep\n    name: K\n    type: .server-log\n",
+    })
+    proxy = Proxy(sb)
+    code, text = kcr(capsys, env_for(tmp_path), proxy, "apply", "--space", "ops", "--auto-approve", "--dir", str(repo))
+    assert code == 0, text
+    assert f"ops/{CID}" in text and "declared in space default" in text
+    assert [m for m in proxy.mutations() if m[0] == "DELETE"] == []
+    assert CID in [c["id"] for c in sb.connectors_in("ops")]
+    code, text = kcr(capsys, env_for(tmp_path), proxy, "plan", "--space", "nope", "--dir", str(repo))
+    assert code == 1 and "connectors/nope" in text
+
+
+def test_allow_referenced_with_a_key_declared_in_two_spaces_is_refused_as_ambiguous() -> None:
+    from test_applier import desired as desired_connector
+
+    from reconciler.cli import _refuse_ambiguous_keys
+    from reconciler.errors import ConfigError
+
+    want = dataclasses.replace(desired_connector(1), key="logs")
+    recreate_default = change(Action.RECREATE, 1, before=live(1, type=".email"), want=want)
+    recreate_ops = dataclasses.replace(change(Action.RECREATE, 2, before=live(2, type=".email"), want=want),
+                                       space="ops")
+    plan = plan_of(recreate_default, recreate_ops)
+    with pytest.raises(ConfigError, match="declared in spaces default, ops"):
+        _refuse_ambiguous_keys(plan, ["logs"])
+    _refuse_ambiguous_keys(plan, ["default/logs", cid(2)])  # a space/key or an id names one

@@ -549,3 +549,14 @@ def test_mr_comment_title_cannot_close_the_marker_or_inject_markdown() -> None:
     assert first.startswith("<!-- kcr-mr-comment: ") and first.count("-->") == 1 and first.endswith("-->")
     assert [line for line in body.splitlines() if line.startswith("#")] == [
         "### staging --&gt; &#91;click&#93;(https&#58;&#8203;//evil.example)<br>&#35; x"]
+
+
+@pytest.mark.parametrize(
+    "echo",
+    ['{"url":"https:\\/\\/hooks.example\\/T0\\/B1\\/CANARYslash"}',
+     "https:&#x2F;&#x2F;hooks.example&#x2F;T0&#x2F;B1&#x2F;CANARYslash",
+     "https:&#47;&#47;hooks.example&#47;T0&#47;B1&#47;CANARYslash"],
+    ids=["JSON with escaped slashes", "HTML hex slash entity", "HTML decimal slash entity"],
+)
+def test_masker_masks_slash_escaping_encoders(echo: str) -> None:
+    assert "CANARYslash" not in Masker("https://hooks.example/T0/B1/CANARYslash")(echo)

@@ -491,3 +491,65 @@ def test_the_same_kibana_spelled_differently_is_accepted(world: World, url: str)
     code, out, err = world.kcr("apply", str(path), "--kibana-url", url, env=world.without("KIBANA_URL"))
     assert code == 0, out + err
     assert world.live_ids("ops") == [HISTORY_ID]
+
+
+# --- an unsigned plan edited consistently still meets the repository and Kibana -----------------------------
+
+PAGER_ID = derive_connector_id("default", "pager")
+OTHER_ID = derive_connector_id("default", "other")
+
+
+def _unsigned_world(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path, dict[str, str], Any]:
+    repo = tmp_path / "repo"
+    (repo / "connectors/default").mkdir(parents=True)
+    (repo / "connectors/default/a.yaml").write_text(
+        "connectors:\n  - id: pager\n    name: Pager v2\n    type: .server-log\n    protect: true\n"
+        "  - id: other\n    name: Other v2\n    type: .server-log\n")
+    sb = Sandbox.from_seed({"license": "platinum", "spaces": ["default"], "connectors": [
+        {"id": PAGER_ID, "space": "default", "name": "Pager", "connector_type_id": ".server-log"},
+        {"id": OTHER_ID, "space": "default", "name": "Other", "connector_type_id": ".server-log"}]})
+    env = {"KIBANA_URL": KIBANA, "NO_COLOR": "1", "KCR_RECORD": str(tmp_path / "record.json")}
+    plan_file = tmp_path / "plan.json"
+    assert main(["plan", "--out", str(plan_file), "--dir", str(repo)], env=env, transport=sb.transport()) == 0
+    capsys.readouterr()
+    return repo, plan_file, env, sb
+
+
+def _edit(plan_file: Path, cid: str, **values: Any) -> None:
+    b = json.loads(plan_file.read_text())
+    for c in b["changes"]:
+        if c["id"] == cid:
+            c.update(values)
+    b["summary"] = {a: sum(1 for c in b["changes"] if c["action"] == a)
+                    for a in ("create", "update", "recreate", "delete", "no-op", "unmanaged")}
+    b["summary"]["blocked"] = sum(1 for c in b["changes"] if c["guard"]["blocked"]
+                                  and c["action"] in ("create", "update", "recreate", "delete"))
+    plan_file.write_text(json.dumps(b))
+
+
+def test_an_unsigned_plan_turning_an_update_into_a_delete_of_a_declared_connector_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, plan_file, env, sb = _unsigned_world(tmp_path, capsys)
+    _edit(plan_file, PAGER_ID, action="delete", desired=None, diffs=[], secret_digest=None, name="Pager",
+          secrets="none", guard={"blocked": False, "reasons": [], "rules": []})
+    recording = Recording(sb)
+    code = main(["apply", str(plan_file), "--dir", str(repo)], env=env, transport=recording)
+    err = capsys.readouterr().err
+    assert code == 1 and "deletes a connector that" in err and "a.yaml" in err
+    assert recording.requests == []
+    assert {c["id"] for c in sb.connectors_in("default")} == {PAGER_ID, OTHER_ID}
+
+
+def test_an_unsigned_plan_lying_about_the_live_type_recreates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, plan_file, env, sb = _unsigned_world(tmp_path, capsys)
+    _edit(plan_file, OTHER_ID, action="recreate", live_type=".email",
+          diffs=[{"path": "connector_type_id", "kind": "changed", "before": ".email", "after": ".server-log"}])
+    recording = Recording(sb)
+    code = main(["apply", str(plan_file), "--dir", str(repo)], env=env, transport=recording)
+    out = capsys.readouterr().out
+    assert code == 1 and "Kibana holds a .server-log connector, the plan says .email" in out
+    assert [r for r in recording.requests if r[0] == "DELETE"] == []
+    assert {c["id"] for c in sb.connectors_in("default")} == {PAGER_ID, OTHER_ID}
