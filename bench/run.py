@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reconciler import planner  # noqa: E402
+from reconciler.connection import Connection  # noqa: E402
 from reconciler.desired import load_repository  # noqa: E402
-from reconciler.kibana import Connection, KibanaClient  # noqa: E402
+from reconciler.kibana import KibanaClient  # noqa: E402
 from reconciler.model import derive_connector_id  # noqa: E402
 from reconciler.sandbox import Sandbox  # noqa: E402
 from reconciler.sandbox.server import running  # noqa: E402

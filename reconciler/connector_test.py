@@ -8,11 +8,15 @@ HTTP errors (unknown id 404, disabled type 403, ...) are raised by the client as
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+from reconciler.desired import load_settings
 from reconciler.errors import ConfigError, ExitCode
+from reconciler.model import KEY_PATTERN, UUID_PATTERN, derive_connector_id
 
 
 class ExecuteClient(Protocol):
@@ -59,6 +63,15 @@ def parse_params(text: str | None, source: str = "--params") -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{source}: expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def kibana_id(root: Path, space: str, given: str) -> str:
+    """`kcr test` takes what users know, a repository key, as well as a Kibana id."""
+    if re.fullmatch(UUID_PATTERN, given) or not re.fullmatch(KEY_PATTERN, given):
+        return given
+    if (root / "kcr.yaml").is_file() and load_settings(root).id_mode == "verbatim":
+        return given
+    return derive_connector_id(space, given)
 
 
 def run_connector_test(

@@ -14,7 +14,7 @@ never carry a secret value.
     ├── StateError             the record of applied secrets (backend, lock held)
     └── PlanFileError          a saved plan that cannot be read or is of another format
 
-Failed, stale and blocked apply actions are results, not exceptions: applier.exit_code maps them.
+Failed, stale and blocked apply actions are results, not exceptions: apply_report.exit_code maps them.
 """
 
 from __future__ import annotations

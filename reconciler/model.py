@@ -133,7 +133,7 @@ class LiveConnector:
 
     @classmethod
     def from_api(cls, body: Mapping[str, JSON]) -> LiveConnector:
-        """From an answer already checked field by field (kibana._live_connector): nothing is defaulted
+        """From an answer already checked field by field (answers.live_connector): nothing is defaulted
         here except the flags Kibana may leave out, so a missing name or type raises KeyError."""
         return cls(
             id=body["id"],
@@ -185,6 +185,45 @@ class LiveState:
     spaces: Mapping[str, LiveSpace]
     known_spaces: frozenset[str]
     connector_types: Mapping[str, ConnectorTypeInfo]
+
+
+@dataclass(frozen=True)
+class SetChange:
+    """What a list Kibana reads as a set (`x-kcr-set` on the field in the type's schema) gains and
+    loses: of such a list a reviewer asks which members come and go, not where each one sits."""
+
+    added: tuple[JSON, ...] = ()
+    removed: tuple[JSON, ...] = ()
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    """One field's difference, from the live value (before) to the declared one (after). It is made by
+    `normalize`, which runs before the planner, and carried by the plan, so it lives with the records."""
+
+    path: str  # "name", "config.apiUrl", "connector_type_id"
+    before: JSON
+    after: JSON
+    kind: str = "changed"  # "added" | "removed" | "changed"
+    members: SetChange | None = None  # a set-like list's members in and out; before/after stay whole
+
+    def to_json(self) -> dict[str, JSON]:
+        body: dict[str, JSON] = {"path": self.path, "kind": self.kind, "before": self.before, "after": self.after}
+        if self.members is not None:  # only set-like lists carry it: every other diff reads as it always did
+            body["members"] = {"added": list(self.members.added), "removed": list(self.members.removed)}
+        return body
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, JSON]) -> FieldDiff:
+        members = body.get("members")
+        return cls(
+            path=body["path"],
+            before=body.get("before"),
+            after=body.get("after"),
+            kind=body.get("kind", "changed"),
+            members=None if members is None
+            else SetChange(added=tuple(members["added"]), removed=tuple(members["removed"])),
+        )
 
 
 @dataclass(frozen=True)

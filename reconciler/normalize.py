@@ -18,20 +18,25 @@ their value otherwise and a diff would reappear after every apply:
   schema, and `x-kibana-release-default: true`, e.g. the AI connectors' `defaultModel`);
 - keys Kibana returns that the catalogue does not know for the type (a newer Kibana's defaults).
 Of a type whose config schema says `x-kibana-strips-unknown`, keys it does not know are never compared.
+
+A list compares whole and in order, unless the type's schema marks the field `x-kcr-set: true` (Kibana
+reads it as a set, e.g. Slack API `allowedChannels`, which it only searches): then a reordered or
+repeated member is no difference, and a real one is told as the members added and removed
+(`FieldDiff.members`). That is worked out only for a connector already found to differ, so a plan with
+no changes costs what it did.
 """
 
 from __future__ import annotations
 
-import re
+import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
 from reconciler import catalog
-from reconciler.model import JSON, ConnectorSpec, LiveConnector
-from reconciler.plan import FieldDiff
-
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+from reconciler.model import JSON, ConnectorSpec, FieldDiff, LiveConnector, SetChange
+from reconciler.yamlload import join_path
 
 
 def canonical(value: JSON) -> JSON:
@@ -135,20 +140,21 @@ def _unasserted(spec: ConnectorSpec, keys: set[str]) -> set[str]:
     }
 
 
-def path_join(parent: str, key: str) -> str:
-    """`config.headers.X-Team`, or `config.headers["a.b"]` when the key would be ambiguous."""
-    if _PLAIN_KEY.match(key):
-        return f"{parent}.{key}" if parent else key
-    quoted = key.replace("\\", "\\\\").replace('"', '\\"')
-    return f'{parent}["{quoted}"]'
+@cache
+def set_fields(type_id: str) -> frozenset[str]:
+    """Config keys whose list Kibana reads as a set (`x-kcr-set: true` in the type's schema): data with
+    the type, so a new set-like field is a keyword in its schema file, not a line here."""
+    props = _properties(type_id) or {}
+    return frozenset(name for name, prop in props.items() if prop.get("x-kcr-set") is True)
 
 
 def diff_values(path: str, before: JSON, after: JSON, out: list[FieldDiff]) -> None:
-    """Field-level differences of two canonical values; objects recurse, lists compare whole
-    (an element-wise diff of e.g. allowedChannels reads worse than the two lists)."""
+    """Field-level differences of two canonical values; objects recurse, lists compare whole (an
+    element-wise diff of a list reads worse than the two lists; a set-like one is `config_diffs`'s).
+    Paths are spelt as `kcr validate` spells fields (`yamlload.join_path`)."""
     if isinstance(before, dict) and isinstance(after, dict):
         for key in sorted(before.keys() | after.keys()):
-            sub = path_join(path, key)
+            sub = join_path(path, key)
             if key not in after:
                 out.append(FieldDiff(sub, before[key], None, "removed"))
             elif key not in before:
@@ -157,6 +163,23 @@ def diff_values(path: str, before: JSON, after: JSON, out: list[FieldDiff]) -> N
                 diff_values(sub, before[key], after[key], out)
     elif not same(before, after):
         out.append(FieldDiff(path, before, after, "changed"))
+
+
+def _members(values: list[JSON]) -> dict[str, JSON]:
+    """A set-like list's members, keyed by their JSON: type-strict like `same` (`true` is not `1`), and a
+    repeated member is one, as Kibana reads it."""
+    return {json.dumps(v, sort_keys=True, ensure_ascii=False): v for v in values}
+
+
+def _as_set(d: FieldDiff) -> FieldDiff | None:
+    """A set-like list's diff told as the members it gains and loses, in declared and live order; None
+    when only the order or repeats differ, which Kibana does not tell apart (no perpetual diff)."""
+    if d.kind != "changed" or not isinstance(d.before, list) or not isinstance(d.after, list):
+        return d  # the whole field comes or goes, or it is not a list on both sides
+    have, want = _members(d.before), _members(d.after)
+    added = tuple(v for k, v in want.items() if k not in have)
+    removed = tuple(v for k, v in have.items() if k not in want)
+    return dataclasses.replace(d, members=SetChange(added, removed)) if added or removed else None
 
 
 def config_diffs(spec: ConnectorSpec, conn: LiveConnector) -> tuple[FieldDiff, ...]:
@@ -171,6 +194,11 @@ def config_diffs(spec: ConnectorSpec, conn: LiveConnector) -> tuple[FieldDiff, .
         {k: v for k, v in want.items() if k not in skip},
         out,
     )
+    sets = set_fields(spec.type) & set_fields(conn.type)  # a set only where both sides read it as one
+    if out and sets:  # only a connector already found to differ pays for the members
+        paths = {join_path("config", key) for key in sets}
+        kept = (_as_set(d) if d.path in paths else d for d in out)
+        out = [d for d in kept if d is not None]
     return tuple(out)
 
 
@@ -197,6 +225,6 @@ __all__: Sequence[str] = (
     "diff_values",
     "kibana_decides",
     "live_config",
-    "path_join",
     "same",
+    "set_fields",
 )

@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from reconciler.errors import Problem
+from reconciler.model import FieldDiff as FieldDiff  # a Change's diffs: part of the plan's vocabulary
 from reconciler.model import LiveConnector, RuleRef, SecretDigest
 
 FORMAT_VERSION = "1.0"
@@ -65,14 +66,6 @@ class SecretsStatus(StrEnum):
     CHANGED = "changed"
     UNCHANGED = "unchanged"
     UNKNOWN = "unknown"  # no record and no key to compare with
-
-
-@dataclass(frozen=True)
-class FieldDiff:
-    path: str  # "name", "config.apiUrl", "connector_type_id"
-    before: Any
-    after: Any
-    kind: str = "changed"  # "added" | "removed" | "changed"
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def _change_to_json(c: Change) -> dict[str, Any]:
         "name": c.name,
         "type": c.type,
         "live_type": c.live_type,
-        "diffs": [{"path": d.path, "kind": d.kind, "before": d.before, "after": d.after} for d in c.diffs],
+        "diffs": [d.to_json() for d in c.diffs],
         "secrets": c.secrets.value,
         "secret_keys_changed": list(c.secret_keys_changed),
         "referenced_by_count": c.referenced_by_count,
@@ -201,10 +201,7 @@ def _change_from_json(d: Mapping[str, Any]) -> Change:
         name=d.get("name", ""),
         type=d.get("type", ""),
         live_type=d.get("live_type"),
-        diffs=tuple(
-            FieldDiff(path=x["path"], before=x.get("before"), after=x.get("after"), kind=x.get("kind", "changed"))
-            for x in d.get("diffs", ())
-        ),
+        diffs=tuple(FieldDiff.from_json(x) for x in d.get("diffs", ())),
         secrets=SecretsStatus(d.get("secrets", "none")),
         secret_keys_changed=tuple(d.get("secret_keys_changed", ())),
         referenced_by_count=None if d.get("referenced_by_count") is None else int(d["referenced_by_count"]),

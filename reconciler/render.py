@@ -1,4 +1,5 @@
-"""Views of a Plan for people and machines, made from the Plan alone (JSON is `planfile.dumps`).
+"""Views of a Plan, and of the ApplyReport that applying it produced, for people and machines, made
+from those values alone (a plan's JSON is `planfile.dumps`). The one place kcr colours terminal text.
 
 Nothing here prints secret references or values: a plan carries references in `desired.secret_refs`
 for apply, and the views show only the names of the secret keys that change. Names and config
@@ -13,6 +14,7 @@ import json
 import re
 from typing import Any
 
+from reconciler.apply_report import ActionResult, ApplyReport, Status, exit_code
 from reconciler.plan import MUTATING, Action, Change, FieldDiff, Plan, SecretsStatus
 
 NO_CHANGES = "No changes. Kibana matches the repository."
@@ -32,11 +34,23 @@ _SYMBOL = {
     Action.UNMANAGED: "?",
     Action.NOOP: " ",
 }
-_COLOUR = {"+": "32", "~": "33", "-/+": "35", "-": "31", "!": "1;31", "?": "2", "error": "31", "warning": "33"}
+_COLOUR = {"+": "green", "~": "yellow", "-/+": "magenta", "-": "red", "!": "bold red", "?": "dim", "error": "red",
+           "warning": "yellow"}
 # C0, DEL, C1 (a CSI at U+009B drives a terminal like ESC [) and the bidi overrides and isolates, which
 # can make a name read as something else (Trojan Source): shown as escapes, never sent to a terminal.
 _UNPRINTABLE = (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _CONTROL = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _UNPRINTABLE}
+
+
+def paint(style: str, s: str, color: bool) -> str:
+    """`s` in a rich style (e.g. "bold red") when `color`, else as it is. rich is imported only then:
+    plain output, the CI case, never pays for it."""
+    if not color:
+        return s
+    from rich.color import ColorSystem
+    from rich.style import Style
+
+    return Style.parse(style).render(s, color_system=ColorSystem.STANDARD)
 
 
 def unknown_secrets(plan: Plan) -> int:
@@ -112,20 +126,16 @@ def _guard_text(change: Change) -> str | None:
 
 def text(plan: Plan, color: bool) -> str:
     """Terraform-like. Unchanged connectors show as a count only, to keep the output short."""
-
-    def paint(code: str, s: str) -> str:
-        return f"\x1b[{code}m{s}\x1b[0m" if color else s
-
     lines = [f"Kibana {_clean(plan.kibana_url)}, spaces: {', '.join(plan.spaces) or '(none)'}", ""]
     for change in plan.changes:
         if change.action not in MUTATING:
             continue
         symbol = _symbol(change)
         head = f"{symbol:>3} {_address(change)}  {json.dumps(change.name, ensure_ascii=False)}  [{change.type}]"
-        lines.append(paint(_COLOUR[symbol], _clean(head)) + f"  {change.action.value}")
+        lines.append(paint(_COLOUR[symbol], _clean(head), color) + f"  {change.action.value}")
         lines.append(_clean(f"      reason: {change.reason}"))
         for d in change.diffs:
-            lines.append(_clean(f"      {d.path}: {_diff_text(d, TEXT_VALUE_WIDTH)}"))
+            lines += [_clean(line) for line in _diff_lines(d, TEXT_VALUE_WIDTH)]
         secrets = _secrets_line(change)
         if secrets is not None:
             lines.append(_clean(f"      secrets: {secrets}"))
@@ -135,19 +145,19 @@ def text(plan: Plan, color: bool) -> str:
         guard = _guard_text(change)
         if guard is not None:
             guard = _clean(guard)
-            lines.append(f"      guard: {paint(_COLOUR['!'], guard) if change.guard.blocked else guard}")
+            lines.append(f"      guard: {paint(_COLOUR['!'], guard, color) if change.guard.blocked else guard}")
         lines.append("")
     unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
     if unmanaged:
         lines.append("Unmanaged (not declared in this space, left alone):")
         for c in unmanaged:
             line = f"  ? {c.address}  {json.dumps(c.name, ensure_ascii=False)}  [{c.type}]  {c.reason}"
-            lines.append(paint(_COLOUR["?"], _clean(line)))
+            lines.append(paint(_COLOUR["?"], _clean(line), color))
         lines.append("")
     if plan.problems:
         lines.append("Problems:")
         for p in plan.problems:
-            severity = paint(_COLOUR.get(p.severity, "0"), _clean(p.severity))
+            severity = paint(_COLOUR.get(p.severity, "none"), _clean(p.severity), color)
             lines.append(f"  {severity}: {_clean(f'{p.where()}: {p.message}')}")
         lines.append("")
     if plan.ignored:
@@ -159,7 +169,22 @@ def text(plan: Plan, color: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+SET_NOTE = "a set: order ignored"
+
+
+def _diff_lines(d: FieldDiff, width: int) -> list[str]:
+    """One line per diff; a set-like list adds one line per member it gains or loses, since the
+    members, not the two whole lists, are what a reviewer checks."""
+    head = f"      {d.path}: {_diff_text(d, width)}"
+    if d.members is None:
+        return [head]
+    return [head, *(f"        + {_value(v, width)}" for v in d.members.added),
+            *(f"        - {_value(v, width)}" for v in d.members.removed)]
+
+
 def _diff_text(d: FieldDiff, width: int) -> str:
+    if d.members is not None:
+        return f"{len(d.members.added)} added, {len(d.members.removed)} removed ({SET_NOTE})"
     if d.kind == "added":
         return f"+ {_value(d.after, width)}"
     if d.kind == "removed":
@@ -270,8 +295,7 @@ def _md_change(c: Change) -> list[str]:
     ]
     if c.diffs:
         out += ["| field | before | after |", "|---|---|---|"]
-        out += [f"| {_code(d.path)} | {_cell(d.before, d.kind != 'added')} | {_cell(d.after, d.kind != 'removed')} |"
-                for d in c.diffs]
+        out += [_md_diff_row(d) for d in c.diffs]
         out.append("")
     secrets = _secrets_line(c)
     if secrets is not None:
@@ -287,8 +311,22 @@ def _md_change(c: Change) -> list[str]:
     return out
 
 
+def _md_diff_row(d: FieldDiff) -> str:
+    """A table row; a set-like list shows the members it loses under before and gains under after."""
+    if d.members is None:
+        return f"| {_code(d.path)} | {_cell(d.before, d.kind != 'added')} | {_cell(d.after, d.kind != 'removed')} |"
+    return (f"| {_code(d.path)} ({_md(SET_NOTE)}) | {_members_cell('removed', d.members.removed)} | "
+            f"{_members_cell('added', d.members.added)} |")
+
+
 def _cell(value: Any, present: bool) -> str:
     return _code(_value(value, MARKDOWN_VALUE_WIDTH)) if present else "—"
+
+
+def _members_cell(what: str, members: tuple[Any, ...]) -> str:
+    if not members:
+        return "—"
+    return f"{what}: " + "<br>".join(_code(_value(v, MARKDOWN_VALUE_WIDTH)) for v in members)
 
 
 # --- GitLab --------------------------------------------------------------------------------------
@@ -303,4 +341,49 @@ def gitlab_report(plan: Plan) -> dict[str, int]:
         "create": s["create"] + s["recreate"],
         "update": s["update"],
         "delete": s["delete"] + s["recreate"],
+    }
+
+
+# --- the apply report ------------------------------------------------------------------------------
+
+_MARK = {
+    Status.OK: ("✓", "green"),
+    Status.FAILED: ("✗", "red"),
+    Status.STALE: ("!", "yellow"),
+    Status.BLOCKED: ("⊘", "magenta"),
+}
+
+
+def report_summary_line(report: ApplyReport) -> str:
+    c = report.counts
+    return (
+        f"Apply: {c[Status.OK]} succeeded, {c[Status.FAILED]} failed, {c[Status.STALE]} stale, "
+        f"{c[Status.BLOCKED]} blocked."
+    )
+
+
+def result_text(result: ActionResult, color: bool) -> str:
+    mark, style = _MARK[result.status]
+    head = f"{mark} {result.action.value} {result.address}: {result.status.value} ({result.duration:.2f}s)"
+    head = paint(style, head, color)
+    return f"{head}\n    {result.message}" if result.message else head
+
+
+def report_text(report: ApplyReport, color: bool) -> str:
+    lines = [result_text(r, color) for r in report.results]
+    if report.record_error:
+        lines.append(f"warning: the record of applied secrets was not saved: {report.record_error}")
+    if lines:
+        lines.append("")
+    lines.append(report_summary_line(report))
+    return "\n".join(lines) + "\n"
+
+
+def report_json(report: ApplyReport) -> dict[str, Any]:
+    return {
+        "summary": dict(report.counts),
+        "exit_code": exit_code(report),
+        "record_updated": report.record_updated,
+        "record_error": report.record_error,
+        "results": [r.to_json() for r in report.results],
     }

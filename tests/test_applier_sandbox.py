@@ -9,28 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.cli import write_repo
+from helpers.pipeline import Pipeline
 
 from reconciler import planfile as plan_json
-from reconciler.applier import ApplyReport, Status, apply_plan, exit_code, render_report_text, report_to_json
-from reconciler.desired import load_repository, owner_label
-from reconciler.kibana import Connection, KibanaClient
+from reconciler.apply_report import Status, exit_code
+from reconciler.connection import Connection
+from reconciler.kibana import KibanaClient
 from reconciler.plan import Action, Plan
-from reconciler.planner import make_plan
+from reconciler.render import report_json, report_text
 from reconciler.sandbox import Sandbox
-from reconciler.secrets import SecretResolver
-from reconciler.state import FileBackend
 
 KEY = b"k" * 32
 SLACK_ID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 TEAMS_ID = "2c5f39cb-3ab2-42e3-994a-1127e4ddb538"
 OLD_ID = "3d6a4adc-4bc3-43f4-a05b-2238f5eec649"
-
-
-def write_repo(root: Path, files: Mapping[str, str]) -> None:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
 
 
 SLACK = f"""connectors:
@@ -52,28 +45,13 @@ SLACK = f"""connectors:
 """
 
 
-class World:
+class World(Pipeline):
+    """The repository at `root` against its own sandbox (seeded with `seed`)."""
+
     def __init__(self, root: Path, seed: Mapping[str, Any] | None = None) -> None:
-        self.root = root
         self.sb = Sandbox.from_seed({"license": "platinum", **(seed or {})})
-        self.client = KibanaClient(Connection.from_env({"KIBANA_URL": "http://kibana.test"}),
-                                   transport=self.sb.transport(), sleep=lambda s: None)
-        self.record = FileBackend(root / ".kcr" / "record.json")
-
-    def plan(self, env: Mapping[str, str]) -> Plan:
-        desired = load_repository(self.root, env=env)
-        live = self.client.read_live(sorted(desired.spaces))
-        specs = {owner_label(s): s for space in desired.spaces.values() for s in space.connectors}
-        resolved = SecretResolver(env, desired.settings, self.root).resolve_many(
-            {o: s.secrets for o, s in specs.items()})
-        digests = {s.id: resolved[o].digest(s.id, KEY) for o, s in specs.items()}
-        plan = make_plan(desired, live, digests=digests, record=self.record.load())
-        return plan_json.loads(plan_json.dumps(plan))  # apply reads a saved plan
-
-    def apply(self, plan: Plan, env: Mapping[str, str], **kw: Any) -> ApplyReport:
-        desired = load_repository(self.root, env=env)
-        resolver = SecretResolver(env, desired.settings, self.root)
-        return apply_plan(plan, self.client, resolver, self.record, fingerprint_key=KEY, **kw)
+        super().__init__(root, KibanaClient(Connection.from_env({"KIBANA_URL": "http://kibana.test"}),
+                                            transport=self.sb.transport(), sleep=lambda s: None), key=KEY)
 
     def stored(self, space: str = "default") -> dict[str, dict[str, Any]]:
         return {c["id"]: c for c in self.sb.connectors_in(space)}
@@ -91,7 +69,7 @@ def test_create_then_converged_then_rotate(tmp_path: Path) -> None:
     plan = world.plan(env)
     assert actions(plan) == {"Alerts": Action.CREATE, "Teams": Action.CREATE, "Logs index": Action.CREATE}
     report = world.apply(plan, env)
-    assert [r.status for r in report.results] == [Status.OK] * 3, render_report_text(report, False)
+    assert [r.status for r in report.results] == [Status.OK] * 3, report_text(report, False)
     assert report.record_updated and exit_code(report) == 0
     stored = world.stored()
     assert stored[SLACK_ID]["secrets"] == {"webhookUrl": env["SLACK_URL"]}
@@ -204,7 +182,7 @@ def test_canary_secrets_reach_kibana_only(tmp_path: Path, capsys: pytest.Capture
     assert exit_code(report) == 0
     assert canary in json.dumps(world.sb.connectors_in("default"))  # it did reach "Kibana"
     out = capsys.readouterr()
-    texts = [plan_json.dumps(plan), render_report_text(report, True), json.dumps(report_to_json(report)),
+    texts = [plan_json.dumps(plan), report_text(report, True), json.dumps(report_json(report)),
              (tmp_path / ".kcr" / "record.json").read_text(), caplog.text, out.out, out.err]
     for text in texts:
         assert canary not in text

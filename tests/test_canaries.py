@@ -15,8 +15,6 @@ import html
 import json
 import logging
 import os
-import subprocess
-import sys
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,8 +25,9 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from helpers import cli
+from helpers.cli import kcr_process, write_repo
 
-from reconciler.cli import main
 from reconciler.errors import ReconcilerError
 from reconciler.model import Settings, derive_connector_id
 from reconciler.sandbox import Sandbox
@@ -108,15 +107,8 @@ def seed(**extra: Any) -> dict[str, Any]:
 
 
 @dataclass
-class World:
-    tmp: Path
-    repo: Path
-    env: dict[str, str]
-    sb: Sandbox
-    state_file: Path | None = None
-
-    def kcr(self, *args: str, transport: httpx.BaseTransport | None = None) -> int:
-        return main(list(args), env=self.env, transport=transport or self.sb.transport())
+class World(cli.World):
+    tmp: Path  # everything kcr may write is under it
 
 
 def _vault_routes(router: respx.MockRouter, status: int = 200, data: dict[str, Any] | None = None) -> None:
@@ -152,14 +144,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture()
-def world(tmp_path: Path, vault: respx.MockRouter) -> World:
-    repo = tmp_path / "repo"
-    for rel, text in REPO.items():
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text(text)
-    (repo / "secrets").mkdir()
-    (repo / SECRET_INPUTS[0]).write_text(FILE_SECRET + "\n")
-    return World(tmp_path, repo, _env(), Sandbox.from_seed(seed()))
+def world(tmp_path: Path, vault: respx.MockRouter, capsys: pytest.CaptureFixture[str]) -> World:
+    repo = write_repo(tmp_path / "repo", {**REPO, SECRET_INPUTS[0]: FILE_SECRET + "\n"})
+    return World(repo, _env(), Sandbox.from_seed(seed()), capsys, tmp=tmp_path)
 
 
 def assert_clean(*texts: str) -> None:
@@ -175,7 +162,7 @@ def assert_files_clean(w: World) -> list[Path]:
     inputs = {w.repo / rel for rel in (*REPO, *SECRET_INPUTS)}
     checked = []
     for path in w.tmp.rglob("*"):
-        if not path.is_file() or path in inputs or path == w.state_file:
+        if not path.is_file() or path in inputs:
             continue
         text = path.read_bytes().decode("utf-8", errors="replace")
         for marker in MARKERS:
@@ -184,12 +171,11 @@ def assert_files_clean(w: World) -> list[Path]:
     return checked
 
 
-def run(w: World, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, *args: str,
+def run(w: World, caplog: pytest.LogCaptureFixture, *args: str,
         transport: httpx.BaseTransport | None = None) -> tuple[int, str]:
     caplog.set_level(logging.DEBUG)
     caplog.clear()
-    code = w.kcr(*args, transport=transport)
-    out, err = capsys.readouterr()
+    code, out, err = w.kcr(*args, transport=transport)
     assert_clean(out, err, caplog.text)
     assert_files_clean(w)
     return code, out + err
@@ -207,9 +193,9 @@ Run = Callable[..., tuple[int, str]]
 
 
 @pytest.fixture()
-def kcr(world: World, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Run:
+def kcr(world: World, caplog: pytest.LogCaptureFixture) -> Run:
     def go(*args: str, transport: httpx.BaseTransport | None = None) -> tuple[int, str]:
-        return run(world, capsys, caplog, *args, "--dir", str(world.repo), transport=transport)
+        return run(world, caplog, *args, transport=transport)
 
     return go
 
@@ -427,22 +413,16 @@ def test_exception_texts_and_reprs(world: World) -> None:
 
 def test_subprocess_commands(tmp_path: Path) -> None:
     """A real process's stdout and stderr, against a loopback sandbox server (no Vault here)."""
-    repo = tmp_path / "repo"
-    for rel, text in REPO.items():
-        if rel.endswith("paging.yaml"):
-            text = text.split("  - id: opsgenie")[0]
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text(text)
-    (repo / "secrets").mkdir()
-    (repo / SECRET_INPUTS[0]).write_text(FILE_SECRET + "\n")
+    files = {rel: text.split("  - id: opsgenie")[0] if rel.endswith("paging.yaml") else text
+             for rel, text in REPO.items()}
+    repo = write_repo(tmp_path / "repo", {**files, SECRET_INPUTS[0]: FILE_SECRET + "\n"})
     sb = Sandbox.from_seed(seed())
     with running(sb) as url:
         env = _env(KIBANA_URL=url)
         env.pop("VAULT_ADDR")
 
         def kcr(*args: str, expect: int = 0) -> str:
-            proc = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=repo, env=env,
-                                  capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            proc = kcr_process(repo, env, *args, secrets=MARKERS)
             assert_clean(proc.stdout, proc.stderr)
             assert proc.returncode == expect, proc.stdout + proc.stderr
             return proc.stdout + proc.stderr
@@ -508,7 +488,7 @@ def assert_no_encoded_canary(w: World, text: str, *values: str) -> None:
     """No encoded form of any value in the output or in any file kcr wrote."""
     inputs = {w.repo / rel for rel in (*REPO, *SECRET_INPUTS)}
     files = [p.read_text(errors="replace") for p in w.tmp.rglob("*")
-             if p.is_file() and p != w.state_file and p not in inputs]
+             if p.is_file() and p not in inputs]
     for value in values:
         forms = [*_encodings(value).items(), *(("base64 at an offset", f) for f in _base64_cores(value))]
         for name, form in forms:

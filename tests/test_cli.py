@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from helpers.cli import World, write_repo
 
 from reconciler.cli import main
 from reconciler.model import derive_connector_id
@@ -45,22 +45,6 @@ connectors:
 }
 
 
-@dataclass
-class World:
-    repo: Path
-    env: dict[str, str]
-    sb: Sandbox
-    capsys: pytest.CaptureFixture[str]
-
-    def kcr(self, *args: str, transport: httpx.BaseTransport | None = None, env: dict[str, str] | None = None,
-            dir: bool = True) -> tuple[int, str, str]:
-        argv = [*args, "--dir", str(self.repo)] if dir else list(args)
-        code = main(argv, env=env or self.env, transport=transport or self.sb.transport())
-        out, err = self.capsys.readouterr()
-        assert "Traceback" not in out + err
-        return code, out, err
-
-
 def seed(**extra: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"license": "platinum", "spaces": ["default", "ops"]}
     base.update(extra)
@@ -69,13 +53,9 @@ def seed(**extra: Any) -> dict[str, Any]:
 
 @pytest.fixture()
 def world(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> World:
-    repo = tmp_path / "repo"
-    for rel, text in REPO.items():
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text(text)
     env = {"KIBANA_URL": KIBANA, "SLACK_URL": "https://hooks.example.com/T0/B0/x", "KCR_FINGERPRINT_KEY": "k",
            "NO_COLOR": "1"}
-    return World(repo, env, Sandbox.from_seed(seed()), capsys)
+    return World(write_repo(tmp_path / "repo", REPO), env, Sandbox.from_seed(seed()), capsys)
 
 
 def converge(w: World) -> None:

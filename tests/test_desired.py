@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.cli import write_repo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,19 +68,8 @@ connectors:
 }
 
 
-def write(root: Path, files: dict[str, str | bytes]) -> Path:
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
-    return root
-
-
 def test_good_repository(tmp_path: Path) -> None:
-    state = load_repository(write(tmp_path, dict(GOOD)))
+    state = load_repository(write_repo(tmp_path, dict(GOOD)))
     assert state.settings == Settings(id_mode="uuid5", vault_mounts=("kv/team-a", "legacy:v1"),
                                       allow_env=("PAGERDUTY_*",), file_roots=("/run/secrets",))
     assert sorted(state.spaces) == ["default", "security-team"]
@@ -111,13 +101,13 @@ def test_verbatim_ids_and_space_filter(tmp_path: Path) -> None:
     files = dict(GOOD)
     files["kcr.yaml"] = "id_mode: verbatim\n"
     del files["connectors/security-team/jira.yaml"]
-    state = load_repository(write(tmp_path, files), spaces=["default"])
+    state = load_repository(write_repo(tmp_path, files), spaces=["default"])
     assert [c.id for c in state.spaces["default"].connectors][:2] == ["pagerduty-oncall", "hook"]
 
 
 def test_space_filter_names_missing_space(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as info:
-        load_repository(write(tmp_path, dict(GOOD)), spaces=["nope"])
+        load_repository(write_repo(tmp_path, dict(GOOD)), spaces=["nope"])
     assert "space 'nope' has no directory" in str(info.value)
 
 
@@ -216,7 +206,7 @@ BAD: list[tuple[str, dict[str, str | bytes], str, int | None]] = [
 def test_bad_repositories(tmp_path: Path, case: str, files: dict[str, str | bytes], needle: str,
                           line: int | None) -> None:
     with pytest.raises(ValidationError) as info:
-        load_repository(write(tmp_path, files))
+        load_repository(write_repo(tmp_path, files))
     matching = [p for p in info.value.problems if needle in p.message]
     assert matching, f"{case}: {needle!r} not in {[str(p) for p in info.value.problems]}"
     problem = matching[0]
@@ -227,7 +217,7 @@ def test_bad_repositories(tmp_path: Path, case: str, files: dict[str, str | byte
 
 
 def test_every_problem_at_once(tmp_path: Path) -> None:
-    write(tmp_path, {"connectors/default/a.yaml": one(id="A", type="slack") + "  - id: b\n    name: ''\n"
+    write_repo(tmp_path, {"connectors/default/a.yaml": one(id="A", type="slack") + "  - id: b\n    name: ''\n"
                      "    type: .server-log\n", "connectors/default/b.yaml": "x: [\n"})
     problems = validate_repository(tmp_path)
     messages = " | ".join(p.message for p in problems)
@@ -236,20 +226,20 @@ def test_every_problem_at_once(tmp_path: Path) -> None:
 
 
 def test_plaintext_allowed_is_a_warning(tmp_path: Path) -> None:
-    write(tmp_path, {"connectors/default/a.yaml": one(type=".slack", rest="    secrets: {webhookUrl: CANARY-x}\n"),
+    write_repo(tmp_path, {"connectors/default/a.yaml": one(type=".slack", rest="    secrets: {webhookUrl: CANARY-x}\n"),
                      "kcr.yaml": "allow_plaintext_secrets: true\n"})
     result = load(tmp_path)
     assert result.state is not None
     assert [p.severity for p in result.problems] == ["warning"]
     assert "CANARY" not in str(result.problems[0])
-    write(tmp_path, {"kcr.yaml": ""})
+    write_repo(tmp_path, {"kcr.yaml": ""})
     assert load(tmp_path).state is None
     assert load(tmp_path, allow_plaintext_secrets=True).state is not None
 
 
 def test_canary_secrets_never_in_problems(tmp_path: Path) -> None:
     canary = f"CANARY-{uuid.uuid4()}"
-    write(tmp_path, {"connectors/default/a.yaml": one(
+    write_repo(tmp_path, {"connectors/default/a.yaml": one(
         type=".webhook", rest=f"    config: {{url: 'https://x'}}\n    secrets: {{user: {canary}, pfx: '{canary}',"
                               f" secretHeaders: {{X: '{canary}'}}, bogus: '{canary}'}}\n")})
     problems = validate_repository(tmp_path)
@@ -273,7 +263,7 @@ yamlish = st.recursive(
        raw=st.none() | st.binary(max_size=80))
 def test_any_document_loads_or_fails_validation(tmp_path: Path, doc: object, raw: bytes | None) -> None:
     data = raw if raw is not None else yaml.safe_dump(doc).encode("utf-8")
-    write(tmp_path, {"connectors/default/h.yaml": data})
+    write_repo(tmp_path, {"connectors/default/h.yaml": data})
     try:
         state = load_repository(tmp_path)
     except ValidationError as exc:

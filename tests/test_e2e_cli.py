@@ -6,9 +6,7 @@ canary secret values that must reach the sandbox's store and nothing kcr prints 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers.cli import kcr_process, process_env, write_repo
 
 from reconciler.model import UUID_PATTERN, derive_connector_id
 from reconciler.sandbox import Sandbox
@@ -94,28 +93,20 @@ def _seed() -> dict[str, Any]:
 
 @pytest.fixture()
 def world(tmp_path: Path) -> Iterator[tuple[Sandbox, str, Path, dict[str, str]]]:
-    repo = tmp_path / "repo"
-    for rel, text in REPO.items():
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text(text)
+    repo = write_repo(tmp_path / "repo", REPO)
     sb = Sandbox.from_seed(_seed())
     with running(sb) as url:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KIBANA_", "ELASTICSEARCH_", "KCR_"))}
-        env.update({
-            "KIBANA_URL": url, "KIBANA_API_KEY": API_KEY, "KCR_FINGERPRINT_KEY": "e2e-key",
-            "E2E_SLACK_URL": f"https://hooks.slack.com/services/{CANARY}",
-            "E2E_TEAMS_URL": f"https://teams.example.com/{CANARY}",
-            "E2E_ROUTING_KEY": CANARY, "NO_COLOR": "1",
-        })
+        env = process_env(
+            KIBANA_URL=url, KIBANA_API_KEY=API_KEY, KCR_FINGERPRINT_KEY="e2e-key",
+            E2E_SLACK_URL=f"https://hooks.slack.com/services/{CANARY}",
+            E2E_TEAMS_URL=f"https://teams.example.com/{CANARY}",
+            E2E_ROUTING_KEY=CANARY, NO_COLOR="1",
+        )
         yield sb, url, repo, env
 
 
 def kcr(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=repo, env=env, capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert CANARY not in proc.stdout and CANARY not in proc.stderr, "a secret reached the output"
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
+    return kcr_process(repo, env, *args, secrets=[CANARY])
 
 
 def _by_id(sb: Sandbox, space: str) -> dict[str, dict[str, Any]]:

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from reconciler import catalog
+from reconciler.connection import Connection
 from reconciler.desired import load_repository, owner_label
 from reconciler.errors import ConfigError
 from reconciler.export import (
@@ -19,7 +20,7 @@ from reconciler.export import (
     secret_keys_for,
     variable_names,
 )
-from reconciler.kibana import Connection, KibanaClient
+from reconciler.kibana import KibanaClient
 from reconciler.model import LiveConnector
 from reconciler.plan import Action
 from reconciler.planner import make_plan

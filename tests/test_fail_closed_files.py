@@ -14,8 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers.cli import run_main, write_repo
+from helpers.transports import Recorder
 
-from reconciler.cli import main
 from reconciler.model import derive_connector_id
 from reconciler.sandbox import Sandbox
 
@@ -35,25 +36,6 @@ connectors:
 CANARY = f"CANARY-{uuid.uuid4()}"
 
 
-class Recording(httpx.BaseTransport):
-    """Passes requests on to the sandbox and keeps each one: the proof that nothing was sent."""
-
-    def __init__(self, sb: Sandbox) -> None:
-        self.inner = sb.transport()
-        self.requests: list[str] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(f"{request.method} {request.url.path}")
-        return self.inner.handle_request(request)
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-
-
 def env_for(tmp_path: Path) -> dict[str, str]:
     return {"KIBANA_URL": KIBANA, "KIBANA_API_KEY": "k", "NO_COLOR": "1", "KCR_RECORD": str(tmp_path / "record.json")}
 
@@ -64,9 +46,8 @@ def sandbox(*connectors: dict[str, object]) -> Sandbox:
 
 def run(argv: list[str], repo: Path, env: dict[str, str], transport: httpx.BaseTransport,
         capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = main([*argv, "--dir", str(repo)], env=env, transport=transport)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err and "internal error" not in out + err, out + err
+    code, out, err = run_main(capsys, [*argv, "--dir", str(repo)], env=env, transport=transport)
+    assert "internal error" not in out + err, out + err
     return code, out + err
 
 
@@ -74,11 +55,11 @@ def assert_refused(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     """validate (text and json), plan and plan --detailed-exitcode all exit 1 naming `where`, and no
     request reaches Kibana. Returns everything printed."""
     sb = sandbox()
-    recording = Recording(sb)
+    recording = Recorder(sb.transport().handle_request)
     printed = []
     for argv in (["validate"], ["validate", "--format", "json"], ["plan"],
                  ["plan", "--format", "json", "--detailed-exitcode"]):
-        code, text = run(argv, repo, env_for(tmp_path), recording, capsys)
+        code, text = run(argv, repo, env_for(tmp_path), recording.transport(), capsys)
         assert code == 1, (argv, text)
         assert where in text, (argv, where, text)
         assert says.lower() in text.lower(), (argv, says, text)
@@ -122,14 +103,14 @@ UNREAD = [
 def test_unread_entry_is_an_error_and_plan_sends_nothing(files: dict[str, str], where: str, says: str,
                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = tmp_path / "repo"
-    write(repo, {"connectors/default/chat.yaml": GOOD, **files})
+    write_repo(repo, {"connectors/default/chat.yaml": GOOD, **files})
     assert_refused(repo, tmp_path, capsys, where, says)
 
 
 def test_placeholders_are_allowed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """.gitkeep/.keep keep an empty directory in git: kcr neither reads nor refuses them."""
     repo = tmp_path / "repo"
-    write(repo, {"connectors/.gitkeep": "", "connectors/default/chat.yaml": GOOD, "connectors/default/.keep": "",
+    write_repo(repo, {"connectors/.gitkeep": "", "connectors/default/chat.yaml": GOOD, "connectors/default/.keep": "",
                  "connectors/ops/.gitkeep": ""})
     code, text = run(["validate"], repo, env_for(tmp_path), sandbox().transport(), capsys)
     assert code == 0, text
@@ -140,14 +121,14 @@ def test_placeholders_are_allowed(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_a_named_pipe_is_refused_without_being_opened(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Opening a pipe would block forever; it is neither read nor skipped."""
     repo = tmp_path / "repo"
-    write(repo, {"connectors/default/chat.yaml": GOOD})
+    write_repo(repo, {"connectors/default/chat.yaml": GOOD})
     os.mkfifo(repo / "connectors/default/pipe.yaml")
     assert_refused(repo, tmp_path, capsys, "connectors/default/pipe.yaml", "not a regular file")
 
 
 def test_an_undecodable_name_is_named_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = tmp_path / "repo"
-    write(repo, {"connectors/default/chat.yaml": GOOD})
+    write_repo(repo, {"connectors/default/chat.yaml": GOOD})
     try:
         fd = os.open(os.fsencode(repo / "connectors/default") + b"/notes\xff.txt", os.O_CREAT | os.O_WRONLY)
     except OSError:
@@ -162,21 +143,22 @@ def test_prune_space_with_a_stray_upper_case_file_plans_no_delete(tmp_path: Path
     """The live connector is declared in paging.YAML, which kcr would not read: skipping it would make
     a pruning space delete it. Instead plan stops before reading Kibana. Once renamed, it is a no-op."""
     repo = tmp_path / "repo"
-    write(repo, {"connectors/default/_space.yaml": "prune: true\n", "connectors/default/chat.yaml": GOOD,
+    write_repo(repo, {"connectors/default/_space.yaml": "prune: true\n", "connectors/default/chat.yaml": GOOD,
                  "connectors/default/paging.YAML": OTHER})
     live = {"id": derive_connector_id("default", "log-other"), "space": "default", "name": "Log other",
             "connector_type_id": ".server-log", "config": {}, "secrets": {}}
     sb = sandbox(live)
-    recording = Recording(sb)
-    code, text = run(["plan", "--format", "json", "--detailed-exitcode"], repo, env_for(tmp_path), recording,
-                     capsys)
+    recording = Recorder(sb.transport().handle_request)
+    code, text = run(["plan", "--format", "json", "--detailed-exitcode"], repo, env_for(tmp_path),
+                     recording.transport(), capsys)
     assert code == 1, text
     assert "connectors/default/paging.YAML" in text and '"delete"' not in text
     assert recording.requests == [] and sb.counters["total"] == 0
     assert sb.connectors_in("default") != []
 
     (repo / "connectors/default/paging.YAML").rename(repo / "connectors/default/paging.yaml")
-    code, text = run(["plan", "--format", "json", "--detailed-exitcode"], repo, env_for(tmp_path), recording, capsys)
+    code, text = run(["plan", "--format", "json", "--detailed-exitcode"], repo, env_for(tmp_path),
+                     recording.transport(), capsys)
     plan = json.loads(text)
     assert code == 2 and plan["summary"]["delete"] == 0 and plan["summary"]["no-op"] == 1, plan["summary"]
 
@@ -185,7 +167,7 @@ def test_prune_space_deletes_what_no_file_declares(tmp_path: Path, capsys: pytes
     """The control for the test above: without the stray file the same live connector is planned for deletion,
     so a stray file that was skipped would have deleted it."""
     repo = tmp_path / "repo"
-    write(repo, {"connectors/default/_space.yaml": "prune: true\n", "connectors/default/chat.yaml": GOOD})
+    write_repo(repo, {"connectors/default/_space.yaml": "prune: true\n", "connectors/default/chat.yaml": GOOD})
     live = {"id": derive_connector_id("default", "log-other"), "space": "default", "name": "Log other",
             "connector_type_id": ".server-log", "config": {}, "secrets": {}}
     code, text = run(["plan", "--format", "json", "--detailed-exitcode"], repo, env_for(tmp_path),
@@ -206,9 +188,9 @@ OUTSIDE = [
 def test_link_out_of_the_repository_is_refused_unread(link: str, content: str, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     repo = tmp_path / "repo"
-    write(repo, {"connectors/default/chat.yaml": GOOD})
+    write_repo(repo, {"connectors/default/chat.yaml": GOOD})
     canary = tmp_path / "outside" / "canary.yaml"
-    write(tmp_path, {"outside/canary.yaml": content})
+    write_repo(tmp_path, {"outside/canary.yaml": content})
     (repo / link).symlink_to(canary)
     printed = assert_refused(repo, tmp_path, capsys, link, "outside the repository")
     assert CANARY not in printed
@@ -218,10 +200,10 @@ def test_link_out_of_the_repository_is_refused_unread(link: str, content: str, t
 def test_linked_directory_out_of_the_repository_is_refused_unread(which: str, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     repo = tmp_path / "repo"
-    write(repo, {"kcr.yaml": "id_mode: uuid5\n"})
-    write(tmp_path, {"outside/ops/x.yaml": f"connectors: {CANARY}\n"})
+    write_repo(repo, {"kcr.yaml": "id_mode: uuid5\n"})
+    write_repo(tmp_path, {"outside/ops/x.yaml": f"connectors: {CANARY}\n"})
     if which == "space-directory":
-        write(repo, {"connectors/default/chat.yaml": GOOD})
+        write_repo(repo, {"connectors/default/chat.yaml": GOOD})
         (repo / "connectors/ops").symlink_to(tmp_path / "outside/ops", target_is_directory=True)
         where = "connectors/ops"
     else:
@@ -234,8 +216,8 @@ def test_linked_directory_out_of_the_repository_is_refused_unread(which: str, tm
 def test_chain_of_links_ending_outside_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A link to an in-repository link that leads out: the end of the chain counts."""
     repo = tmp_path / "repo"
-    write(repo, {"connectors/default/chat.yaml": GOOD})
-    write(tmp_path, {"outside/canary.yaml": f"connectors: {CANARY}\n"})
+    write_repo(repo, {"connectors/default/chat.yaml": GOOD})
+    write_repo(tmp_path, {"outside/canary.yaml": f"connectors: {CANARY}\n"})
     (repo / "hop.yaml").symlink_to(tmp_path / "outside/canary.yaml")
     (repo / "connectors/default/x.yaml").symlink_to("../../hop.yaml")
     printed = assert_refused(repo, tmp_path, capsys, "connectors/default/x.yaml", "outside the repository")
@@ -245,7 +227,7 @@ def test_chain_of_links_ending_outside_is_refused(tmp_path: Path, capsys: pytest
 def test_link_into_git_is_refused_unread(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """.git/config can hold the clone URL with the CI job's token: never read, even though it is inside."""
     repo = tmp_path / "repo"
-    write(repo, {"connectors/default/chat.yaml": GOOD, ".git/config": f"connectors: {CANARY}\n"})
+    write_repo(repo, {"connectors/default/chat.yaml": GOOD, ".git/config": f"connectors: {CANARY}\n"})
     (repo / "connectors/default/git.yaml").symlink_to("../../.git/config")
     printed = assert_refused(repo, tmp_path, capsys, "connectors/default/git.yaml", ".git")
     assert CANARY not in printed
@@ -254,7 +236,7 @@ def test_link_into_git_is_refused_unread(tmp_path: Path, capsys: pytest.CaptureF
 def test_dangling_link_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Emacs leaves `.#name` lock links pointing nowhere; a link to a moved file is the same."""
     repo = tmp_path / "repo"
-    write(repo, {"connectors/default/chat.yaml": GOOD})
+    write_repo(repo, {"connectors/default/chat.yaml": GOOD})
     (repo / "connectors/default/gone.yaml").symlink_to("../../moved/gone.yaml")
     assert_refused(repo, tmp_path, capsys, "connectors/default/gone.yaml", "dangling")
 
@@ -262,14 +244,14 @@ def test_dangling_link_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_dangling_settings_link_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A kcr.yaml that points nowhere would otherwise mean default settings (another id_mode: other ids)."""
     repo = tmp_path / "repo"
-    write(repo, {"connectors/default/chat.yaml": GOOD})
+    write_repo(repo, {"connectors/default/chat.yaml": GOOD})
     (repo / "kcr.yaml").symlink_to("shared/kcr.yaml")
     assert_refused(repo, tmp_path, capsys, "kcr.yaml", "dangling")
 
 
 def test_link_loop_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = tmp_path / "repo"
-    write(repo, {"connectors/default/chat.yaml": GOOD})
+    write_repo(repo, {"connectors/default/chat.yaml": GOOD})
     (repo / "connectors/default/a.yaml").symlink_to("b.yaml")
     (repo / "connectors/default/b.yaml").symlink_to("a.yaml")
     assert_refused(repo, tmp_path, capsys, "connectors/default/a.yaml", "cannot be followed")
@@ -279,7 +261,7 @@ def test_link_inside_the_repository_is_read(tmp_path: Path, capsys: pytest.Captu
     """A connector file and a space directory linked to places inside the repository are read as if they
     were there, and named by the link; a repository reached through a linked --dir works as well."""
     real_repo = tmp_path / "real-repo"
-    write(real_repo, {"shared/chat.yaml": GOOD, "teams/ops/index.yaml": OTHER})
+    write_repo(real_repo, {"shared/chat.yaml": GOOD, "teams/ops/index.yaml": OTHER})
     (real_repo / "connectors/default").mkdir(parents=True)
     (real_repo / "connectors/default/chat.yaml").symlink_to("../../shared/chat.yaml")
     (real_repo / "connectors/ops").symlink_to("../teams/ops", target_is_directory=True)

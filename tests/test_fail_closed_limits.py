@@ -11,7 +11,6 @@ import re
 import select
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,8 +22,9 @@ import pytest
 from reconciler import jsondepth
 from reconciler import planfile as planmod
 from reconciler.cli import main
+from reconciler.connection import Connection
 from reconciler.errors import KibanaError, KibanaUnavailable, PlanFileError, StateError
-from reconciler.kibana import Connection, KibanaClient
+from reconciler.kibana import KibanaClient
 from reconciler.state import FileBackend, HttpBackend, locked
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -147,13 +147,13 @@ def test_timeout_bounds_a_trickled_answer_and_retries_idempotent_reads(
     trickler: Callable[..., Trickler], answer: bytes, prefix: bytes
 ) -> None:
     server = trickler(answer, prefix=prefix)
-    started = time.monotonic()
     with client_for(f"http://127.0.0.1:{server.port}", retries=1) as client, pytest.raises(KibanaUnavailable) as err:
         client.list_spaces()
-    assert time.monotonic() - started < 10  # a sanity bound only: the answer alone would take 12-16 s
     message = str(err.value)
     assert "KCR_TIMEOUT=1s" in message and "GET /api/spaces/space" in message
     assert "raise KCR_TIMEOUT" in message
+    # The deadline, shown without a clock: each byte comes well within KCR_TIMEOUT, so a client timing
+    # single reads only would get the whole answer; kcr abandoned both attempts before it was complete.
     assert server.wait_closed_early(2)  # the first attempt and its retry, each abandoned by kcr
     assert server.completed == 0
     assert len(server.request_lines) == 2

@@ -15,15 +15,16 @@ from typing import Any
 
 import httpx
 import pytest
-from test_applier import FakeClient, FakeResolver, by_address, change, cid, live, plan_of, run
-from test_planner_fixtures import desired, live_state, spec
+from helpers.applier_fakes import FakeClient, FakeResolver, by_address, change, cid, live, plan_of, run
+from helpers.builders import desired, live_state, spec
+from helpers.cli import run_main, write_repo
 
 from reconciler import planfile as plan_json
 from reconciler import render
-from reconciler.applier import Status, exit_code
-from reconciler.cli import main
+from reconciler.apply_report import Status, exit_code
+from reconciler.connection import Connection
 from reconciler.errors import KibanaError
-from reconciler.kibana import Connection, KibanaClient
+from reconciler.kibana import KibanaClient
 from reconciler.model import LiveConnector, SpaceSettings, derive_connector_id
 from reconciler.plan import Action
 from reconciler.planner import make_plan
@@ -156,17 +157,8 @@ def sandbox_mutations(sb: Sandbox) -> dict[str, int]:
 
 def kcr(capsys: pytest.CaptureFixture[str], env: dict[str, str], transport: httpx.BaseTransport,
         *args: str) -> tuple[int, str]:
-    code = main(list(args), env=env, transport=transport)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
+    code, out, err = run_main(capsys, args, env=env, transport=transport)
     return code, out + err
-
-
-def repo_with(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    return root
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
@@ -184,7 +176,7 @@ def test_plan_refuses_lists_from_a_proxy_that_drops_the_space_prefix(
         "preconfigured": {"yml-log": {"name": "From kibana.yml", "actionTypeId": ".server-log"}},
         "connectors": [{"id": STRAY, "space": "default", "name": "Default's", "connector_type_id": ".server-log"}],
     })
-    repo = repo_with(tmp_path / "repo", {
+    repo = write_repo(tmp_path / "repo", {
         "connectors/ops/_space.yaml": "prune: true\n",
         "connectors/ops/main.yaml": "connectors:\n  - id: history\n    name: History\n    type: .server-log\n",
         "connectors/default/main.yaml": "connectors:\n  - id: logs\n    name: Logs\n    type: .server-log\n",
@@ -215,7 +207,7 @@ def test_a_proxy_dropping_the_space_prefix_shows_even_when_only_another_space_is
         "license": "platinum", "spaces": ["default", "ops"],
         "connectors": [{"id": STRAY, "space": "default", "name": "Prod pager", "connector_type_id": ".server-log"}],
     })
-    repo = repo_with(tmp_path / "repo", {
+    repo = write_repo(tmp_path / "repo", {
         "connectors/ops/_space.yaml": "prune: true\n",
         "connectors/ops/main.yaml": "connectors:\n  - id: history\n    name: History\n    type: .server-log\n",
     })
@@ -234,7 +226,7 @@ def test_plan_refuses_a_list_naming_one_id_twice(tmp_path: Path, capsys: pytest.
         "license": "platinum", "spaces": ["default"],
         "connectors": [{"id": STRAY, "space": "default", "name": "Stray", "connector_type_id": ".server-log"}],
     })
-    repo = repo_with(tmp_path / "repo", {
+    repo = write_repo(tmp_path / "repo", {
         "connectors/default/_space.yaml": "prune: true\n",
         "connectors/default/main.yaml": "connectors:\n  - id: logs\n    name: Logs\n    type: .server-log\n",
     })
@@ -318,7 +310,7 @@ def test_apply_blocks_a_delete_or_recreate_whose_count_cannot_be_re_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], action: str, broken: str
 ) -> None:
     sb = Sandbox.from_seed(seed_for(action))
-    repo = repo_with(tmp_path / "repo", REPO_FOR[action])
+    repo = write_repo(tmp_path / "repo", REPO_FOR[action])
     env = env_for(tmp_path)
     saved = tmp_path / "plan.json"
     code, text = kcr(capsys, env, sb.transport(), "plan", "--out", str(saved), "--detailed-exitcode",
@@ -428,7 +420,7 @@ def test_space_flag_never_deletes_a_connector_another_space_declares(
         "license": "platinum", "spaces": ["default", "ops"],
         "connectors": [{"id": CID, "space": "ops", "name": "Logs", "connector_type_id": ".server-log"}],
     })
-    repo = repo_with(tmp_path / "repo", {
+    repo = write_repo(tmp_path / "repo", {
         "connectors/default/a.yaml": f"connectors:\n  - id: {CID}\n    name: Logs\n    type: .server-log\n",
         "connectors/ops/_space.yaml": "prune: true\n",
         "connectors/ops/b.yaml": "connectors:\n  - id: keep\n    name: K\n    type: .server-log\n",
@@ -444,10 +436,10 @@ def test_space_flag_never_deletes_a_connector_another_space_declares(
 
 
 def test_allow_referenced_with_a_key_declared_in_two_spaces_is_refused_as_ambiguous() -> None:
-    from test_applier import desired as desired_connector
+    from helpers.applier_fakes import desired as desired_connector
 
-    from reconciler.cli import _refuse_ambiguous_keys
     from reconciler.errors import ConfigError
+    from reconciler.pipeline import refuse_ambiguous_keys
 
     want = dataclasses.replace(desired_connector(1), key="logs")
     recreate_default = change(Action.RECREATE, 1, before=live(1, type=".email"), want=want)
@@ -455,5 +447,5 @@ def test_allow_referenced_with_a_key_declared_in_two_spaces_is_refused_as_ambigu
                                        space="ops")
     plan = plan_of(recreate_default, recreate_ops)
     with pytest.raises(ConfigError, match="declared in spaces default, ops"):
-        _refuse_ambiguous_keys(plan, ["logs"])
-    _refuse_ambiguous_keys(plan, ["default/logs", cid(2)])  # a space/key or an id names one
+        refuse_ambiguous_keys(plan, ["logs"])
+    refuse_ambiguous_keys(plan, ["default/logs", cid(2)])  # a space/key or an id names one

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from helpers.cli import run_main, write_repo
 from markdown_it import MarkdownIt
 
 from reconciler import render
@@ -263,14 +264,6 @@ connectors:
 }
 
 
-def make_repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    for rel, text in REPO.items():
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text(text)
-    return repo
-
-
 def writes(sb: Sandbox) -> dict[str, int]:
     return {name: n for name, n in sb.counters.items() if name.split()[0] in ("POST", "PUT", "DELETE")}
 
@@ -280,16 +273,14 @@ Kcr = Callable[..., tuple[int, str, str]]
 
 @pytest.fixture()
 def kcr_world(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[Kcr, Sandbox, dict[str, str]]]:
-    repo = make_repo(tmp_path)
+    repo = write_repo(tmp_path / "repo", REPO)
     sb = Sandbox.from_seed({"license": "platinum", "spaces": ["default"]})
     env = {"KIBANA_URL": KIBANA, "HOOK": canary("hook"), "ROUTING": canary("routing"), "KCR_FINGERPRINT_KEY": KEY_A,
            "NO_COLOR": "1"}
 
     def kcr(*args: str, extra_env: dict[str, str] | None = None) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main([*args, "--dir", str(repo)], env={**env, **(extra_env or {})}, transport=sb.transport())
-        out, err = capsys.readouterr()
-        return code, out, err
+        return run_main(capsys, [*args, "--dir", str(repo)], env={**env, **(extra_env or {})},
+                        transport=sb.transport())
 
     yield kcr, sb, env
 
@@ -457,7 +448,7 @@ def test_unprintable_and_bidi_characters_never_reach_the_text_or_markdown_output
         assert char not in out
 
 def test_drift_markdown_report_escapes_a_kibana_connector_name(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path)
+    repo = write_repo(tmp_path / "repo", REPO)
     (repo / "connectors/default/_space.yaml").write_text("prune: false\n")
     name = "[Slack](https://evil.example) <img src=x onerror=alert(1)>"
     sb = Sandbox.from_seed({"license": "platinum", "spaces": ["default"], "connectors": [

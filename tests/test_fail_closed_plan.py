@@ -12,13 +12,15 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from test_planner_fixtures import mixed_plan
+from helpers import cli
+from helpers.builders import mixed_plan
+from helpers.cli import write_repo
+from helpers.transports import Recorder
 
 from reconciler import planfile as planmod
 from reconciler.cli import main
@@ -312,39 +314,15 @@ def seed() -> dict[str, Any]:
             "connectors": [*(live(cid, "default") for cid in ODD_IDS), live(PRUNED, "ops")]}
 
 
-@dataclass
-class Recording(httpx.BaseTransport):
+def recorder_for(sb: Sandbox | None = None) -> Recorder:
     """Every request kcr sends, passed on to the sandbox (or answered 500 when there is none)."""
-
-    sandbox: Sandbox | None = None
-    requests: list[tuple[str, str]] = field(default_factory=list)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append((request.method, request.url.raw_path.decode()))
-        if self.sandbox is None:
-            return httpx.Response(500, json={"statusCode": 500, "error": "Internal Server Error", "message": "no"})
-        return self.sandbox.transport().handle_request(request)
-
-    @property
-    def writes(self) -> list[tuple[str, str]]:
-        return [r for r in self.requests if r[0] != "GET" and not r[1].endswith("/_find")]
+    if sb is not None:
+        return Recorder(sb.transport().handle_request)
+    return Recorder(lambda _: httpx.Response(500, json={"statusCode": 500, "error": "Internal Server Error",
+                                                        "message": "no"}))
 
 
-@dataclass
-class World:
-    repo: Path
-    sb: Sandbox
-    env: dict[str, str]
-    capsys: pytest.CaptureFixture[str]
-
-    def kcr(self, *args: str, env: dict[str, str] | None = None,
-            transport: httpx.BaseTransport | None = None) -> tuple[int, str, str]:
-        code = main([*args, "--dir", str(self.repo)], env=self.env if env is None else env,
-                    transport=transport or self.sb.transport())
-        out, err = self.capsys.readouterr()
-        assert "Traceback" not in out + err
-        return code, out, err
-
+class World(cli.World):
     def saved_plan(self, env: dict[str, str] | None = None) -> Path:
         path = self.repo / "plan.json"
         code, out, err = self.kcr("plan", "--out", str(path), env=env)
@@ -361,13 +339,9 @@ class World:
 
 @pytest.fixture()
 def world(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> World:
-    repo = tmp_path / "repo"
-    for rel, text in REPO.items():
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text(text)
     env = {"KIBANA_URL": KIBANA, "KIBANA_API_KEY": "not-a-real-api-key", "KCR_FINGERPRINT_KEY": KEY,
            "SLACK_URL": "https://hooks.example.com/T0/B0/x", "NO_COLOR": "1"}
-    return World(repo, Sandbox.from_seed(seed()), env, capsys)
+    return World(repo=write_repo(tmp_path / "repo", REPO), env=env, sb=Sandbox.from_seed(seed()), capsys=capsys)
 
 
 def assert_nothing_applied(w: World) -> None:
@@ -384,8 +358,8 @@ def test_plan_out_then_apply_with_non_uuid_live_ids(world: World) -> None:
     actions = {c["id"]: c["action"] for c in saved["changes"]}
     assert actions == {**dict.fromkeys(ODD_IDS, "unmanaged"), PRUNED: "delete", SLACK_ID: "create",
                        HISTORY_ID: "create"}
-    recording = Recording(world.sb)
-    code, out, err = world.kcr("apply", str(path), transport=recording)
+    recording = recorder_for(world.sb)
+    code, out, err = world.kcr("apply", str(path), transport=recording.transport())
     assert code == 0, out + err
     assert world.live_ids("default") == sorted([*ODD_IDS, SLACK_ID])
     assert world.live_ids("ops") == [HISTORY_ID]
@@ -433,9 +407,9 @@ def test_apply_with_the_key_refuses_an_unverified_plan(world: World, label: str,
     path = world.saved_plan()
     if edit is not None:
         edit(path)
-    recording = Recording(world.sb)
+    recording = recorder_for(world.sb)
     code, out, err = world.kcr("apply", str(path), env={**world.env, "KCR_FINGERPRINT_KEY": apply_key},
-                               transport=recording)
+                               transport=recording.transport())
     assert code == 1, out + err
     assert needle in err and RERUN in err
     assert recording.requests == []
@@ -464,9 +438,9 @@ def test_apply_without_the_key_warns_the_plan_is_unauthenticated(world: World) -
 def test_apply_without_a_kibana_url_sends_nothing(world: World, extra: dict[str, str]) -> None:
     """The URL inside the plan is not a target: the credentials go nowhere until the operator names one."""
     path = world.saved_plan()
-    recording = Recording(world.sb)
+    recording = recorder_for(world.sb)
     env = {**world.without("KIBANA_URL"), **extra}
-    code, out, err = world.kcr("apply", str(path), env=env, transport=recording)
+    code, out, err = world.kcr("apply", str(path), env=env, transport=recording.transport())
     assert code == 1, out + err
     assert f"the plan targets {KIBANA}; set KIBANA_URL or pass --kibana-url to confirm the target" in err
     assert recording.requests == []
@@ -475,10 +449,10 @@ def test_apply_without_a_kibana_url_sends_nothing(world: World, extra: dict[str,
 
 def test_apply_to_another_kibana_refused_before_the_record_or_kibana_hears_anything(world: World) -> None:
     path = world.saved_plan()
-    recording = Recording()
+    recording = recorder_for()
     env = {**world.env, "KIBANA_URL": "http://other-kibana.test",
            "KCR_RECORD_HTTP_ADDRESS": "http://127.0.0.1:9/record"}
-    code, out, err = world.kcr("apply", str(path), env=env, transport=recording)
+    code, out, err = world.kcr("apply", str(path), env=env, transport=recording.transport())
     assert code == 1, out + err
     assert f"the plan was made against {KIBANA} but KIBANA_URL is http://other-kibana.test" in err
     assert "record" not in err.lower()
@@ -533,8 +507,8 @@ def test_an_unsigned_plan_turning_an_update_into_a_delete_of_a_declared_connecto
     repo, plan_file, env, sb = _unsigned_world(tmp_path, capsys)
     _edit(plan_file, PAGER_ID, action="delete", desired=None, diffs=[], secret_digest=None, name="Pager",
           secrets="none", guard={"blocked": False, "reasons": [], "rules": []})
-    recording = Recording(sb)
-    code = main(["apply", str(plan_file), "--dir", str(repo)], env=env, transport=recording)
+    recording = recorder_for(sb)
+    code = main(["apply", str(plan_file), "--dir", str(repo)], env=env, transport=recording.transport())
     err = capsys.readouterr().err
     assert code == 1 and "deletes a connector that" in err and "a.yaml" in err
     assert recording.requests == []
@@ -547,9 +521,9 @@ def test_an_unsigned_plan_lying_about_the_live_type_recreates_nothing(
     repo, plan_file, env, sb = _unsigned_world(tmp_path, capsys)
     _edit(plan_file, OTHER_ID, action="recreate", live_type=".email",
           diffs=[{"path": "connector_type_id", "kind": "changed", "before": ".email", "after": ".server-log"}])
-    recording = Recording(sb)
-    code = main(["apply", str(plan_file), "--dir", str(repo)], env=env, transport=recording)
+    recording = recorder_for(sb)
+    code = main(["apply", str(plan_file), "--dir", str(repo)], env=env, transport=recording.transport())
     out = capsys.readouterr().out
     assert code == 1 and "Kibana holds a .server-log connector, the plan says .email" in out
-    assert [r for r in recording.requests if r[0] == "DELETE"] == []
+    assert [r for r in recording.sent if r[0] == "DELETE"] == []
     assert {c["id"] for c in sb.connectors_in("default")} == {PAGER_ID, OTHER_ID}

@@ -21,32 +21,19 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers.transports import Handler, Recorder
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from reconciler.connection import Connection
 from reconciler.errors import ConfigError, KibanaError, ReconcilerError
-from reconciler.kibana import MAX_BACKOFF, MAX_RETRY_AFTER, Connection, KibanaClient
+from reconciler.kibana import KibanaClient
 from reconciler.model import SPACE_ID_PATTERN, ConnectorTypeInfo, LiveConnector, LiveState, RuleRef
+from reconciler.retry import MAX_BACKOFF, MAX_RETRY_AFTER
 
 BASE = "http://kibana.test"
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SPACE_FULL = re.compile(r"[a-z0-9_-]+")
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class Recorder:
-    """A MockTransport that records each request; thread-safe because read_live lists in parallel."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[httpx.Request] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        with self._lock:
-            self.requests.append(request)
-        return self.handler(request)
 
 
 def make_client(handler: Handler, *, retries: int = 2) -> tuple[KibanaClient, Recorder, list[float]]:

@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from helpers.transports import Handler, Recorder
 
+from reconciler.connection import Connection
 from reconciler.errors import (
     ConfigError,
     KibanaAuthError,
@@ -22,34 +24,11 @@ from reconciler.errors import (
     KibanaNotFound,
     KibanaUnavailable,
 )
-from reconciler.kibana import Connection, KibanaClient
+from reconciler.kibana import KibanaClient
 from reconciler.model import LiveConnector, LiveState
 
 BASE = "http://kibana.test"
 CID = "0f8c6a52-5d0e-4b8e-9a51-6b6372000001"
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class Recorder:
-    """A transport that records every request and answers through a handler."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        self.requests.append(request)
-        return self.handler(request)
-
-    @property
-    def raw_paths(self) -> list[str]:
-        return [r.url.raw_path.decode() for r in self.requests]
-
-    def count(self, method: str) -> int:
-        return sum(1 for r in self.requests if r.method == method)
-
 
 class Sleeps:
     def __init__(self) -> None:
@@ -470,6 +449,15 @@ def test_create_is_retried_on_429_without_reading() -> None:
                                           httpx.Response(200, json=connector_body())))
     assert create(client).id == CID
     assert [r.method for r in rec.requests] == ["POST", "POST"]
+
+
+def test_create_throttled_past_its_budget_is_reported_without_reading() -> None:
+    """The 429 budget is the same policy's as for reads; a 429 never leaves a create in doubt."""
+    client, rec, sleeps = make_client(sequence(*[httpx.Response(429, headers={"Retry-After": "2"})] * 20))
+    with pytest.raises(KibanaError, match="429"):
+        create(client)
+    assert [r.method for r in rec.requests] == ["POST"] * 11
+    assert sleeps.delays == [2.0] * 10
 
 
 def test_create_giving_up_after_ambiguous_failures() -> None:

@@ -14,8 +14,9 @@ import httpx
 import pytest
 import trustme
 
+from reconciler.connection import Connection, check_space, connector_path, parse_go_bool, redact_url, space_prefix
 from reconciler.errors import ConfigError
-from reconciler.kibana import Connection, KibanaClient, parse_go_bool
+from reconciler.kibana import KibanaClient
 
 URL = {"KIBANA_URL": "https://kibana.test:5601"}
 
@@ -201,3 +202,25 @@ def test_timeouts() -> None:
     timeout = client._http.timeout
     assert (timeout.connect, timeout.read) == (10.0, 60.0)
     client.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pw@kibana.test:5601/base?token=t#frag", "https://kibana.test:5601/base"),
+        ("http://[::1]:5601/", "http://[::1]:5601/"),
+        ("https://u:p@kibana.test:port/", "https://kibana.test/"),  # a bad port is dropped, not echoed
+    ],
+)
+def test_redact_url_keeps_only_where(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_paths_keep_each_id_to_one_segment() -> None:
+    assert space_prefix("default") == "" and space_prefix("ops") == "/s/ops"
+    assert connector_path("ops") == "/s/ops/api/actions/connector"
+    assert connector_path("default", "a b", "/_execute") == "/api/actions/connector/a%20b/_execute"
+    with pytest.raises(ConfigError, match="space id"):
+        check_space("Ops/../x")
+    assert connector_path("default", "..") == "/api/actions/connector/%2E%2E"  # never resolved to the parent
+    assert connector_path("default", "a/b?c") == "/api/actions/connector/a%2Fb%3Fc"

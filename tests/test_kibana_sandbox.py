@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from reconciler import sandbox
+from reconciler.connection import Connection
 from reconciler.errors import ConfigError, KibanaAuthError, KibanaConflict, KibanaError, KibanaNotFound
-from reconciler.kibana import Connection, KibanaClient
+from reconciler.kibana import KibanaClient
 
 CID = "0f8c6a52-5d0e-4b8e-9a51-6b6372000001"
 BASE = "http://kibana.test"

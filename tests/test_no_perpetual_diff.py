@@ -20,10 +20,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from helpers.cli import run_main
 
 from reconciler import catalog
-from reconciler.cli import main
-from reconciler.export import secret_keys_for
 from reconciler.model import derive_connector_id
 from reconciler.sandbox import Sandbox
 
@@ -269,8 +268,7 @@ class World:
     capsys: pytest.CaptureFixture[str]
 
     def kcr(self, repo: Path, env: Mapping[str, str], *args: str) -> tuple[int, str]:
-        code = main([*args, "--dir", str(repo)], env=dict(env), transport=self.sb.transport())
-        out, err = self.capsys.readouterr()
+        code, out, err = run_main(self.capsys, [*args, "--dir", str(repo)], env=env, transport=self.sb.transport())
         assert "CANARY" not in out + err, f"a secret value reached the output of kcr {args[0]}"
         return code, out + err
 
@@ -320,10 +318,25 @@ def _exported_env(out_dir: Path, v: Variant) -> tuple[dict[str, str], list[dict[
     return env, entries
 
 
-def _params() -> Iterator[Any]:
+def _params(known_failures: Mapping[tuple[str, str], str] | None = None) -> Iterator[Any]:
+    """Every variant; a known failure (by type and variant name: an assertion of the test fails) and a
+    known product defect (`Variant.xfail`) are strict xfails with their reason."""
     for v in VARIANTS:
-        marks = [pytest.mark.xfail(strict=True, reason=v.xfail)] if v.xfail else []
+        known = (known_failures or {}).get((v.type, v.name))
+        marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=known)] if known else \
+            [pytest.mark.xfail(strict=True, reason=v.xfail)] if v.xfail else []
         yield pytest.param(v, id=f"{v.type}:{v.name}", marks=marks)
+
+
+_GUESSED = "export guesses the secret shape from config, and optional secrets are not guessed: "
+# Variants whose exported secret keys are not the declared ones, so the digests cannot match.
+EXPORT_GUESSES_OTHER_SECRETS: dict[tuple[str, str], str] = {
+    (".gen-ai", "other-pki"): _GUESSED + "export writes apiKey, the variant declares certificateData and "
+                                         "privateKeyData",
+    (".inference", "explicit"): _GUESSED + "export writes no secret, the variant declares providerSecrets",
+    (".webhook", "secret-headers"): _GUESSED + "export writes no secret, the variant declares secretHeaders",
+    (".xsoar", "explicit"): _GUESSED + "export writes apiKey, the variant declares apiKey and apiKeyID",
+}
 
 
 def test_every_type_is_covered() -> None:
@@ -381,15 +394,11 @@ def test_no_perpetual_diff(v: Variant, tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0, f"export round-trip (text):\n{out}"
 
 
-@pytest.mark.parametrize("v", list(_params()))
+@pytest.mark.parametrize("v", list(_params(EXPORT_GUESSES_OTHER_SECRETS)))
 def test_export_round_trip_keeps_secret_digests(v: Variant, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    """Adopting into the same record (same Kibana, same secret values): when the exported secret keys
-    are the declared ones, the fingerprints match and the plan says `unchanged`, not `changed`."""
-    declared = tuple(sorted(v.secrets))
-    if tuple(sorted(secret_keys_for(v.type, v.config))) != declared:
-        pytest.skip(f"export writes {secret_keys_for(v.type, v.config)}, the variant declares {declared}: "
-                    "export guesses the secret shape from config; optional secrets are not guessed")
+    """Adopting into the same record (same Kibana, same secret values): the exported secret keys are
+    the declared ones, so the fingerprints match and the plan says `unchanged`, not `changed`."""
     world = World(tmp_path, Sandbox.from_seed({"license": "trial"}), capsys)
     repo = tmp_path / "repo"
     record = tmp_path / "record.json"
@@ -435,9 +444,9 @@ class _StripsUnknownKeys(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
-def test_key_kibana_drops_is_refused_or_ignored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Either `kcr validate` refuses a key Kibana would silently drop, or the plan after apply is clean:
-    never an update that comes back after every apply."""
+def test_key_kibana_drops_is_warned_about_and_ignored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key Kibana would silently drop: `kcr validate` warns (it does not refuse), and the plan after
+    apply is clean, never an update that comes back after every apply."""
     sb = Sandbox.from_seed({"license": "trial"})
     v = Variant(".mcp", "unknown-key", {"serverUrl": "https://mcp.example.com/sse", "hasAuth": False,
                                         "tools": [{"name": "search", "enabled": True}]})
@@ -446,12 +455,11 @@ def test_key_kibana_drops_is_refused_or_ignored(tmp_path: Path, capsys: pytest.C
     transport = _StripsUnknownKeys(sb, ".mcp")
 
     def kcr(*args: str) -> tuple[int, str]:
-        code = main([*args, "--dir", str(repo)], env=env, transport=transport)
-        out, err = capsys.readouterr()
+        code, out, err = run_main(capsys, [*args, "--dir", str(repo)], env=env, transport=transport)
         return code, out + err
 
-    if kcr("validate")[0] != 0:
-        return  # refused up front: the user is told, no perpetual diff
+    code, out = kcr("validate")
+    assert code == 0 and "config.tools: Kibana's .mcp schema does not know this key and drops it on save" in out, out
     code, out = kcr("apply", "--auto-approve")
     assert code == 0, out
     stored = sb.connectors_in(SPACE)

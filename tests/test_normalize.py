@@ -7,12 +7,13 @@ import random
 from typing import Any
 
 import pytest
+from helpers.builders import live, spec
 from hypothesis import given
 from hypothesis import strategies as st
-from test_planner_fixtures import live, spec
 
 from reconciler import catalog, normalize
-from reconciler.model import ConnectorSpec, LiveConnector
+from reconciler.model import ConnectorSpec, FieldDiff, LiveConnector, SetChange
+from reconciler.yamlload import join_path
 
 # A valid-enough config per type (the catalogue's required keys), to which the defaults are added.
 SAMPLE_CONFIGS: dict[str, dict[str, Any]] = {
@@ -170,11 +171,97 @@ def test_nested_paths_and_quoting() -> None:
     ]
 
 
-def test_lists_compare_whole_and_in_order() -> None:
-    s, conn = pair(".slack_api", {"allowedChannels": [{"id": "1", "name": "a"}]},
-                   {"allowedChannels": [{"id": "1", "name": "b"}]})
+def test_paths_are_spelt_as_validate_spells_fields() -> None:
+    """One joiner (yamlload.join_path): a plan names a field as `kcr validate` does, also for a key
+    that starts with a digit, which normalize once quoted on its own."""
+    s, conn = pair(".webhook", {"url": "https://h", "headers": {"1-Hop": "1", "X-Team": "a", "a b": "c"}},
+                   {"url": "https://h"})
+    paths = [d.path for d in normalize.config_diffs(s, conn)]
+    assert paths == ["config.headers"]
+    conn = LiveConnector(id=s.id, name=s.name, type=".webhook", config={"url": "https://h", "headers": {}})
+    paths = [d.path for d in normalize.config_diffs(s, conn)]
+    assert paths == ["config.headers.1-Hop", "config.headers.X-Team", 'config.headers["a b"]']
+    assert paths == [join_path("config.headers", k) for k in ("1-Hop", "X-Team", "a b")]
+
+
+# --- lists: in order, unless Kibana reads them as a set (x-kcr-set) -----------------------------------
+
+C1, C2, C3, C4 = ({"id": f"C{i}", "name": f"chan-{i}"} for i in range(1, 5))
+
+
+def channels(declared: list[Any], stored: list[Any]) -> tuple[FieldDiff, ...]:
+    return normalize.config_diffs(*pair(".slack_api", {"allowedChannels": declared}, {"allowedChannels": stored}))
+
+
+def test_set_fields_are_data_in_the_type_schemas() -> None:
+    """`x-kcr-set` marks the fields; every marked field is a list in its schema."""
+    assert normalize.set_fields(".slack_api") == {"allowedChannels"}
+    for type_id in catalog.types():
+        props = normalize._properties(type_id) or {}
+        for name in normalize.set_fields(type_id):
+            assert props[name].get("type") == "array", (type_id, name)
+    assert normalize.set_fields(".webhook") == frozenset()
+    assert normalize.set_fields(".not-catalogued") == frozenset()
+
+
+def test_set_reordered_or_repeated_is_no_diff() -> None:
+    """Kibana only looks channels up in allowedChannels: a new order is no change, so no perpetual diff."""
+    assert channels([C1, C2, C3], [C3, C1, C2]) == ()
+    assert channels([C1, C2], [C2, C1, C2]) == ()
+    assert normalize.config_equal(*pair(".slack_api", {"allowedChannels": [C2, C1]}, {"allowedChannels": [C1, C2]}))
+
+
+def test_set_change_names_the_members_added_and_removed() -> None:
+    (d,) = channels([C4, C2, C1], [C1, C2, C3])
+    assert (d.path, d.kind) == ("config.allowedChannels", "changed")
+    assert d.before == [C1, C2, C3] and d.after == [C4, C2, C1]  # the whole lists stay, for the record
+    assert d.members == SetChange(added=(C4,), removed=(C3,))
+    renamed = {"id": "C1", "name": "renamed"}  # a member is the whole item: a rename is one out, one in
+    (d,) = channels([renamed], [C1])
+    assert d.members == SetChange(added=(renamed,), removed=(C1,))
+
+
+def test_set_field_coming_or_going_whole_is_an_ordinary_diff() -> None:
+    s, conn = pair(".slack_api", {"allowedChannels": [C1]}, {})
     (d,) = normalize.config_diffs(s, conn)
-    assert d.path == "config.allowedChannels"
+    assert (d.kind, d.before, d.after, d.members) == ("added", None, [C1], None)
+    s, conn = pair(".slack_api", {}, {"allowedChannels": [C1]})
+    (d,) = normalize.config_diffs(s, conn)
+    assert (d.kind, d.before, d.after, d.members) == ("removed", [C1], None, None)
+
+
+def test_list_not_marked_as_set_compares_whole_and_in_order() -> None:
+    """A type the catalogue does not know (a newer Kibana's) has no set fields: its lists keep order."""
+    s, conn = pair(".not-catalogued", {"tags": ["a", "b"]}, {"tags": ["b", "a"]})
+    (d,) = normalize.config_diffs(s, conn)
+    assert (d.path, d.kind, d.before, d.after, d.members) == ("config.tags", "changed", ["b", "a"], ["a", "b"], None)
+
+
+def test_set_fields_only_where_both_types_read_a_set() -> None:
+    s = spec("k", ".slack_api", config={"allowedChannels": [C2, C1]}, secrets={})
+    conn = LiveConnector(id=s.id, name=s.name, type=".not-catalogued", config={"allowedChannels": [C1, C2]})
+    (d,) = normalize.config_diffs(s, conn)
+    assert d.members is None
+
+
+_channel = st.builds(lambda i, n: {"id": f"C{i}", "name": n}, st.integers(0, 6), st.sampled_from(["a", "b"]))
+
+
+@given(have=st.lists(_channel, max_size=6), want=st.lists(_channel, max_size=6), seed=st.integers(0, 99))
+def test_set_diff_is_set_arithmetic(have: list[Any], want: list[Any], seed: int) -> None:
+    key = lambda c: (c["id"], c["name"])  # noqa: E731
+    shuffled = list(want)
+    random.Random(seed).shuffle(shuffled)
+    assert channels(want, shuffled) == ()
+    diffs = channels(want, have)
+    if {key(c) for c in have} == {key(c) for c in want}:
+        assert diffs == ()
+        return
+    (d,) = diffs
+    assert d.members is not None
+    assert {key(c) for c in d.members.added} == {key(c) for c in want} - {key(c) for c in have}
+    assert {key(c) for c in d.members.removed} == {key(c) for c in have} - {key(c) for c in want}
+    assert len(d.members.added) == len({key(c) for c in d.members.added})  # a repeat is one member
 
 
 def test_live_config_none_is_empty() -> None:

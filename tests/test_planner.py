@@ -7,7 +7,7 @@ import uuid
 from dataclasses import replace
 
 import pytest
-from test_planner_fixtures import (
+from helpers.builders import (
     MIXED_RULES,
     URL,
     desired,

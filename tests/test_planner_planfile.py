@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from test_planner_fixtures import mixed_plan
+from helpers.builders import mixed_plan
 
 from reconciler import planfile
 from reconciler.errors import PlanFileError, Problem

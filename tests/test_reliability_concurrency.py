@@ -20,18 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.pipeline import Pipeline
 
-from reconciler import planfile as plan_json
-from reconciler.applier import STALE_LIVE, ApplyReport, Status, apply_plan
-from reconciler.desired import load_repository, owner_label
+from reconciler.apply_checks import STALE_LIVE
+from reconciler.apply_report import ApplyReport, Status
+from reconciler.connection import Connection
 from reconciler.errors import StateError
-from reconciler.kibana import Connection, KibanaClient
+from reconciler.kibana import KibanaClient
 from reconciler.model import LiveConnector, derive_connector_id
 from reconciler.plan import Action, Plan
-from reconciler.planner import make_plan
 from reconciler.sandbox import Sandbox
-from reconciler.secrets import SecretResolver
-from reconciler.state import FileBackend
 
 KEY = b"concurrency-key"
 WAIT = 10.0  # bound on every event wait: a bug fails the test instead of hanging it
@@ -102,40 +100,22 @@ def _wait(event: threading.Event) -> None:
     assert event.wait(WAIT), "the other apply never got there"
 
 
-class Side:
-    def __init__(self, root: Path, record: Path, client: KibanaClient) -> None:
-        self.root, self.client = root, client
-        self.record = FileBackend(record)
-
-    def plan(self) -> Plan:
-        desired = load_repository(self.root, env=ENV)
-        live = self.client.read_live(["default"])
-        specs = {owner_label(s): s for s in desired.spaces["default"].connectors if s.secrets}
-        resolved = SecretResolver(ENV, desired.settings, self.root).resolve_many(
-            {o: s.secrets for o, s in specs.items()})
-        digests = {s.id: resolved[o].digest(s.id, KEY) for o, s in specs.items()}
-        return plan_json.loads(plan_json.dumps(make_plan(desired, live, digests=digests, record=self.record.load())))
-
-    def apply(self, plan: Plan, client: Any) -> ApplyReport:
-        resolver = SecretResolver(ENV, load_repository(self.root, env=ENV).settings, self.root)
-        return apply_plan(plan, client, resolver, self.record, fingerprint_key=KEY)
-
-
 def _status(report: ApplyReport) -> dict[str, Status]:
     return {r.address.split("/", 1)[1]: r.status for r in report.results}
 
 
-def _sides(tmp_path: Path, shared_record: bool) -> tuple[Sandbox, KibanaClient, Side, Side]:
+def _sides(tmp_path: Path, shared_record: bool) -> tuple[Sandbox, KibanaClient, Pipeline, Pipeline]:
     sb = _sandbox()
     client = KibanaClient(Connection.from_env({"KIBANA_URL": "http://kibana.test"}), transport=sb.transport(),
                           sleep=lambda s: None)
     _repo(tmp_path / "a", "a", "only-a")
     _repo(tmp_path / "b", "b", "only-b")
     record_b = tmp_path / ("record.json" if shared_record else "record-b.json")
-    return sb, client, Side(tmp_path / "a", tmp_path / "record.json", client), Side(tmp_path / "b", record_b, client)
+    return (sb, client, Pipeline(tmp_path / "a", client, key=KEY, env=ENV, record=tmp_path / "record.json"),
+            Pipeline(tmp_path / "b", client, key=KEY, env=ENV, record=record_b))
 
 
-def _both_planned(a: Side, b: Side) -> tuple[Plan, Plan]:
+def _both_planned(a: Pipeline, b: Pipeline) -> tuple[Plan, Plan]:
     plan_a, plan_b = a.plan(), b.plan()  # from the same live state, before either applies
     for p, mine in ((plan_a, A1), (plan_b, B1)):
         actions = {c.id: c.action for c in p.changes}
@@ -174,11 +154,11 @@ def test_shared_record_second_apply_fails_clearly_then_reports_stale(tmp_path: P
         a_wrote.set()
         _wait(release)
 
-    thread, out = _run_in_thread(lambda: a.apply(plan_a, Gated(client, after_update=pause)))
+    thread, out = _run_in_thread(lambda: a.apply(plan_a, client=Gated(client, after_update=pause)))
     try:
         _wait(a_wrote)
         with pytest.raises(StateError) as caught:
-            b.apply(plan_b, client)
+            b.apply(plan_b, client=client)
         message = str(caught.value)
         assert "locked by" in message and f"pid {os.getpid()}" in message and "kcr apply" in message
         assert str(b.record.lock_path) in message  # how to remove it if the holder died
@@ -191,7 +171,7 @@ def test_shared_record_second_apply_fails_clearly_then_reports_stale(tmp_path: P
     report_a = _report(out)
     assert set(_status(report_a).values()) == {Status.OK}
 
-    report_b = b.apply(plan_b, client)  # after A: its saved plan is stale for X only
+    report_b = b.apply(plan_b, client=client)  # after A: its saved plan is stale for X only
     assert _status(report_b) == {X: Status.STALE, B1: Status.OK}
     assert STALE_LIVE in next(r.message for r in report_b.results if r.status is Status.STALE)
 
@@ -217,9 +197,9 @@ def test_separate_records_concurrent_applies_no_lost_update(tmp_path: Path) -> N
 
     gated_a = Gated(client, before_get=a_waits_for_b, after_update=a_wrote.set)
     gated_b = Gated(client, before_get=b_reads_after_a_wrote)
-    thread, out = _run_in_thread(lambda: a.apply(plan_a, gated_a))
+    thread, out = _run_in_thread(lambda: a.apply(plan_a, client=gated_a))
     try:
-        report_b = b.apply(plan_b, gated_b)
+        report_b = b.apply(plan_b, client=gated_b)
     finally:
         b_started.set()
         a_wrote.set()

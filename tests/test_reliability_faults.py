@@ -14,26 +14,22 @@ import json
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from helpers.pipeline import Pipeline
 
 from reconciler import catalog
-from reconciler import planfile as plan_json
-from reconciler.applier import ApplyReport, Status, apply_plan
-from reconciler.desired import load_repository, owner_label
-from reconciler.kibana import Connection, KibanaClient
+from reconciler.apply_report import Status
+from reconciler.connection import Connection
+from reconciler.kibana import KibanaClient
 from reconciler.model import derive_connector_id
 from reconciler.normalize import canonical
-from reconciler.plan import MUTATING, Action, Plan
-from reconciler.planner import make_plan
+from reconciler.plan import MUTATING, Action
 from reconciler.sandbox import Sandbox
-from reconciler.secrets import SecretResolver
-from reconciler.state import FileBackend
 
 KEY = b"reliability-key"
 CANARY = f"CANARY-{uuid.uuid4()}"
@@ -166,27 +162,6 @@ def _world(root: Path) -> tuple[dict[str, Any], dict[str, str], list[Expected], 
     return seed, env, expected, doomed
 
 
-class Run:
-    def __init__(self, root: Path, env: Mapping[str, str], client: KibanaClient) -> None:
-        self.root, self.env, self.client = root, env, client
-        self.record = FileBackend(root / ".kcr" / "record.json")
-
-    def plan(self) -> Plan:
-        desired = load_repository(self.root, env=self.env)
-        live = self.client.read_live(sorted(desired.spaces))
-        specs = {owner_label(s): s for sp in desired.spaces.values() for s in sp.connectors if s.secrets}
-        resolved = SecretResolver(self.env, desired.settings, self.root).resolve_many(
-            {o: s.secrets for o, s in specs.items()})
-        digests = {s.id: resolved[o].digest(s.id, KEY) for o, s in specs.items()}
-        made = make_plan(desired, live, digests=digests, record=self.record.load())
-        return plan_json.loads(plan_json.dumps(made))  # apply reads a saved plan
-
-    def apply(self, plan: Plan, parallelism: int) -> ApplyReport:
-        settings = load_repository(self.root, env=self.env).settings
-        return apply_plan(plan, self.client, SecretResolver(self.env, settings, self.root), self.record,
-                          fingerprint_key=KEY, parallelism=parallelism)
-
-
 def _stored(sb: Sandbox, space: str) -> dict[str, dict[str, Any]]:
     return {c["id"]: c for c in sb.connectors_in(space)}
 
@@ -200,7 +175,7 @@ def test_apply_converges_under_faults(tmp_path: Path, parallelism: int) -> None:
     counting = Counting(sb.transport(), clock)
     client = KibanaClient(Connection.from_env({"KIBANA_URL": "http://kibana.test"}), transport=counting,
                           sleep=clock.sleep)
-    run = Run(tmp_path, env, client)
+    run = Pipeline(tmp_path, client, key=KEY, env=env)
 
     first_plan = run.plan()
     actions = Counter(c.action for c in first_plan.changes if c.action in MUTATING)
@@ -212,14 +187,14 @@ def test_apply_converges_under_faults(tmp_path: Path, parallelism: int) -> None:
     blocked = next(c for c in first_plan.changes if c.id == REFERENCED)
     assert blocked.action is Action.DELETE and blocked.guard.blocked
 
-    first = run.apply(first_plan, parallelism)
+    first = run.apply(first_plan, parallelism=parallelism)
     assert len(first.results) == total
     assert first.with_status(Status.BLOCKED) == tuple(r for r in first.results if r.address == f"ops/{REFERENCED}")
     reruns = 0
     report = first
     if first.counts[Status.FAILED] or first.counts[Status.STALE]:
         reruns = 1
-        report = run.apply(run.plan(), parallelism)
+        report = run.apply(run.plan(), parallelism=parallelism)
     assert report.counts[Status.FAILED] == 0 and report.counts[Status.STALE] == 0, report.results
 
     # Kibana holds exactly the desired state.

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from test_planner_fixtures import (
+from helpers.builders import (
     desired,
     digest,
     live,
@@ -298,3 +298,51 @@ def test_plaintext_secret_never_rendered() -> None:
     for out in (planmod.dumps(plan), render.text(plan, False), render.markdown(plan)):
         assert canary not in out
     assert "plaintext secret in connectors/default/main.yaml:1:3" in render.text(plan, False)
+
+
+# --- set-like lists (x-kcr-set): members added and removed ----------------------------------------------
+
+def _channels_plan() -> Plan:
+    c = [{"id": f"C{i}", "name": f"chan-{i}"} for i in range(4)]
+    slack = spec("chat", ".slack_api", config={"allowedChannels": [c[3], c[1], c[0]]}, secrets={"token": "${env:T}"})
+    moved = spec("moved", ".slack_api", config={"allowedChannels": [c[1], c[0]]}, secrets={"token": "${env:T}"})
+    have = live_state({"default": [live_of(slack, config={"allowedChannels": c[:3]}),
+                                   live_of(moved, config={"allowedChannels": [c[0], c[1]]})]})
+    return make_plan(desired(slack, moved), have, digests={}, record={})
+
+
+def test_set_change_shows_members_in_text() -> None:
+    plan = _channels_plan()
+    assert [c.action.value for c in plan.changes] == ["update", "no-op"]  # a reorder is no change
+    out = render.text(plan, False)
+    assert ("      config.allowedChannels: 1 added, 1 removed (a set: order ignored)\n"
+            '        + {"id": "C3", "name": "chan-3"}\n'
+            '        - {"id": "C2", "name": "chan-2"}\n') in out
+    assert "→" not in out  # not the whole lists before and after
+
+
+def test_set_change_shows_members_in_markdown() -> None:
+    row = next(x for x in render.markdown(_channels_plan()).splitlines() if "config.allowedChannels" in x)
+    member = "<code>&#123;&quot;id&quot;: &quot;C{0}&quot;, &quot;name&quot;: &quot;chan-{0}&quot;&#125;</code>"
+    assert row == (f"| <code>config.allowedChannels</code> (a set: order ignored) | removed: {member.format(2)} "
+                   f"| added: {member.format(3)} |")  # kept members (C0, C1) are not repeated
+    c = [{"id": f"C{i}", "name": f"chan-{i}"} for i in range(3)]
+    grown = spec("grown", ".slack_api", config={"allowedChannels": c}, secrets={"token": "${env:T}"})
+    plan = make_plan(desired(grown), live_state({"default": [live_of(grown, config={"allowedChannels": c[:1]})]}),
+                     digests={}, record={})
+    row = next(x for x in render.markdown(plan).splitlines() if "config.allowedChannels" in x)
+    assert row.endswith(f"| — | added: {member.format(1)}<br>{member.format(2)} |")
+
+
+def test_set_change_in_plan_json_validates_and_round_trips() -> None:
+    plan = _channels_plan()
+    body = planmod.to_json(plan)
+    (d,) = body["changes"][0]["diffs"]
+    assert d["members"] == {"added": [{"id": "C3", "name": "chan-3"}], "removed": [{"id": "C2", "name": "chan-2"}]}
+    assert d["kind"] == "changed" and len(d["before"]) == len(d["after"]) == 3
+    assert sorted(validator().iter_errors(body), key=str) == []
+    assert planmod.loads(planmod.dumps(plan)) == plan
+    d["kind"] = "added"  # members belong to a changed list only
+    assert list(validator().iter_errors(body))
+    plain = planmod.to_json(mixed_plan())  # every other diff is written as it always was
+    assert all("members" not in x for c in plain["changes"] for x in c["diffs"])

@@ -300,7 +300,8 @@ def test_http_backend_errors_carry_no_credentials(tmp_path: Path) -> None:
         raise httpx.ConnectError("refused", request=request)
 
     slept: list[float] = []
-    down = HttpBackend(address="http://127.0.0.1:1/s", transport=httpx.MockTransport(broken), sleep=slept.append)
+    down = HttpBackend(address="http://127.0.0.1:1/s", transport=httpx.MockTransport(broken), sleep=slept.append,
+                       random=lambda: 1.0)  # the jitter's top: the backoff itself
     with pytest.raises(StateError, match="could not be reached"):
         down.load()
     assert slept == [0.5, 1.0, 2.0]  # retried, backing off, before giving up

@@ -19,8 +19,9 @@ import trustme
 import uvicorn
 
 from reconciler.cli import main
+from reconciler.connection import Connection
 from reconciler.errors import ExitCode, KibanaError
-from reconciler.kibana import Connection, KibanaClient
+from reconciler.kibana import KibanaClient
 from reconciler.model import derive_connector_id
 from reconciler.sandbox import Sandbox
 from reconciler.sandbox.server import asgi_app

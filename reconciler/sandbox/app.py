@@ -1,10 +1,11 @@
 """The Sandbox: an offline emulator of Kibana's connectors API, framework-independent.
 
 `Sandbox.handle` runs Kibana's request lifecycle in its order: routing with the `/s/<space>` rewrite
-(404) → authentication (401) → payload parsing as Hapi does it (413, 415, malformed JSON 400; Hapi
-parses before the onPostAuth xsrf hook runs) → kbn-xsrf on non-GET (400) → the route's body schema and
-per-route checks (routes.py). Faults (latency, 503, 429, dropped connections) are injected before the
-lifecycle and never touch the stats path `/__kcr_sandbox/stats`, which Kibana never uses.
+(404, routes.py) → authentication (401) → payload parsing as Hapi does it (413, 415, malformed JSON
+400; Hapi parses before the onPostAuth xsrf hook runs) → kbn-xsrf on non-GET (400) → the route's body
+schema and per-route checks (the handlers). Faults (latency, 503, 429, dropped connections) are
+injected before the lifecycle and never touch the stats path `/__kcr_sandbox/stats`, which Kibana
+never uses.
 
 Spaces. API routes in a space the seed does not list behave as Kibana's do (api-behaviour §13: the
 spaces plugin checks existence for `/app` paths only): they answer, list only preconfigured connectors,
@@ -28,18 +29,19 @@ import binascii
 import json
 import math
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, parse_qsl, unquote
+from urllib.parse import parse_qs, parse_qsl
 
 from reconciler.sandbox import routes
+from reconciler.sandbox.context import Ctx
 from reconciler.sandbox.http import HttpError, SandboxResponse, error_response, json_response
-from reconciler.sandbox.store import Settings, Store, settings_from_seed, store_from_seed
+from reconciler.sandbox.seed import IN_MEMORY, read_seed, settings_and_store
+from reconciler.sandbox.store import Settings, Store
 
 if TYPE_CHECKING:
     import httpx
@@ -47,7 +49,6 @@ if TYPE_CHECKING:
 MAX_PAYLOAD = 1_048_576
 STATS_PATH = "/__kcr_sandbox/stats"
 RESET_STATS_PATH = "/__kcr_sandbox/reset-stats"
-_SPACE_PREFIX = re.compile(r"^/s/([a-z0-9_\-]+)(/.*)?$")
 _SAFE_METHODS = frozenset({"GET", "OPTIONS", "HEAD"})
 PUBLIC_API_VERSION = "2023-10-31"  # BASE_PUBLIC_VERSION of core's versioned router
 
@@ -75,26 +76,18 @@ class Sandbox:
     # ---- construction and persistence ----------------------------------------------------------
 
     @classmethod
-    def from_seed(cls, seed: Mapping[str, Any] | None = None, *, origin: str = "sandbox seed",
+    def from_seed(cls, seed: Mapping[str, Any] | None = None, *, origin: str = IN_MEMORY,
                   **kwargs: Any) -> Sandbox:
-        """`origin` names the seed in ConfigError messages (the file path for `from_seed_file`)."""
-        seed = dict(seed or {})
-        settings = settings_from_seed(seed, origin)
-        return cls(settings, store_from_seed(seed, settings, origin), **kwargs)
+        """`origin` names the seed in ConfigError messages. Raises ConfigError listing every problem."""
+        settings, store = settings_and_store(seed, origin)
+        return cls(settings, store, **kwargs)
 
     @classmethod
     def from_seed_file(cls, path: Path | str, **kwargs: Any) -> Sandbox:
-        import yaml
-
-        from reconciler.errors import ConfigError
-
-        try:
-            seed = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read the sandbox seed ({type(exc).__name__}: {exc})") from None
-        if seed is not None and not isinstance(seed, Mapping):
-            raise ConfigError(f"{path}: the sandbox seed must be a mapping of keys (license, spaces, ...)")
-        return cls.from_seed(seed, origin=str(path), **kwargs)
+        """A YAML or JSON seed; its problems are reported as `file:line:col: key: message`."""
+        doc = read_seed(path)
+        settings, store = settings_and_store(doc.value, str(path), doc)
+        return cls(settings, store, **kwargs)
 
     def load_state(self, path: Path | str) -> None:
         """Replace connectors, rules and executions with the file's (state wins over the seed)."""
@@ -175,8 +168,8 @@ class Sandbox:
     def _handle(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, with_latency: bool,
     ) -> SandboxResponse:
-        space, route, params = self._route(method, path)
-        name = f"{method} {route[2] if route else 'not_found'}"
+        space, route, params = routes.match(method, path)
+        name = f"{method} {route.name if route else 'not_found'}"
         with self._lock:
             self._counters["total"] = self._counters.get("total", 0) + 1
             self._counters[name] = self._counters.get(name, 0) + 1
@@ -210,25 +203,6 @@ class Sandbox:
                 return None, True
         return None, False
 
-    def _route(self, method: str, path: str) -> tuple[str, Any, dict[str, str]]:
-        space = "default"
-        m = _SPACE_PREFIX.match(path)
-        if m:
-            space, path = m.group(1), m.group(2) or "/"
-        for route in routes.ROUTES:
-            if route[0] != method:
-                continue
-            hit = route[1].match(path)
-            if hit:
-                try:
-                    params = {k: unquote(val, errors="strict") for k, val in hit.groupdict().items()}
-                except UnicodeDecodeError:
-                    return space, None, {}
-                if any("/" in val or not val for val in params.values()):
-                    return space, None, {}
-                return space, route, params
-        return space, None, {}
-
     def _authenticated(self, headers: Mapping[str, str]) -> bool:
         if not self.settings.auth_enabled:
             return True
@@ -253,7 +227,7 @@ class Sandbox:
         return False
 
     def _lifecycle(
-        self, method: str, space: str, route: Any, params: dict[str, str], query: str,
+        self, method: str, space: str, route: routes.Route | None, params: dict[str, str], query: str,
         raw_headers: Mapping[str, str], body: bytes,
     ) -> SandboxResponse:
         in_route = False  # core's route handler reached: its responses (400s included) carry the header
@@ -263,15 +237,15 @@ class Sandbox:
             headers = {k.lower(): val for k, val in raw_headers.items()}
             if not self._authenticated(headers):
                 raise HttpError(401, "Unauthorized", {"www-authenticate": 'Basic realm="kibana", ApiKey'})
-            payload = self._payload(headers, body) if route[4] else None
+            payload = self._payload(headers, body) if route.parses_body else None
             if method not in _SAFE_METHODS and "kbn-xsrf" not in headers and "kbn-version" not in headers:
                 raise HttpError(400, "Request must contain a kbn-xsrf header.")
             self._check_version(headers)
-            ctx = routes.Ctx(self.settings, self._store, space, parse_qs(query, keep_blank_values=True), payload)
+            ctx = Ctx(self.settings, self._store, space, parse_qs(query, keep_blank_values=True), payload)
             in_route = True
             with self._lock:
                 ctx.store = self._store
-                response: SandboxResponse = route[3](ctx, params)
+                response: SandboxResponse = route.handler(ctx, params)
                 if ctx.changed and self._state_path is not None:
                     self._store.save(self._state_path)
         except HttpError as exc:

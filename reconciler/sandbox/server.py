@@ -1,5 +1,6 @@
 """The sandbox over real HTTP: a bare ASGI adapter to `Sandbox.handle` under uvicorn (no web framework:
-one catch-all endpoint needs none, and the server must answer on loopback within moments of start).
+one catch-all endpoint needs none, and the server must answer on loopback within moments of start; the
+package docstring says why starlette is not used).
 
 A dropped-connection fault sends the status line and a Content-Length larger than the body, then
 closes: the client sees a response cut short, as when a proxy or Kibana dies mid-answer."""

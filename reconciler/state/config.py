@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from reconciler.connection import parse_go_bool, redact_url
 from reconciler.errors import ConfigError
-from reconciler.kibana import parse_go_bool, redact_url
 from reconciler.state.backend import RecordBackend
 from reconciler.state.file import FileBackend
 from reconciler.state.http import HttpBackend

@@ -6,7 +6,8 @@ serial that grows on each save.
 
 A LOCK whose answer is lost may have been taken: it is sent again with the same lock ID until its
 outcome is known (`_send_lock`), and a holder with this run's ID proves the first one landed. Every
-other request goes through `_send`, which retries a passing failure.
+other request goes through `_send`, which retries a passing failure; both wait as reconciler/retry.py
+says, and every attempt, LOCK included, is bounded as a whole by `timeout`.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random as _random
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 
 from reconciler import __version__, jsondepth
+from reconciler.connection import redact_url
 from reconciler.deadline import DeadlineClient, deadline
 from reconciler.errors import StateError
-from reconciler.kibana import redact_url
 from reconciler.model import SecretDigest
+from reconciler.retry import RetryPolicy
 from reconciler.state.backend import LockInfoArg, describe_holder, lock_id_of, lock_info
 from reconciler.state.record import (
     Stored,
@@ -72,7 +75,8 @@ class HttpBackend:
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
     verify: bool = True
     kibana_url: str | None = None
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)  # sleep and random: the retry policy's
+    random: Callable[[], float] = field(default=_random.random, repr=False)  # (reconciler/retry.py), for tests
     fingerprint_key: bytes | None = field(default=None, repr=False)  # KCR_FINGERPRINT_KEY, for the key check
     timeout: float = HTTP_TIMEOUT  # bounds each whole request, however slowly the server answers
     key_warning: str | None = field(default=None, init=False, repr=False)  # see RecordBackend
@@ -108,31 +112,34 @@ class HttpBackend:
             self._client.close()
             self._client = None
 
+    def _retry(self) -> RetryPolicy:
+        return RetryPolicy(retries=HTTP_RETRIES, sleep=self.sleep, random=self.random)
+
+    def _once(
+        self, method: str, url: str, content: bytes | None, headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One attempt, bounded as a whole by `timeout` however slowly the server answers."""
+        with deadline(self.timeout, f"the state backend's {self.timeout:g}s limit"):
+            return self._http().request(method, url, content=content, headers=headers, params=params)
+
     def _send(
         self, method: str, url: str, *, body: Any = None, params: Mapping[str, str] | None = None
     ) -> httpx.Response:
-        """Retries a passing failure (transport, 429, 502-504) for every call but LOCK, whose outcome an
-        ambiguous failure would hide (lock() reads the holder back instead). Reads and the whole-state
-        POST are idempotent: the same document at the same serial."""
+        """Retries a passing failure (transport, 429, 502-504) with the one retry policy for every call
+        but LOCK, whose outcome an ambiguous failure would hide (lock() sends it through `_send_lock`).
+        Reads and the whole-state POST are idempotent: the same document at the same serial."""
         content = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if body is not None else {}
-        retries = 0 if (method, url) == (self.lock_method, self.lock_address) else HTTP_RETRIES
-        for attempt in range(retries + 1):
-            try:
-                with deadline(self.timeout, f"the state backend's {self.timeout:g}s limit"):
-                    response = self._http().request(method, url, content=content, headers=headers, params=params)
-            except httpx.HTTPError as exc:
-                if attempt < retries:
-                    self.sleep(0.5 * 2**attempt)
-                    continue
-                raise StateError(
-                    f"{method} {redact_url(url)}: the state backend could not be reached ({type(exc).__name__})"
-                ) from None
-            if response.status_code in (429, 502, 503, 504) and attempt < retries:
-                self.sleep(0.5 * 2**attempt)
-                continue
-            return response
-        raise AssertionError("unreachable")  # pragma: no cover
+        policy = self._retry()
+        if (method, url) == (self.lock_method, self.lock_address):
+            policy = replace(policy, retries=0, throttled=0)
+        try:
+            return policy.call(lambda: self._once(method, url, content, headers, params)).response
+        except httpx.HTTPError as exc:
+            raise StateError(
+                f"{method} {redact_url(url)}: the state backend could not be reached ({type(exc).__name__})"
+            ) from None
 
     def _fail(self, method: str, url: str, response: httpx.Response, doing: str) -> StateError:
         hint = ""
@@ -254,20 +261,19 @@ class HttpBackend:
         (a gateway may answer so after the backend took the lock). Repeating it is safe because it
         carries the same lock ID: it takes a free lock, or is refused with the holder, maybe us."""
         content = json.dumps(holder).encode()
-        failure = ""
-        for attempt in range(HTTP_RETRIES + 1):
+        tries = self._retry().start()
+        while True:
+            response: httpx.Response | None = None
             try:
-                response = self._http().request(
-                    self.lock_method, address, content=content, headers={"Content-Type": "application/json"}
-                )
+                response = self._once(self.lock_method, address, content, {"Content-Type": "application/json"})
             except httpx.HTTPError as exc:
                 failure = type(exc).__name__
             else:
                 if response.status_code not in _LOCK_OUTCOME_UNKNOWN:
                     return response
                 failure = f"answered {response.status_code}"
-            if attempt < HTTP_RETRIES:
-                self.sleep(0.5 * 2**attempt)
+            if not tries.again(response):
+                break
         raise StateError(
             f"{self.lock_method} {redact_url(address)}: the state backend could not be reached ({failure}), so kcr "
             f"cannot tell whether it took the lock; nothing was applied. Re-run when it is reachable; if that run "

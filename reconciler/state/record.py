@@ -33,8 +33,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from reconciler.connection import redact_url
 from reconciler.errors import ConfigError, StateError
-from reconciler.kibana import redact_url
 from reconciler.model import SecretDigest
 
 log = logging.getLogger("kcr.state")

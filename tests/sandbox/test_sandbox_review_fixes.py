@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 from reconciler import catalog
-from reconciler.sandbox import Sandbox, routes
+from reconciler.sandbox import Sandbox
+from reconciler.sandbox.collation import collation_key
+from reconciler.sandbox.connectors import TYPE_ORDER
 
 ClientFactory = Callable[..., tuple[Sandbox, httpx.Client]]  # the `sandbox_client` fixture (conftest.py)
 
@@ -191,9 +193,9 @@ def test_get_all_orders_punctuation_symbols_digits_letters_like_icu(sandbox_clie
 
 def test_accents_are_secondary_and_case_tertiary() -> None:
     words = ["Résumé", "resumes", "résumé", "Resume", "resume", "resume!"]
-    assert sorted(words, key=routes.collation_key) == ["resume", "Resume", "résumé", "Résumé", "resume!", "resumes"]
-    assert sorted(["b", "é", "A", "B", "a", "E", "e"], key=routes.collation_key) == ["a", "A", "b", "B", "e", "E", "é"]
-    assert sorted(["a 1", "a1", "a-1", "a_1"], key=routes.collation_key) == ["a 1", "a_1", "a-1", "a1"]
+    assert sorted(words, key=collation_key) == ["resume", "Resume", "résumé", "Résumé", "resume!", "resumes"]
+    assert sorted(["b", "é", "A", "B", "a", "E", "e"], key=collation_key) == ["a", "A", "b", "B", "e", "E", "é"]
+    assert sorted(["a 1", "a1", "a-1", "a_1"], key=collation_key) == ["a 1", "a_1", "a-1", "a1"]
 
 
 # ---- 7. registration order ----------------------------------------------------------------------------------
@@ -202,11 +204,11 @@ def test_accents_are_secondary_and_case_tertiary() -> None:
 def test_connector_types_in_registration_order(sandbox_client: ClientFactory) -> None:
     _, c = sandbox_client()
     ids = [t["id"] for t in c.get("/api/actions/connector_types").json()]
-    expected = [t for t in routes.TYPE_ORDER if t in catalog.types() and not catalog.types()[t].is_system_action]
-    expected += sorted(t for t, ct in catalog.types().items() if t not in routes.TYPE_ORDER and not ct.is_system_action)
+    expected = [t for t in TYPE_ORDER if t in catalog.types() and not catalog.types()[t].is_system_action]
+    expected += sorted(t for t, ct in catalog.types().items() if t not in TYPE_ORDER and not ct.is_system_action)
     assert ids == expected
     assert ids[:5] == [".email", ".slack", ".slack_api", ".pagerduty", ".jira"]
 
 
 def test_type_order_matches_the_catalogue_ids() -> None:
-    assert sorted(routes.TYPE_ORDER) == sorted(catalog.types()), json.dumps(sorted(catalog.types()))
+    assert sorted(TYPE_ORDER) == sorted(catalog.types()), json.dumps(sorted(catalog.types()))

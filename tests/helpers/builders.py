@@ -1,5 +1,6 @@
 """Small constructors for DesiredState / LiveState built by hand (no mocks), shared by the planner,
-render and schema tests, plus the mixed scenario behind the golden files."""
+normalize, render, plan-file and fail-closed tests, plus the mixed scenario behind the golden files
+(tests/data/golden/)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,49 @@
+"""Seeing what kcr sends: a handler for `httpx.MockTransport` that records every request before a
+function answers it: a fake Kibana, or `Sandbox.transport().handle_request` to pass each request on."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import httpx
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Recorder:
+    """Records each request, its body read, then answers through `handler`. Thread-safe: read_live
+    lists spaces in parallel and apply writes from several workers."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[httpx.Request] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        with self._lock:
+            self.requests.append(request)
+        return self.handler(request)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self)
+
+    @property
+    def raw_paths(self) -> list[str]:
+        """Each path as sent, still percent-encoded."""
+        return [r.url.raw_path.decode() for r in self.requests]
+
+    @property
+    def sent(self) -> list[tuple[str, str]]:
+        """(method, raw path) of each request."""
+        return [(r.method, r.url.raw_path.decode()) for r in self.requests]
+
+    @property
+    def writes(self) -> list[tuple[str, str]]:
+        """The requests that may change Kibana (reads and the `_find` searches left out)."""
+        return [(method, path) for method, path in self.sent if method != "GET" and not path.endswith("/_find")]
+
+    def count(self, method: str) -> int:
+        return sum(1 for r in self.requests if r.method == method)
+
