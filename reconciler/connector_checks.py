@@ -25,7 +25,7 @@ from reconciler.model import (
     Settings,
     derive_connector_id,
 )
-from reconciler.references import ReferenceSyntaxError, parse_template
+from reconciler.references import ReferenceSyntaxError, parse_template, reference_forms
 from reconciler.secret_backends.guard import DEFAULT_JWT_VAR, JWT_VAR_SETTING, guard_refusal
 from reconciler.yamlload import Document, join_path
 
@@ -195,8 +195,7 @@ class ConnectorChecks:
             checker.add(path, f"{field}: plaintext secret allowed by allow_plaintext_secrets (local experiments "
                         "only; never commit it)", "warning")
         else:
-            checker.add(path, f"{field}: plaintext secret: write a reference instead, e.g. ${{env:NAME}}, "
-                        "${file:PATH} or ${vault:MOUNT/PATH#KEY}")
+            checker.add(path, f"{field}: plaintext secret: write a reference instead, e.g. {reference_forms()}")
 
 
 def _locations_by_item(doc: Document) -> dict[int, dict[str, Location]]:

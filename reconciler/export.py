@@ -219,7 +219,7 @@ def export_spaces(
     if not overwrite:
         existing = [
             str(out_dir / s / name) for s in wanted for name in (CONNECTORS_FILE, SPACE_FILE)
-            if (out_dir / s / name).exists()
+            if _exists(out_dir / s / name)
         ]
         if existing:
             raise ConfigError(
@@ -268,4 +268,12 @@ def _write(path: Path, text: str) -> None:
         write_atomic(path, text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be written ({exc.strerror or type(exc).__name__}); "
+                          "choose another --out-dir or fix its permissions") from None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError as exc:  # e.g. a directory on the way that may not be searched
+        raise ConfigError(f"{path}: cannot be checked ({exc.strerror or type(exc).__name__}); "
                           "choose another --out-dir or fix its permissions") from None

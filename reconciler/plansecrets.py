@@ -48,8 +48,8 @@ def new_secrets(spec: ConnectorSpec) -> Status:
 
 
 def secrets_status(spec: ConnectorSpec, digest: SecretDigest | None, recorded: SecretDigest | None) -> Status:
-    """Per-key HMACs when both this run's digest and the record have them, else Vault versions when
-    every reference is a Vault one, else unknown."""
+    """Per-key HMACs when both this run's digest and the record have them, else the backends'
+    versions when every reference has one (Vault's today), else unknown."""
     if not _takes_secrets(spec):
         return SecretsStatus.NONE, ()
     if recorded is None:
@@ -65,7 +65,7 @@ def secrets_status(spec: ConnectorSpec, digest: SecretDigest | None, recorded: S
         keys = tuple(sorted(k for k in digest.hmacs.keys() | recorded.hmacs.keys()
                             if digest.hmacs.get(k) != recorded.hmacs.get(k)))
         return (SecretsStatus.CHANGED, keys) if keys else (SecretsStatus.UNCHANGED, ())
-    return _vault_status(spec, digest, recorded)
+    return _version_status(spec, digest, recorded)
 
 
 def _takes_secrets(spec: ConnectorSpec) -> bool:
@@ -82,13 +82,15 @@ def _references(secrets: Mapping[str, JSON]) -> dict[str, list[Reference]] | Non
         return None
 
 
-def _vault_status(spec: ConnectorSpec, digest: SecretDigest, recorded: SecretDigest) -> Status:
+def _version_status(spec: ConnectorSpec, digest: SecretDigest, recorded: SecretDigest) -> Status:
+    """Without fingerprints, versions decide, but only when every reference has one: a backend that
+    versions its secrets (Vault's KV today) reports them, whatever its scheme."""
     refs = _references(spec.secrets)
     every = [r for rs in (refs or {}).values() for r in rs]
-    if not every or any(r.scheme != "vault" for r in every) or not recorded.vault_versions:
+    if not every or not recorded.vault_versions:
         return SecretsStatus.UNKNOWN, ()
     if any(r.text not in digest.vault_versions for r in every):
-        return SecretsStatus.UNKNOWN, ()  # a version is missing from this run's digest
+        return SecretsStatus.UNKNOWN, ()  # an unversioned reference, or a version missing from this run
     moved = {ref for ref, version in digest.vault_versions.items() if recorded.vault_versions.get(ref) != version}
     dropped = recorded.vault_versions.keys() - digest.vault_versions.keys()
     if not moved and not dropped:

@@ -65,11 +65,16 @@ def _one_of(words: list[str]) -> str:
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
+def reference_forms() -> str:
+    """How references are written, from the registered backends: `${env:NAME}, ... or ${vault:...}`."""
+    return _one_of([b.form for b in BACKENDS.values()])
+
+
 def _reference(inner: str, column: int) -> Reference:
     scheme, colon, target = inner.partition(":")
     backend = BACKENDS.get(scheme) if colon else None
     if backend is None:
-        forms = _one_of([b.form for b in BACKENDS.values()])
+        forms = reference_forms()
         raise ReferenceSyntaxError(
             f"'${{' at column {column} does not start a reference: write {forms}; a literal '${{' is written '$${{'")
     problem = backend.problem(target, column)

@@ -24,6 +24,7 @@ from reconciler.masking import Secret
 from reconciler.model import SecretDigest, Settings
 from reconciler.references import Reference, ReferenceSyntaxError, parse_template, strings_in
 from reconciler.secret_backends import BACKENDS, Context, Read, Unresolved
+from reconciler.yamlload import join_path
 
 
 def _reveal(value: Any) -> Any:
@@ -150,7 +151,7 @@ class SecretResolver:
                               "('value '' is not valid'); check the variable, file or Vault key")
             return Secret(text)
         if isinstance(value, Mapping):
-            return {k: self._render(v, values, owner, f"{path}.{k}", errors) for k, v in value.items()}
+            return {k: self._render(v, values, owner, join_path(path, str(k)), errors) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self._render(v, values, owner, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+            return [self._render(v, values, owner, join_path(path, i), errors) for i, v in enumerate(value)]
         return value

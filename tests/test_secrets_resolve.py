@@ -420,3 +420,23 @@ def test_a_backend_failing_its_whole_batch_fails_each_reference(tmp_path: Path,
     assert resolved == {}
     assert errors == {"one": ["${test:a} for one: the test store is down"],
                       "two": ["${test:b} for two: the test store is down"]}
+
+
+def test_a_new_versioned_backend_lets_the_plan_tell_changed_from_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Versions, not the scheme's name, decide: a new backend that reports versions is compared like Vault."""
+    from helpers.builders import spec
+
+    from reconciler.model import SecretDigest
+    from reconciler.plan import SecretsStatus
+    from reconciler.plansecrets import secrets_status
+
+    backend = DictBackend({"pd": "v"})
+    monkeypatch.setitem(BACKENDS, backend.scheme, backend)
+    wanted = spec("pager", ".pagerduty", secrets={"routingKey": "${test:pd}"})
+    now = SecretDigest(vault_versions={"${test:pd}": 3})
+    assert secrets_status(wanted, now, SecretDigest(vault_versions={"${test:pd}": 3})) == (SecretsStatus.UNCHANGED, ())
+    assert secrets_status(wanted, now, SecretDigest(vault_versions={"${test:pd}": 2})) == (
+        SecretsStatus.CHANGED, ("routingKey",))
+    unversioned = spec("pager", ".pagerduty", secrets={"routingKey": "${env:PD}"})
+    status, _ = secrets_status(unversioned, SecretDigest(), SecretDigest(vault_versions={"x": 1}))
+    assert status is SecretsStatus.UNKNOWN

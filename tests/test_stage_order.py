@@ -54,6 +54,8 @@ def _imports(source: str) -> set[str]:
     """Every reconciler module the source imports, lazily or not, with `reconciler.` stripped."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            raise AssertionError("relative import: write `from reconciler.x import ...`, which this check reads")
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module == "reconciler":
                 found.update(alias.name for alias in node.names)

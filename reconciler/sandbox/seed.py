@@ -26,7 +26,7 @@ from reconciler.sandbox.store import (
     connector_record,
     rule_record,
 )
-from reconciler.yamlload import Document, YamlError, load_file
+from reconciler.yamlload import Document, YamlError, join_path, load_file
 
 SCHEMA = "sandbox-seed.schema.json"
 IN_MEMORY = "sandbox seed"
@@ -73,7 +73,7 @@ def _cross_check(seed: Mapping[str, Any], checker: FileChecker) -> None:
     for kind in ("connectors", "rules"):
         seen: set[str] = set()
         for i, raw in enumerate(_given(seed, kind, [])):
-            where = f"{kind}[{i}]"
+            where = join_path(kind, i)
             space = raw.get("space", "default")
             if space not in space_ids:
                 checker.add(f"{where}.space", f"{where}.space: space {space!r} is not declared in 'spaces' "
