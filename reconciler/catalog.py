@@ -5,7 +5,8 @@
 Besides the JSON Schemas, a type file carries facts as data (schemas/README lists the keywords):
 `x-kcr-family` (types that share Kibana's validators, e.g. the webhooks), `x-kcr-credential-shapes`
 (which secrets a config selects, for export), and inside the config schema
-`x-kibana-strips-unknown` (Kibana drops unknown keys on save)."""
+`x-kibana-strips-unknown` (Kibana drops unknown keys on save); Kibana's per-field facts (default and
+fixed URLs, host-name fields, URL-parse messages, read-as-sent keys) are read with `marked`."""
 
 from __future__ import annotations
 
@@ -57,9 +58,29 @@ class ConnectorType:
         """Kibana's config schema is not strict (zod without .strict()): unknown keys are dropped on save."""
         return self.config_schema.get("x-kibana-strips-unknown") is True
 
+    def schema(self, part: str) -> Mapping[str, Any]:
+        return self.config_schema if part == "config" else self.secrets_schema
+
     def required(self, part: str) -> tuple[str, ...]:
-        schema = self.config_schema if part == "config" else self.secrets_schema
-        return tuple(schema.get("required", ()))
+        return tuple(self.schema(part).get("required", ()))
+
+    def marked(self, part: str, keyword: str) -> dict[str, Any]:
+        """The top-level properties of `part` that carry `keyword` (an `x-kibana-*` fact about the
+        field, e.g. `x-kibana-default-url`), each with the keyword's value, in schema order."""
+        props = self.schema(part).get("properties") or {}
+        return {name: prop[keyword] for name, prop in props.items() if isinstance(prop, Mapping) and keyword in prop}
+
+    def fixed_urls(self, part: str) -> tuple[str, ...]:
+        """URLs Kibana checks against allowedHosts when validating `part` that no field holds
+        (`x-kibana-fixed-urls` on the part's schema, e.g. `.slack_api`'s API endpoint)."""
+        return tuple(self.schema(part).get("x-kibana-fixed-urls", ()))
+
+    @property
+    def read_as_sent(self) -> Mapping[str, str]:
+        """Config keys a connector rule reads on the request as sent, before defaults, each with the
+        advice for a file that omits it (`x-kibana-read-as-sent`): export keeps them even when equal
+        to the stored default, and validate warns when one is missing."""
+        return self.marked("config", "x-kibana-read-as-sent")
 
     def has_secrets(self) -> bool:
         """A type with no secret properties at all (Kibana still receives `secrets: {}`)."""

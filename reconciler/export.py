@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from reconciler import catalog, normalize, type_rules
+from reconciler import catalog, normalize
 from reconciler.errors import ConfigError
 from reconciler.files import write_atomic
 from reconciler.model import UUID_PATTERN, ConnectorSpec, LiveConnector
@@ -129,7 +129,7 @@ def export_config(space: str, conn: LiveConnector) -> dict[str, Any]:
         return config
     defaults = catalog.with_defaults(conn.type, "config", {})
     # A key a connector rule reads as sent must stay, even when it equals the stored default.
-    keep = normalize.kibana_decides(conn.type) | type_rules.READ_AS_SENT.get(conn.type, frozenset())
+    keep = normalize.kibana_decides(conn.type) | frozenset(ct.read_as_sent)
     for key in sorted(config):
         if key in keep or key not in defaults:
             continue

@@ -11,8 +11,11 @@ Kibana stops at the first rule a request breaks, so each step below yields its r
 order and returns only the first: what Kibana would say, and nothing it would not have reached.
 
 Messages never quote a secret's value: a refusal travels back into a client's error text and a log.
-Per-type facts that are data (families, credential shapes, which types drop unknown keys) live with
-the type's schema file and are read through `catalog`; what stays here is code, one entry per rule."""
+Per-type facts that are data (families, credential shapes, which types drop unknown keys, fixed and
+default URLs, host-name fields, URL-parse wording, closed value sets, read-as-sent keys) live with the
+type's schema file (schemas/README) and are read through `catalog`; what stays here is code: one
+`TypeRules` entry per type or family in `RULES`, which a new type needs only when Kibana runs code the
+data cannot say."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
@@ -64,47 +67,32 @@ def checked_fields(type_id: str, part: str) -> list[str]:
     return out
 
 
-# Hosts Kibana checks that no field names: fixed endpoints, and hosts a field implies.
-_FIXED_URLS: Mapping[tuple[str, str], str] = {(".slack_api", "secrets"): "https://slack.com/api/"}
-_DEFAULT_URLS: Mapping[tuple[str, str, str], str] = {
-    (".pagerduty", "config", "apiUrl"): "https://events.pagerduty.com/v2/enqueue",
-}
-# A few nodemailer well-known services (the email type resolves config.service to a host).
-_EMAIL_SERVICE_HOSTS: Mapping[str, str] = {
-    "gmail": "smtp.gmail.com", "outlook365": "smtp.office365.com", "hotmail": "smtp-mail.outlook.com",
-    "yahoo": "smtp.mail.yahoo.com", "fastmail": "smtp.fastmail.com", "zoho": "smtp.zoho.com",
-}
-# Fields of allowed_hosts_checked that hold a host name, not a URL.
-_HOST_NAME_FIELDS = frozenset({(".email", "host")})
-# Kibana's per-type words for a URL that does not parse; `{err}` is the JS error, `{key}` the field.
-# Secrets never get `{err}` (it quotes the value).
-_URL_PARSE_MESSAGES: Mapping[str, str] = {
-    ".webhook": "error validation webhook action config: unable to parse url: {err}",
-    ".slack": "error configuring slack action: unable to parse host name from {key}",
-    ".teams": "error configuring teams action: unable to parse host name from {key}",
-}
 _TORQ_HOSTS = frozenset({"hooks.torq.io", "hooks.eu.torq.io", "localhost"})
 _TORQ, _TORQ_URL = "error configuring send to Torq action", ("config", "webhookIntegrationUrl")
 
 
-def _implied_urls(type_id: str, part: str, value: Mapping[str, Any]) -> list[str]:
-    urls = [url for (t, p), url in _FIXED_URLS.items() if (t, p) == (type_id, part)]
-    urls += [url for (t, p, key), url in _DEFAULT_URLS.items() if (t, p) == (type_id, part) and not value.get(key)]
-    if (type_id, part) == (".email", "config"):
-        host = _EMAIL_SERVICE_HOSTS.get(str(value.get("service") or "").lower())
-        if host:
+def _implied_urls(ct: catalog.ConnectorType, part: str, value: Mapping[str, Any]) -> list[str]:
+    """Hosts Kibana checks that no field of `value` holds: the type's fixed endpoints, a field's default
+    URL when the field is empty, and hosts a field's value implies (email's well-known services)."""
+    urls = list(ct.fixed_urls(part))
+    urls += [url for key, url in ct.marked(part, "x-kibana-default-url").items() if not value.get(key)]
+    for key, hosts in ct.marked(part, "x-kibana-implied-hosts").items():
+        if host := hosts.get(str(value.get(key) or "").lower()):
             urls.append(host)
     return urls
 
 
-def _unparsable_url(type_id: str, part: str, key: str, url: str) -> str | None:
-    """The detail for a checked URL field that `new URL()` would refuse, or None when it parses."""
-    if (type_id, key) in _HOST_NAME_FIELDS:
+def _unparsable_url(ct: catalog.ConnectorType, part: str, key: str, url: str) -> str | None:
+    """The detail for a checked URL field that `new URL()` would refuse, or None when it parses. A
+    field marked `x-kibana-host-name` holds a host, not a URL; `x-kibana-url-parse-message` is the
+    type's own wording, where `{err}` is the JS error and `{key}` the field (secrets never get `{err}`:
+    it quotes the value)."""
+    if ct.marked(part, "x-kibana-host-name").get(key) is True:
         return None
     try:
         js_url(url)
     except ValueError as exc:
-        template = _URL_PARSE_MESSAGES.get(type_id)
+        template = ct.marked(part, "x-kibana-url-parse-message").get(key)
         if template is None:
             template = ("error validating url: [{key}]: {err}" if part == "config"
                         else "error validating url: unable to parse host name from {key}")
@@ -126,23 +114,15 @@ def _host_refusal(prefix: str, part: str, url: str, key: str | None) -> Finding:
 
 # ---- config or secrets on their own --------------------------------------------------------------
 
-# nodemailer's well-known services that Kibana accepts as config.service, plus Kibana's own values.
-_EMAIL_SERVICES = frozenset({
-    "other", "ses", "elastic_cloud", "exchange_server", "__json", "126", "163", "1und1", "aol", "dynectemail",
-    "fastmail", "gandimail", "gmail", "godaddy", "godaddyasia", "godaddyeurope", "hot.ee", "hotmail", "icloud",
-    "mail.ee", "mail.ru", "mailgun", "mailjet", "mandrill", "naver", "openmailbox", "outlook365", "postmark", "qq",
-    "qqex", "sendcloud", "sendgrid", "sendinblue", "sendpulse", "ses-us-east-1", "ses-us-west-2", "ses-eu-west-1",
-    "sparkpost", "yahoo", "yandex", "zoho",
-})
-
-
 def closed_values(type_id: str, raw_config: Mapping[str, Any]) -> list[Finding]:
     """Config rules the JSON Schema leaves open (a free-string field with a closed set of values),
     checked on the config as sent, before anything else."""
-    service = raw_config.get("service")
-    if type_id == ".email" and isinstance(service, str) and service.lower() not in _EMAIL_SERVICES:
-        return [Finding(("config", "service"),
-                        f"error validating action type config: [service] value '{service}' is not valid")]
+    ct = catalog.get(type_id)
+    for key, allowed in (ct.marked("config", "x-kibana-values") if ct else {}).items():
+        value = raw_config.get(key)
+        if isinstance(value, str) and value.lower() not in allowed:
+            return [Finding(("config", key),
+                            f"error validating action type config: [{key}] value '{value}' is not valid")]
     return []
 
 
@@ -226,32 +206,20 @@ class _Rule:
     check: Callable[[Mapping[str, Any]], str | None]  # Kibana's detail when broken
 
 
-# By (type, part): the rules the JSON Schemas cannot say, before the URL checks and after the hosts check.
-_BEFORE_HOSTS: Mapping[tuple[str, str], _Rule] = {
-    (".gen-ai", "secrets"): _Rule(("secrets",), _gen_ai_secrets),
-    (".torq", "config"): _Rule(_TORQ_URL, _torq_url),
-    (".gemini", "secrets"): _Rule(("secrets", "credentialsJson"), _gemini_credentials),
-}
-_AFTER_HOSTS: Mapping[tuple[str, str], _Rule] = {
-    (".torq", "config"): _Rule(_TORQ_URL, _torq_host),
-    (".webhook", "config"): _Rule(("config", "authType"), _webhook_auth_type),
-    (".gen-ai", "config"): _Rule(("config", "apiUrl"), _gen_ai_url),
-}
-
-
 def _part_refusals(type_id: str, part: str, filled: Mapping[str, Any],
                    allowed_hosts: Sequence[str]) -> Iterator[Finding]:
     prefix = f"error validating action type {part}"
-    before, after = _BEFORE_HOSTS.get((type_id, part)), _AFTER_HOSTS.get((type_id, part))
+    rules, ct = _rules_of(type_id), catalog.get(type_id)
+    before, after = rules.before_hosts.get(part), rules.after_hosts.get(part)
     if before is not None and (detail := before.check(filled)) is not None:
         yield Finding(before.path, f"{prefix}: {detail}")
     urls: list[tuple[str | None, str]] = [(k, u) for k in checked_fields(type_id, part)
                                           if isinstance(u := filled.get(k), str) and u]
     for key, url in urls:
-        unparsable = _unparsable_url(type_id, part, str(key), url)
+        unparsable = _unparsable_url(ct, part, str(key), url) if ct else None
         if unparsable is not None:
             yield Finding((part, str(key)), f"{prefix}: {unparsable}")
-    for key, url in urls + [(None, u) for u in _implied_urls(type_id, part, filled)]:
+    for key, url in urls + [(None, u) for u in (_implied_urls(ct, part, filled) if ct else [])]:
         if not host_allowed(url, allowed_hosts):
             yield _host_refusal(prefix, part, url, key)
     if after is not None and (detail := after.check(filled)) is not None:
@@ -270,9 +238,6 @@ def part_rules(type_id: str, part: str, filled: Mapping[str, Any],
 
 _SN_OAUTH_CONFIG = ("clientId", "userIdentifierValue", "jwtKeyId")
 _SN_OAUTH_SECRETS = ("clientSecret", "privateKey")
-# Config keys a type's connector rule reads on the request as sent (before defaults): an exported file
-# must keep them even when they equal the stored default. xMatters: an omitted usesBasic counts as false.
-READ_AS_SENT: Mapping[str, frozenset[str]] = {".xmatters": frozenset({"usesBasic"})}
 
 
 @dataclass(frozen=True)
@@ -346,20 +311,42 @@ def _servicenow_connector(r: _Request) -> str | None:
     return None
 
 
-# By type id, else by the family its schema names (`x-kcr-family`): a new ServiceNow type needs no entry.
-_CONNECTOR_RULES: Mapping[str, Callable[[_Request], str | None]] = {
-    ".email": _email_connector,
-    catalog.SERVICENOW: _servicenow_connector,
-    ".xmatters": _xmatters_connector,
-    ".cases-webhook": _cases_webhook_connector,
+@dataclass(frozen=True)
+class TypeRules:
+    """A type's rules that are code: by part, the check Kibana runs before the URL checks and the one
+    after the hosts check, and its `validateConnector` weighing config against secrets."""
+
+    before_hosts: Mapping[str, _Rule] = field(default_factory=dict)
+    after_hosts: Mapping[str, _Rule] = field(default_factory=dict)
+    connector: Callable[[_Request], str | None] | None = None
+
+
+# One entry per type, by type id, else by the family its schema names (`x-kcr-family`): a new ServiceNow
+# type needs no entry, and a type whose rules are all data (schemas/README) needs none either.
+RULES: Mapping[str, TypeRules] = {
+    ".gen-ai": TypeRules(before_hosts={"secrets": _Rule(("secrets",), _gen_ai_secrets)},
+                         after_hosts={"config": _Rule(("config", "apiUrl"), _gen_ai_url)}),
+    ".torq": TypeRules(before_hosts={"config": _Rule(_TORQ_URL, _torq_url)},
+                       after_hosts={"config": _Rule(_TORQ_URL, _torq_host)}),
+    ".gemini": TypeRules(before_hosts={"secrets": _Rule(("secrets", "credentialsJson"), _gemini_credentials)}),
+    ".webhook": TypeRules(after_hosts={"config": _Rule(("config", "authType"), _webhook_auth_type)}),
+    ".email": TypeRules(connector=_email_connector),
+    catalog.SERVICENOW: TypeRules(connector=_servicenow_connector),
+    ".xmatters": TypeRules(connector=_xmatters_connector),
+    ".cases-webhook": TypeRules(connector=_cases_webhook_connector),
 }
+_NO_RULES = TypeRules()
+
+
+def _rules_of(type_id: str) -> TypeRules:
+    return RULES.get(type_id) or RULES.get(catalog.family(type_id)) or _NO_RULES
 
 
 def connector_rules(type_id: str, raw_config: Mapping[str, Any], config: Mapping[str, Any],
                     secrets: Mapping[str, Any], raw_secrets: Mapping[str, Any] | None = None) -> list[Finding]:
     """Kibana's per-type `validateConnector`, run after config and secrets on the request's own
     `{config, secrets}` (actions server/application/connector/methods/create/create.ts)."""
-    rule = _CONNECTOR_RULES.get(type_id) or _CONNECTOR_RULES.get(catalog.family(type_id))
+    rule = _rules_of(type_id).connector
     request = _Request(raw_config, config, secrets, secrets if raw_secrets is None else raw_secrets)
     detail = rule(request) if rule is not None else None
     return [] if detail is None else [Finding((), f"error validating action type connector: {detail}")]
@@ -390,7 +377,7 @@ def stored_differently(type_id: str, config: Mapping[str, Any]) -> list[Finding]
         for key in sorted(set(config) - known):
             out.append(Finding(("config", key), f"config.{key}: Kibana's {type_id} schema does not know "
                                "this key and drops it on save; remove it", severity="warning"))
-    if type_id == ".xmatters" and "usesBasic" not in config:
-        out.append(Finding(("config",), "config.usesBasic: set it explicitly (true with configUrl and user/password, "
-                           "false with secretsUrl): Kibana checks an omitted usesBasic as false but stores true"))
+    for key, advice in ctype.read_as_sent.items():
+        if key not in config:
+            out.append(Finding(("config",), f"config.{key}: {advice}"))
     return out

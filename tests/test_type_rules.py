@@ -4,7 +4,7 @@ at its connector, and the sandbox answers the same finding as Kibana's 400, word
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,21 +69,61 @@ def test_findings_name_the_field_and_stop_where_kibana_stops() -> None:
     assert type_rules.part_rules(".torq", "config", {"webhookIntegrationUrl": "https://hooks.torq.io/x"}) == []
 
 
-def test_a_new_type_of_a_family_is_its_schema_file_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A ServiceNow type kcr has never seen, added as one schema file: the family's rule and its
-    credential shapes apply with no code."""
+@pytest.fixture
+def add_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """A catalogue of the shipped types plus the ones a test adds: `add_type(copy_of, id, edit)` writes a
+    copy of `copy_of`'s schema file under the new id, after `edit` (if any) changed its data."""
     types_dir = tmp_path / "types"
     types_dir.mkdir()
     for path in (catalog.SCHEMA_DIR / "types").glob("*.json"):
         (types_dir / path.name).write_bytes(path.read_bytes())
-    raw = json.loads((types_dir / "servicenow.json").read_text(encoding="utf-8"))
-    (types_dir / "servicenow-next.json").write_text(json.dumps({**raw, "id": ".servicenow-next"}), encoding="utf-8")
+
+    def add(copy_of: str, type_id: str, edit: Callable[[dict[str, Any]], None] | None = None) -> None:
+        raw = json.loads((types_dir / f"{copy_of}.json").read_text(encoding="utf-8"))
+        raw["id"] = type_id
+        if edit is not None:
+            edit(raw)
+        (types_dir / f"{type_id.lstrip('.')}.json").write_text(json.dumps(raw), encoding="utf-8")
+        catalog.types.cache_clear()
+
     monkeypatch.setattr(catalog, "SCHEMA_DIR", tmp_path)
     catalog.types.cache_clear()
     try:
-        [finding] = type_rules.connector_rules(".servicenow-next", {}, {}, {})
-        assert finding.message.endswith("username and password must be set when isOAuth is false")
-        assert export.secret_keys_for(".servicenow-next", {"isOAuth": True}) == ("clientSecret", "privateKey")
+        yield add
     finally:
         monkeypatch.undo()
         catalog.types.cache_clear()
+
+
+def test_a_new_type_of_a_family_is_its_schema_file_alone(add_type: Callable[..., None]) -> None:
+    """A ServiceNow type kcr has never seen, added as one schema file: the family's rule and its
+    credential shapes apply with no code."""
+    add_type("servicenow", ".servicenow-next")
+    [finding] = type_rules.connector_rules(".servicenow-next", {}, {}, {})
+    assert finding.message.endswith("username and password must be set when isOAuth is false")
+    assert export.secret_keys_for(".servicenow-next", {"isOAuth": True}) == ("clientSecret", "privateKey")
+
+
+def test_a_new_type_gets_its_schema_declared_data_rules(add_type: Callable[..., None]) -> None:
+    """A type in no family and with no entry in `type_rules.RULES`: the URL facts and read-as-sent keys
+    its schema file declares (schemas/README) are checked with no code."""
+    def fixed_url(raw: dict[str, Any]) -> None:
+        raw["secrets"]["x-kibana-fixed-urls"] = ["https://api.chat.example/v1/"]
+
+    def parse_message(raw: dict[str, Any]) -> None:
+        raw["secrets"]["properties"]["webhookUrl"]["x-kibana-url-parse-message"] = "chat-next: no host in {key}"
+
+    add_type("slack_api", ".chat-next", fixed_url)
+    add_type("teams", ".hook-next", parse_message)
+    add_type("xmatters", ".pager-next")
+    assert ".chat-next" not in type_rules.RULES and catalog.family(".chat-next") == ".chat-next"
+
+    [refused] = type_rules.part_rules(".chat-next", "secrets", {"token": "t"}, ["slack.com"])
+    assert refused == type_rules.Finding(("secrets",), "error validating action type secrets: target hostname "
+                                         '"api.chat.example" is not added to the Kibana config '
+                                         "xpack.actions.allowedHosts")
+    assert type_rules.part_rules(".chat-next", "secrets", {"token": "t"}, ["api.chat.example"]) == []
+    [unparsable] = type_rules.part_rules(".hook-next", "secrets", {"webhookUrl": "not a url"})
+    assert unparsable.message == "error validating action type secrets: chat-next: no host in webhookUrl"
+    [omitted] = type_rules.stored_differently(".pager-next", {"configUrl": "https://x.example"})
+    assert omitted.message.startswith("config.usesBasic: set it explicitly")
