@@ -10,7 +10,7 @@ across files and spaces)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from reconciler.model import (
     derive_connector_id,
 )
 from reconciler.references import ReferenceSyntaxError, parse_template, reference_forms
+from reconciler.secret_backends import BACKENDS
 from reconciler.secret_backends.guard import DEFAULT_JWT_VAR, JWT_VAR_SETTING, guard_refusal
 from reconciler.yamlload import Document, join_path
 
@@ -48,16 +49,31 @@ class Declared:
     path: str
 
 
-def _blank_strings(value: Any, parts: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+def _strings_where(value: Any, test: Callable[[str], bool],
+                   parts: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    """The paths of the strings inside `value` that pass `test`."""
     if isinstance(value, str):
-        if not value.strip():
+        if test(value):
             yield parts
     elif isinstance(value, Mapping):
         for k, v in value.items():
-            yield from _blank_strings(v, (*parts, k))
+            yield from _strings_where(v, test, (*parts, k))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _blank_strings(v, (*parts, i))
+            yield from _strings_where(v, test, (*parts, i))
+
+
+def _blank_strings(value: Any) -> Iterator[tuple[str | int, ...]]:
+    return _strings_where(value, lambda s: not s.strip())
+
+
+_REFERENCE_START = re.compile(r"(?<!\$)\$\{([a-z][a-z0-9_-]*):")
+
+
+def _holds_reference(text: str) -> bool:
+    """`${env:..}`, `${file:..}`, `${vault:..}` (any registered scheme) outside `secrets` would reach
+    Kibana as literal text: kcr resolves references only where secrets are."""
+    return any(m.group(1) in BACKENDS for m in _REFERENCE_START.finditer(text))
 
 
 def _errors_since(problems: list[Problem], before: int) -> bool:
@@ -108,6 +124,10 @@ class ConnectorChecks:
         secrets = item.get("secrets")
         for blank in _blank_strings({"name": name, "config": config, "secrets": secrets}):
             checker.add(under(base, blank), f"{under('', blank)}: value '' is not valid (Kibana refuses blank strings)")
+        for where in _strings_where({"name": name, "config": config}, _holds_reference):
+            checker.add(under(base, where), f"{under('', where)}: a secret reference is read only inside `secrets`; "
+                        "here Kibana would receive its literal text. Move the value under `secrets` if the type "
+                        "takes it there, or write the value itself")
         blanks = {under(base, b) for b in _blank_strings({"config": config})}
         ctype = self.connector_type(type_id, base, checker)
         secrets_path = join_path(base, "secrets")

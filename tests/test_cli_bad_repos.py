@@ -200,6 +200,17 @@ def environment(case: Case) -> dict[str, str]:
     env.update(case.env)
     return {k: v for k, v in env.items() if v != "" or k not in case.env}
 
+# A reference outside `secrets` would reach Kibana as literal text.
+CASES += [
+    bad("env-reference-in-config", connector("id: a\nname: A\ntype: .index\nconfig: {index: '${env:INDEX}'}"),
+        rf"{FILE_RE}:\d+:\d+", "read only inside `secrets`"),
+    bad("vault-reference-inside-config-string",
+        connector("id: a\nname: A\ntype: .webhook\nconfig: {url: 'https://h.example/${vault:kv/x#y}', hasAuth: false}"),
+        rf"{FILE_RE}:\d+:\d+", "literal text"),
+    bad("file-reference-in-name", connector("id: a\nname: '${file:name.txt}'\ntype: .index\nconfig: {index: i}"),
+        rf"{FILE_RE}:\d+:\d+", "read only inside `secrets`"),
+]
+
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_validate_and_plan_refuse(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

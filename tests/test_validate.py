@@ -91,3 +91,14 @@ def test_types_table_offline_and_live() -> None:
     assert rows[".slack"]["enabled_in_license"] is False and rows[".slack"]["in_kibana"] is True
     assert rows[".jira"]["in_kibana"] is False and rows[".jira"]["enabled"] is False
     assert rows[".custom"]["known"] is False and rows[".custom"]["minimum_license"] == "platinum"
+
+
+def test_config_text_that_only_looks_like_a_reference_is_left_alone(tmp_path: Path) -> None:
+    """Only a registered scheme is refused outside `secrets`: a template language's `${...}` or an
+    escaped `$${env:..}` in config is ordinary text Kibana should receive as written."""
+    (tmp_path / "connectors" / "default").mkdir(parents=True)
+    (tmp_path / "connectors" / "default" / "log.yaml").write_text(
+        "connectors:\n  - id: idx\n    name: 'Index ${context.rule}'\n    type: .index\n"
+        "    config: {index: 'alerts-$${env:X}-${unknown:y}'}\n")
+    report = validate(tmp_path, env={})
+    assert report.ok, format_problems_text(report)
