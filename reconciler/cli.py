@@ -159,6 +159,9 @@ def _plan_options(f: F) -> F:
                      help="Also write the Markdown rendering (for an MR comment).")(f)
     f = click.option("--no-color", is_flag=True, help="Plain text even on a terminal.")(f)
     f = click.option("--sync-secrets", is_flag=True, help="Plan an update of every connector's secrets.")(f)
+    f = click.option("--no-secrets", is_flag=True,
+                     help="Compare types, names and config only; resolve no secret (for MR pipelines). "
+                          "Such a plan cannot be applied.")(f)
     f = click.option("--allow-plaintext-secrets", is_flag=True,
                      help="Local experiments only: literal secrets warn (and never reach a saved plan).")(f)
     return f
@@ -171,11 +174,13 @@ def _plan_options(f: F) -> F:
               help="Save the plan as JSON for `kcr apply PLAN`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (0 none, 1 error).")
 def plan(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path | None, no_color: bool,
-         sync_secrets: bool, allow_plaintext_secrets: bool, out: Path | None, detailed_exitcode: bool) -> int:
+         sync_secrets: bool, no_secrets: bool, allow_plaintext_secrets: bool, out: Path | None,
+         detailed_exitcode: bool) -> int:
     """Read Kibana, compare with the repository, and show what apply would do."""
     from reconciler import outputs, pipeline
 
-    planned = pipeline.make_plan(s, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets)
+    planned = pipeline.make_plan(s, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets,
+                                 check_secrets=not no_secrets)
     key = s.fingerprint_key
     outputs.write_reports(planned.plan, out, gitlab_report, markdown_out, key=key)
     _out(outputs.plan_view(planned.plan, fmt, _color(s, no_color), key=key))
@@ -186,11 +191,12 @@ def plan(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path | 
 @_common
 @_plan_options
 def drift(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path | None, no_color: bool,
-          sync_secrets: bool, allow_plaintext_secrets: bool) -> int:
+          sync_secrets: bool, no_secrets: bool, allow_plaintext_secrets: bool) -> int:
     """For cron jobs: 0 in sync, 2 drift, 1 error."""
     from reconciler import outputs, pipeline
 
-    planned = pipeline.make_plan(s, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets)
+    planned = pipeline.make_plan(s, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets,
+                                 check_secrets=not no_secrets)
     outputs.write_reports(planned.plan, None, gitlab_report, markdown_out)
     _out(outputs.plan_view(planned.plan, fmt, _color(s, no_color)))
     return _plan_exit(planned.plan, detailed=True)

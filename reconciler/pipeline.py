@@ -2,6 +2,7 @@
 
     plan:  the whole repository -> the planned spaces -> secrets resolved into digests -> the record
            (and its key warning) -> Kibana read -> the plan -> the rules that block it attached
+           (`--no-secrets` skips the secrets and the record: a plan for review that apply refuses)
     apply: a saved plan loaded and verified -> its target confirmed -> checked against the repository
            (or a plan made in this run, with the repository's own secret values) -> the ambiguous-key
            check -> the applier, under the record's lock
@@ -27,7 +28,7 @@ from reconciler.apply_checks import AllowReferenced
 from reconciler.apply_report import ActionResult, ApplyReport
 from reconciler.connection import Connection, redact_url
 from reconciler.desired import load_repository, owner_label
-from reconciler.errors import ConfigError, Problem, ValidationError
+from reconciler.errors import ConfigError, PlanFileError, Problem, ValidationError
 from reconciler.kibana import KibanaClient
 from reconciler.model import DesiredState, SecretDigest
 from reconciler.plan import Action, Plan
@@ -37,6 +38,9 @@ from reconciler.secrets import SecretResolver
 from reconciler.state import RecordBackend, backend_from_env, fingerprint_key, normalize_kibana_url
 
 log = logging.getLogger("kcr")
+
+NOT_CHECKED = ("{source} was made with `kcr plan --no-secrets`: its secrets were not checked, so it cannot be "
+               "applied; re-plan with secrets (`kcr plan --out` where the secret variables are set) and apply that")
 
 OnProgress = Callable[[ActionResult], None]
 Progress = Callable[[Plan], AbstractContextManager[OnProgress | None]]
@@ -92,21 +96,30 @@ class Planned:
     resolver: SecretResolver  # kept for a one-run apply: each Vault secret is read once per run
 
 
-def make_plan(session: Session, *, sync_secrets: bool = False, allow_plaintext_secrets: bool = False) -> Planned:
+def make_plan(session: Session, *, sync_secrets: bool = False, allow_plaintext_secrets: bool = False,
+              check_secrets: bool = True) -> Planned:
+    """Without `check_secrets` (`--no-secrets`, for merge-request pipelines that cannot see production
+    secrets) no reference is resolved and the record is not read: the plan compares names, types and
+    config only, says so, and cannot be applied."""
+    if sync_secrets and not check_secrets:
+        raise ConfigError("--sync-secrets pushes the secrets, which --no-secrets never reads: use one or the other")
     # The whole repository, even with --space: a connector another space declares must never be
     # planned as a delete here, and only the whole repository can say which those are.
     desired = load_repository(session.root, None, env=session.env, allow_plaintext_secrets=allow_plaintext_secrets)
     spaces = _planned_spaces(session.spaces, desired)
     resolver = SecretResolver(session.env, desired.settings, session.root)
-    digests = _digests(session, desired, resolver, spaces)
-    with session.record() as backend:
-        record = backend.load()
-    if backend.key_warning:  # said here, once per run: an apply in the same run loads the record again
-        log.warning("%s", backend.key_warning)
+    digests: Mapping[str, SecretDigest] = {}
+    record: Mapping[str, SecretDigest] = {}
+    if check_secrets:
+        digests = _digests(session, desired, resolver, spaces)
+        with session.record() as backend:
+            record = backend.load()
+        if backend.key_warning:  # said here, once per run: an apply in the same run loads the record again
+            log.warning("%s", backend.key_warning)
     with session.client() as client:
         live = client.read_live(spaces)
         plan = planner.make_plan(desired, live, digests=digests, record=record, sync_secrets=sync_secrets,
-                                 spaces=spaces)
+                                 spaces=spaces, check_secrets=check_secrets)
         wanted = planner.blocked_ids(plan)
         if wanted:
             rules = {cid: tuple(client.rules_referencing(space, cid)) for space, cid in wanted}
@@ -170,6 +183,8 @@ def saved_plan(session: Session, plan_file: Path) -> Applicable:
     plan = _load_saved_plan(session, plan_file)
     if plan.has_errors:
         raise ConfigError(f"{plan_file} holds a plan with errors (see `kcr plan`); fix them and plan again")
+    if not plan.secrets_checked:
+        raise PlanFileError(NOT_CHECKED.format(source=plan_file))
     _confirm_target(session, plan)
     desired = load_repository(session.root, None, env=session.env, allow_plaintext_secrets=True)
     check_against_repository(plan, desired, str(plan_file))
@@ -180,6 +195,8 @@ def apply(session: Session, job: Applicable, *, parallelism: int, allow_referenc
           progress: Progress | None = None) -> ApplyReport:
     """`progress` opens a display for the plan once Kibana and the record are ready, and gives the
     callback each result is shown by (or None)."""
+    if not job.plan.secrets_checked:  # saved_plan refuses it first; this keeps every caller honest
+        raise PlanFileError(NOT_CHECKED.format(source="the plan"))
     allow: AllowReferenced = "all" if "all" in allow_referenced else frozenset(allow_referenced)
     refuse_ambiguous_keys(job.plan, allow_referenced)
     with session.record() as record, session.client() as client, \

@@ -66,6 +66,7 @@ class SecretsStatus(StrEnum):
     CHANGED = "changed"
     UNCHANGED = "unchanged"
     UNKNOWN = "unknown"  # no record and no key to compare with
+    NOT_CHECKED = "not-checked"  # `kcr plan --no-secrets`: no reference was resolved, nothing compared
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,9 @@ class Plan:
     format_version: str = FORMAT_VERSION
     created_at: str | None = None  # set by the CLI; the planner has no clock
     ignored: tuple[str, ...] = field(default_factory=tuple)  # addresses matched by `ignore`
+    # False for `kcr plan --no-secrets`: names, types and config compared, secrets never read, so such
+    # a plan is for review only and `kcr apply` refuses it.
+    secrets_checked: bool = True
 
     def summary(self) -> dict[str, int]:
         counts = {a.value: 0 for a in Action}

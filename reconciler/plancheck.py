@@ -49,6 +49,7 @@ def check(body: Mapping[str, Any], source: str) -> None:
         problem = next((p for rule in _CHANGE_CHECKS if (p := rule(c, spaces)) is not None), None)
         if problem is not None:
             raise not_a_plan(source, f"change {address}: {problem}")
+    _check_secrets_checked(body["secrets_checked"], body["changes"], source)
     _check_summary(body["summary"], body["changes"], source)
     _check_ignored(body["ignored"], spaces, addresses, source)
 
@@ -205,6 +206,22 @@ def _diffs_problem(c: Mapping[str, Any], spaces: frozenset[str]) -> str | None:
 
 
 _CHANGE_CHECKS = (_identity_problem, _shape_problem, _guard_problem, _secrets_problem, _diffs_problem)
+
+
+def _check_secrets_checked(checked: bool, changes: Sequence[Mapping[str, Any]], source: str) -> None:
+    """`kcr apply` refuses a plan made with --no-secrets by its `secrets_checked`: an edit that sets it
+    must still leave a plan whose changes say their secrets were never read."""
+    unchecked = SecretsStatus.NOT_CHECKED.value
+    for c in changes:
+        address, status = _shown(f"{c['space']}/{c['id']}"), c["secrets"]
+        if checked and status == unchecked:
+            raise not_a_plan(source, f"change {address}: secrets is {unchecked!r}, yet secrets_checked is true")
+        if not checked and status in (SecretsStatus.UNCHANGED.value, SecretsStatus.UNKNOWN.value):
+            raise not_a_plan(source, f"change {address}: secrets is {status!r}, a comparison a plan with "
+                             "secrets_checked false never makes")
+        if not checked and c["secret_digest"] is not None:
+            raise not_a_plan(source, f"change {address}: carries a secret_digest, yet secrets_checked is false "
+                             "(no secret was read)")
 
 
 def _check_summary(summary: Mapping[str, int], changes: Sequence[Mapping[str, Any]], source: str) -> None:

@@ -94,6 +94,7 @@ def to_json(plan: Plan, key: bytes | None = None) -> dict[str, Any]:
         "kibana_url": plan.kibana_url,
         "created_at": plan.created_at,
         "spaces": list(plan.spaces),
+        "secrets_checked": plan.secrets_checked,
         "summary": plan.summary(),
         "changes": [_change_to_json(c) for c in plan.changes],
         "problems": [p.to_json() for p in plan.problems],
@@ -184,6 +185,7 @@ def from_json(body: Mapping[str, Any], source: str = "plan") -> Plan:
             format_version=version,
             created_at=body.get("created_at"),
             ignored=tuple(body.get("ignored", ())),
+            secrets_checked=bool(body["secrets_checked"]),
         )
     except (KeyError, TypeError, ValueError) as exc:  # the schema should have caught it: a backstop
         raise not_a_plan(source, f"{type(exc).__name__}") from None

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 
-from reconciler import catalog, normalize
+from reconciler import catalog, normalize, plansecrets
 from reconciler.errors import Problem
 from reconciler.model import (
     ConnectorSpec,
@@ -51,6 +51,7 @@ class _Context:
     digests: Mapping[str, SecretDigest]
     record: Mapping[str, SecretDigest]
     sync_secrets: bool
+    check_secrets: bool  # False: `--no-secrets`, secrets show as not checked
     reserved: Mapping[str, str]  # id -> why kcr may not manage it
     live_spaces_of: Mapping[str, tuple[str, ...]]  # id -> spaces where Kibana holds it
     declared_spaces_of: Mapping[str, tuple[str, ...]]  # id -> spaces that declare it
@@ -64,11 +65,13 @@ def make_plan(
     record: Mapping[str, SecretDigest],
     sync_secrets: bool = False,
     spaces: Sequence[str] | None = None,
+    check_secrets: bool = True,
 ) -> Plan:
     """`digests` are the resolved secrets' fingerprints of this run and `record` what kcr last
-    applied, both keyed by Kibana connector id."""
+    applied, both keyed by Kibana connector id. Without `check_secrets` (`kcr plan --no-secrets`,
+    given no digests and no record) secrets are neither compared nor a reason to update."""
     scope = sorted(set(spaces)) if spaces is not None else sorted(set(desired.spaces) | set(live.spaces))
-    ctx = _context(desired, live, digests, record, sync_secrets)
+    ctx = _context(desired, live, digests, record, sync_secrets, check_secrets)
     changes: list[Change] = []
     problems: list[Problem] = []
     ignored: list[str] = []
@@ -93,6 +96,7 @@ def make_plan(
         changes=tuple(changes),
         problems=tuple(problems),
         ignored=tuple(sorted(ignored)),
+        secrets_checked=check_secrets,
     )
 
 
@@ -127,6 +131,7 @@ def _context(
     digests: Mapping[str, SecretDigest],
     record: Mapping[str, SecretDigest],
     sync_secrets: bool,
+    check_secrets: bool,
 ) -> _Context:
     reserved: dict[str, str] = {}
     live_spaces_of: dict[str, list[str]] = {}
@@ -146,7 +151,8 @@ def _context(
         live=live,
         digests=digests,
         record=record,
-        sync_secrets=sync_secrets,
+        sync_secrets=sync_secrets and check_secrets,
+        check_secrets=check_secrets,
         reserved=reserved,
         live_spaces_of={k: tuple(v) for k, v in live_spaces_of.items()},
         declared_spaces_of={k: tuple(v) for k, v in declared.items()},
@@ -280,7 +286,8 @@ def _recreate(ctx: _Context, spec: ConnectorSpec, conn: LiveConnector) -> Change
 
 def _update_or_noop(ctx: _Context, spec: ConnectorSpec, conn: LiveConnector) -> Change:
     diffs = _field_diffs(spec, conn)
-    status, keys = secrets_status(spec, ctx.digests.get(spec.id), ctx.record.get(spec.id))
+    status, keys = (secrets_status(spec, ctx.digests.get(spec.id), ctx.record.get(spec.id)) if ctx.check_secrets
+                    else plansecrets.unchecked_secrets(spec))
     reasons: list[str] = []
     fields = sorted({"name" if d.path == "name" else "config" for d in diffs}, key=("name", "config").index)
     if fields:

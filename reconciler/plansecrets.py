@@ -47,6 +47,12 @@ def new_secrets(spec: ConnectorSpec) -> Status:
     return SecretsStatus.CHANGED, tuple(sorted(k for k, v in spec.secrets.items() if v is not None))
 
 
+def unchecked_secrets(spec: ConnectorSpec) -> Status:
+    """`kcr plan --no-secrets`: nothing was resolved nor compared, so a connector that takes secrets
+    says so instead of claiming a verdict (and secrets alone never make an update)."""
+    return (SecretsStatus.NOT_CHECKED, ()) if _takes_secrets(spec) else (SecretsStatus.NONE, ())
+
+
 def secrets_status(spec: ConnectorSpec, digest: SecretDigest | None, recorded: SecretDigest | None) -> Status:
     """Per-key HMACs when both this run's digest and the record have them, else the backends'
     versions when every reference has one (Vault's today), else unknown."""

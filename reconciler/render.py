@@ -21,6 +21,8 @@ NO_CHANGES = "No changes. Kibana matches the repository."
 NO_CHANGES_UNSURE = "No changes."  # errors, or secrets kcr cannot compare: it cannot vouch for a match
 UNKNOWN_SECRETS = ("secrets unknown for {n}: no record of what kcr applied, or no KCR_FINGERPRINT_KEY to "
                    "compare with; set the key, then run `kcr apply --sync-secrets` once to push them")
+SECRETS_NOT_CHECKED = ("Secrets not checked (--no-secrets): names, types and config were compared, no secret was read; "
+                       "this plan cannot be applied.")
 PLAN_ERRORS = "The plan has errors (above): nothing can be applied until they are fixed."
 MARKER = "<!-- kcr-plan -->"
 TEXT_VALUE_WIDTH = 80
@@ -70,7 +72,8 @@ def summary_line(plan: Plan) -> str:
     if plan.has_errors and not plan.has_changes:
         return PLAN_ERRORS
     if not plan.has_changes:
-        unsure = plan.has_errors or any(c.secrets is SecretsStatus.UNKNOWN for c in plan.changes)
+        unsure = (plan.has_errors or not plan.secrets_checked
+                  or any(c.secrets is SecretsStatus.UNKNOWN for c in plan.changes))
         return NO_CHANGES_UNSURE if unsure else NO_CHANGES
     s = plan.summary()
     return (
@@ -105,6 +108,8 @@ def _secrets_line(change: Change) -> str | None:
         if change.action in (Action.CREATE, Action.RECREATE):
             return f"set (keys: {keys})" if keys else "none declared"
         return f"changed (keys: {keys})" if keys else "changed"
+    if change.secrets is SecretsStatus.NOT_CHECKED:
+        return "not checked (--no-secrets)"
     return change.secrets.value
 
 
@@ -165,6 +170,8 @@ def text(plan: Plan, color: bool) -> str:
     unchanged = unchanged_line(plan)
     if unchanged is not None:
         lines.append(f"{unchanged}.")
+    if not plan.secrets_checked:
+        lines.append(SECRETS_NOT_CHECKED)
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 
@@ -249,6 +256,8 @@ def markdown(plan: Plan) -> str:
     """For a merge-request note; MARKER lets CI find and update its one sticky comment."""
     s = plan.summary()
     out = [MARKER, "### kcr plan", "", f"**{_md(summary_line(plan))}**", ""]
+    if not plan.secrets_checked:
+        out += [_md_inline_code(SECRETS_NOT_CHECKED.replace("--no-secrets", "`--no-secrets`")), ""]
     out.append(f"Kibana {_code(plan.kibana_url)} · spaces: {', '.join(_code(x) for x in plan.spaces) or '(none)'}")
     out += ["", "| action | count |", "|---|---:|"]
     out += [f"| {name} | {s[name]} |" for name in ("create", "update", "recreate", "delete", "no-op", "unmanaged")]
@@ -335,7 +344,9 @@ def _members_cell(what: str, members: tuple[Any, ...]) -> str:
 def gitlab_report(plan: Plan) -> dict[str, int]:
     """GitLab's `artifacts:reports:terraform` shape, only these three keys. A recreate counts as one
     delete plus one create, as GitLab's documented jq recipe counts Terraform's delete-then-create.
-    Blocked actions count too: they are planned, the guard decides at apply time."""
+    Blocked actions count too: they are planned, the guard decides at apply time. A `--no-secrets`
+    plan counts what it compared: its updates are name or config changes (or secrets Kibana says are
+    missing), never secrets, and the Markdown says the secrets were not checked."""
     s = plan.summary()
     return {
         "create": s["create"] + s["recreate"],
