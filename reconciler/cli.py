@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -64,6 +64,22 @@ def _common(f: Callable[..., int]) -> Callable[..., int]:
                      help="Log every request and apply result to stderr (-vv: debug). Never secrets."),
     ]
     return functools.reduce(lambda g, option: option(g), options, command)
+
+
+def _selective(f: Callable[..., int]) -> Callable[..., int]:
+    """--target and --exclude (under @_common): the Session carries them as one Selection."""
+
+    @functools.wraps(f)
+    def command(s: Session, *args: Any, target: tuple[str, ...], exclude: tuple[str, ...], **kwargs: Any) -> int:
+        from reconciler.selection import Selection
+
+        return f(replace(s, selection=Selection.of(target, exclude)), *args, **kwargs)
+
+    glob = " (repeatable; KEY, ID, SPACE/KEY, SPACE/ID or a glob of them)"
+    command = click.option("--exclude", multiple=True, metavar="KEY|ID|GLOB",
+                           help="Leave this connector alone" + glob + ".")(command)
+    return click.option("--target", multiple=True, metavar="KEY|ID|GLOB",
+                        help="Plan only this connector" + glob + ".")(command)
 
 
 class _KcrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -169,6 +185,7 @@ def _plan_options(f: F) -> F:
 
 @cli.command(short_help="Show what apply would change in Kibana.")
 @_common
+@_selective
 @_plan_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save the plan as JSON for `kcr apply PLAN`.")
@@ -189,6 +206,7 @@ def plan(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path | 
 
 @cli.command(short_help="Plan for cron: exit 2 when Kibana drifted.")
 @_common
+@_selective
 @_plan_options
 def drift(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path | None, no_color: bool,
           sync_secrets: bool, no_secrets: bool, allow_plaintext_secrets: bool) -> int:
@@ -204,6 +222,7 @@ def drift(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path |
 
 @cli.command(short_help="Apply a saved plan, or plan and apply.")
 @_common
+@_selective
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (CI).")
 @click.option("--parallelism", type=click.IntRange(1, 64), default=4, show_default=True)
@@ -223,6 +242,9 @@ def apply(s: Session, plan_file: Path | None, auto_approve: bool, parallelism: i
     if plan_file is not None:
         if s.spaces:
             raise ConfigError("a saved plan is applied whole: --space limits planning (`kcr plan --space ... --out`)")
+        if s.selection is not None:
+            raise ConfigError("a saved plan is applied whole: --target/--exclude belong to the plan "
+                              "(`kcr plan --target ... --out`)")
         job = pipeline.saved_plan(s, plan_file)
     else:
         planned = pipeline.make_plan(s, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets)

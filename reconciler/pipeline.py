@@ -35,6 +35,7 @@ from reconciler.plan import Action, Plan
 from reconciler.plancheck import check_against_repository
 from reconciler.planfile import loads
 from reconciler.secrets import SecretResolver
+from reconciler.selection import Selection
 from reconciler.state import RecordBackend, backend_from_env, fingerprint_key, normalize_kibana_url
 
 log = logging.getLogger("kcr")
@@ -56,6 +57,7 @@ class Session:
     spaces: tuple[str, ...] = ()
     kibana_url: str | None = None
     transport: Any = None
+    selection: Selection | None = None  # `--target`/`--exclude`
 
     @cached_property
     def connection(self) -> Connection:
@@ -119,7 +121,7 @@ def make_plan(session: Session, *, sync_secrets: bool = False, allow_plaintext_s
     with session.client() as client:
         live = client.read_live(spaces)
         plan = planner.make_plan(desired, live, digests=digests, record=record, sync_secrets=sync_secrets,
-                                 spaces=spaces, check_secrets=check_secrets)
+                                 spaces=spaces, check_secrets=check_secrets, selection=session.selection)
         wanted = planner.blocked_ids(plan)
         if wanted:
             rules = {cid: tuple(client.rules_referencing(space, cid)) for space, cid in wanted}
@@ -141,9 +143,10 @@ def _digests(session: Session, desired: DesiredState, resolver: SecretResolver,
     """Resolve every secret reference of the planned spaces before any request to Kibana: an unset
     variable stops the run here, naming the reference and the connector."""
     owners: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    selected = session.selection.selects if session.selection is not None else (lambda *_: True)
     for space in (desired.spaces[s] for s in spaces):
         for spec in space.connectors:
-            if spec.secrets:
+            if spec.secrets and selected(spec.space, spec.id, spec.key):
                 owners[owner_label(spec)] = (spec.id, spec.secrets)
     resolved = resolver.resolve_many({owner: refs for owner, (_, refs) in owners.items()})
     key = session.fingerprint_key

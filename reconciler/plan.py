@@ -27,6 +27,7 @@ from typing import Any
 from reconciler.errors import Problem
 from reconciler.model import FieldDiff as FieldDiff  # a Change's diffs: part of the plan's vocabulary
 from reconciler.model import LiveConnector, RuleRef, SecretDigest
+from reconciler.selection import Selection
 
 FORMAT_VERSION = "1.0"
 PLAINTEXT_KEY = "$plaintext"
@@ -125,6 +126,7 @@ class Plan:
     # False for `kcr plan --no-secrets`: names, types and config compared, secrets never read, so such
     # a plan is for review only and `kcr apply` refuses it.
     secrets_checked: bool = True
+    selection: Selection | None = None  # `--target`/`--exclude`: a partial plan, the rest left alone
 
     def summary(self) -> dict[str, int]:
         counts = {a.value: 0 for a in Action}

@@ -25,6 +25,7 @@ from reconciler.model import (
 )
 from reconciler.plan import MUTATING, Action, Plan, SecretsStatus, is_plaintext_marker
 from reconciler.references import is_plaintext
+from reconciler.selection import Selection
 from reconciler.yamlload import join_path
 
 _SPACE = re.compile(SPACE_ID_PATTERN)
@@ -52,6 +53,7 @@ def check(body: Mapping[str, Any], source: str) -> None:
     _check_secrets_checked(body["secrets_checked"], body["changes"], source)
     _check_summary(body["summary"], body["changes"], source)
     _check_ignored(body["ignored"], spaces, addresses, source)
+    _check_selection(Selection.from_json(body.get("selection")), body["changes"], source)
 
 
 def _shown(text: str) -> str:
@@ -233,6 +235,14 @@ def _check_summary(summary: Mapping[str, int], changes: Sequence[Mapping[str, An
     wrong = [f"{k} {summary[k]} (the changes hold {v})" for k, v in counts.items() if summary.get(k) != v]
     if wrong:
         raise not_a_plan(source, f"summary counts {', '.join(wrong)}")
+
+
+def _check_selection(selection: Selection | None, changes: Sequence[Mapping[str, Any]], source: str) -> None:
+    """A partial plan holds only its selected connectors: any other change was added by hand."""
+    for c in changes if selection is not None else ():
+        if selection is not None and not selection.selects(c["space"], c["id"], (c.get("desired") or {}).get("key")):
+            raise not_a_plan(source, f"change {_shown(c['space'] + '/' + c['id'])}: outside the plan's selection "
+                             f"({selection.described()})")
 
 
 def _check_ignored(ignored: Sequence[str], spaces: frozenset[str], addresses: set[str], source: str) -> None:

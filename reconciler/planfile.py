@@ -38,6 +38,7 @@ from reconciler.plan import (
     SecretsStatus,
 )
 from reconciler.plancheck import check, not_a_plan
+from reconciler.selection import Selection
 from reconciler.yamlload import join_path
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "plan.schema.json"
@@ -99,6 +100,7 @@ def to_json(plan: Plan, key: bytes | None = None) -> dict[str, Any]:
         "changes": [_change_to_json(c) for c in plan.changes],
         "problems": [p.to_json() for p in plan.problems],
         "ignored": list(plan.ignored),
+        "selection": None if plan.selection is None else plan.selection.to_json(),
     }
     if key is not None:
         body["mac"] = sign(body, key)
@@ -186,6 +188,7 @@ def from_json(body: Mapping[str, Any], source: str = "plan") -> Plan:
             created_at=body.get("created_at"),
             ignored=tuple(body.get("ignored", ())),
             secrets_checked=bool(body["secrets_checked"]),
+            selection=Selection.from_json(body.get("selection")),
         )
     except (KeyError, TypeError, ValueError) as exc:  # the schema should have caught it: a backstop
         raise not_a_plan(source, f"{type(exc).__name__}") from None

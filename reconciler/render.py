@@ -5,6 +5,9 @@ Nothing here prints secret references or values: a plan carries references in `d
 for apply, and the views show only the names of the secret keys that change. Names and config
 values come from Kibana and the repository, so text output strips terminal control characters and
 Markdown output escapes HTML.
+
+At about 400 lines on purpose: the text, Markdown and report views share their helpers (the
+escaping above, the symbols, the summary), and splitting them would put those helpers in a third place.
 """
 
 from __future__ import annotations
@@ -172,11 +175,14 @@ def text(plan: Plan, color: bool) -> str:
         lines.append(f"{unchanged}.")
     if not plan.secrets_checked:
         lines.append(SECRETS_NOT_CHECKED)
+    if plan.selection is not None:
+        lines.append(_clean(PARTIAL.format(plan.selection.described())))
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 
 
 SET_NOTE = "a set: order ignored"
+PARTIAL = "partial plan: {} (every other connector is left alone)."
 
 
 def _diff_lines(d: FieldDiff, width: int) -> list[str]:
@@ -258,6 +264,8 @@ def markdown(plan: Plan) -> str:
     out = [MARKER, "### kcr plan", "", f"**{_md(summary_line(plan))}**", ""]
     if not plan.secrets_checked:
         out += [_md_inline_code(SECRETS_NOT_CHECKED.replace("--no-secrets", "`--no-secrets`")), ""]
+    if plan.selection is not None:
+        out += [_md(PARTIAL.format(plan.selection.described())), ""]
     out.append(f"Kibana {_code(plan.kibana_url)} · spaces: {', '.join(_code(x) for x in plan.spaces) or '(none)'}")
     out += ["", "| action | count |", "|---|---:|"]
     out += [f"| {name} | {s[name]} |" for name in ("create", "update", "recreate", "delete", "no-op", "unmanaged")]

@@ -32,7 +32,7 @@ RANKS: dict[str, int] = {
     # one canonical form for both sides
     "normalize": 6,
     # the plan (pure) and its file
-    **dict.fromkeys(["plan", "plansecrets", "planner", "plancheck", "planfile"], 7),
+    **dict.fromkeys(["selection", "plan", "plansecrets", "planner", "plancheck", "planfile"], 7),
     # rendering, from values only
     **dict.fromkeys(["render", "apply_report"], 8),
     # applying
