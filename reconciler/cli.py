@@ -46,19 +46,22 @@ def _common(f: Callable[..., int]) -> Callable[..., int]:
 
     @functools.wraps(f)
     def command(*args: Any, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
-                **kwargs: Any) -> int:
+                environment: str | None, **kwargs: Any) -> int:
+        from reconciler.environments import asked
         from reconciler.pipeline import Session
 
         g: Globals = click.get_current_context().ensure_object(Globals)
         _logging(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
         session = Session(root=root or Path("."), env=g.env, spaces=tuple(spaces), kibana_url=kibana_url,
-                          transport=g.transport)
+                          transport=g.transport, environment_name=asked(environment, g.env))
         return f(session, *args, **kwargs)
 
     options = [
         click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="The repository (default: the current directory)."),
         click.option("--space", "spaces", multiple=True, help="Limit the work to this space (repeatable)."),
+        click.option("--env", "environment", default=None, metavar="NAME",
+                     help="The kcr.yaml environment to work on (default: $KCR_ENV)."),
         click.option("--kibana-url", default=None, help="Kibana's URL (default: $KIBANA_URL or $KIBANA_ENDPOINT)."),
         click.option("-v", "--verbose", count=True,
                      help="Log every request and apply result to stderr (-vv: debug). Never secrets."),
@@ -138,7 +141,7 @@ def validate(s: Session, fmt: str, resolve_secrets: bool, allow_plaintext_secret
     from reconciler import validate as v
 
     report = v.validate(s.root, spaces=s.spaces or None, resolve_secrets=resolve_secrets, env=s.env,
-                        allow_plaintext_secrets=allow_plaintext_secrets)
+                        allow_plaintext_secrets=allow_plaintext_secrets, environment=s.environment_name)
     if fmt == "json":
         click.echo(v.format_problems_json(report))
     else:

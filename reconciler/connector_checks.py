@@ -28,6 +28,7 @@ from reconciler.model import (
 from reconciler.references import ReferenceSyntaxError, parse_template, reference_forms
 from reconciler.secret_backends import BACKENDS
 from reconciler.secret_backends.guard import DEFAULT_JWT_VAR, JWT_VAR_SETTING, guard_refusal
+from reconciler.variables import Scope, UnsetVar, VarError, mentions_var
 from reconciler.yamlload import Document, join_path
 
 PLACEHOLDER = "<reference>"  # what a secret looks like to its type's schema during offline validation
@@ -63,6 +64,12 @@ def _strings_where(value: Any, test: Callable[[str], bool],
             yield from _strings_where(v, test, (*parts, i))
 
 
+def _get(value: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        value = value[part]
+    return value
+
+
 def _blank_strings(value: Any) -> Iterator[tuple[str | int, ...]]:
     return _strings_where(value, lambda s: not s.strip())
 
@@ -83,14 +90,16 @@ def _errors_since(problems: list[Problem], before: int) -> bool:
 class ConnectorChecks:
     """Checks the connector files of one repository; `declared` and `items` accumulate across files."""
 
-    def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str], *, offline: bool = False) -> None:
         self.settings = settings
+        self.offline = offline  # `kcr validate`: a var whose variable is unset here is a warning
         self.jwt_var = env.get(JWT_VAR_SETTING) or DEFAULT_JWT_VAR
         self.declared: list[Declared] = []
         self.items = 0
 
-    def file(self, space: str, checker: FileChecker) -> list[ConnectorSpec]:
-        """The valid connectors of one parsed file; every problem goes to the checker."""
+    def envelope(self, checker: FileChecker) -> list[Any]:
+        """The file's format, checked once whatever the number of environments: its items, or [] when
+        there are none to read (the problems say why)."""
         value = checker.doc.value
         if value is None:
             checker.add("", "the file is empty; it should hold `connectors: [...]`")
@@ -100,20 +109,61 @@ class ConnectorChecks:
                        skip=lambda p: _OWN_CHECKS.match(p) is not None)
         if not isinstance(value, dict) or not isinstance(value.get("connectors"), list):
             return []
-        per_item = _locations_by_item(checker.doc)
-        self.items += len(value["connectors"])
+        return list(value["connectors"])
+
+    def file(self, space: str, checker: FileChecker, scope: Scope | None = None) -> list[ConnectorSpec]:
+        """The valid connectors of one parsed file; every problem goes to the checker."""
+        items = self.envelope(checker)
+        per_item = locations_by_item(checker.doc)
+        self.items += len(items)
         out = []
-        for i, item in enumerate(value["connectors"]):
-            spec = self.connector(space, item, join_path("connectors", i), checker, per_item.get(i, {}))
+        for i, item in enumerate(items):
+            spec = self.connector(space, item, join_path("connectors", i), checker, per_item.get(i, {}), scope)
             if spec is not None:
                 out.append(spec)
         return out
 
+    def substituted(self, item: dict[str, Any], base: str, checker: FileChecker,
+                    scope: Scope) -> dict[str, Any] | None:
+        """The item with its ${var:} substituted for `scope`, or None (with a problem per field whose
+        var cannot be). A secret reference written in name/config is reported on the raw text first."""
+        out = dict(item)
+        failed = False
+        for key in ("name", "config", "secrets"):
+            if key not in item:
+                continue
+            fill = scope.in_secret if key == "secrets" else scope.substitute
+            for where in _strings_where(item[key], mentions_var, (key,)):
+                try:
+                    fill(_get(item, where))
+                except UnsetVar as exc:
+                    checker.add(under(base, where), f"{under('', where)}: {exc}"
+                                + ("; the connector is not checked further here" if self.offline else ""),
+                                "warning" if self.offline else "error")
+                    failed = True
+                except VarError as exc:
+                    checker.add(under(base, where), f"{under('', where)}: {exc}")
+                    failed = True
+            if not failed:
+                out[key] = fill(item[key])
+        return None if failed else out
+
     def connector(self, space: str, item: Any, base: str, checker: FileChecker,
-                  locations: Mapping[str, Location]) -> ConnectorSpec | None:
+                  locations: Mapping[str, Location], scope: Scope | None = None) -> ConnectorSpec | None:
         if not isinstance(item, dict):
             return None  # the file schema said so already
         before = len(checker.problems)
+        raw = item
+        for where in _strings_where({"name": raw.get("name"), "config": raw.get("config", {})}, _holds_reference):
+            checker.add(under(base, where), f"{under('', where)}: a secret reference is read only inside `secrets`; "
+                        "here Kibana would receive its literal text. Move the value under `secrets` if the type "
+                        "takes it there; for a value that differs between environments write ${var:NAME} (vars "
+                        "in kcr.yaml); or write the value itself")
+        if scope is not None:
+            filled = self.substituted(item, base, checker, scope)
+            if filled is None:
+                return None
+            item = filled
         key = item.get("id")
         kibana_id = self.connector_id(space, key, base, checker)
         if kibana_id is not None:
@@ -124,10 +174,6 @@ class ConnectorChecks:
         secrets = item.get("secrets")
         for blank in _blank_strings({"name": name, "config": config, "secrets": secrets}):
             checker.add(under(base, blank), f"{under('', blank)}: value '' is not valid (Kibana refuses blank strings)")
-        for where in _strings_where({"name": name, "config": config}, _holds_reference):
-            checker.add(under(base, where), f"{under('', where)}: a secret reference is read only inside `secrets`; "
-                        "here Kibana would receive its literal text. Move the value under `secrets` if the type "
-                        "takes it there, or write the value itself")
         blanks = {under(base, b) for b in _blank_strings({"config": config})}
         ctype = self.connector_type(type_id, base, checker)
         secrets_path = join_path(base, "secrets")
@@ -218,7 +264,7 @@ class ConnectorChecks:
             checker.add(path, f"{field}: plaintext secret: write a reference instead, e.g. {reference_forms()}")
 
 
-def _locations_by_item(doc: Document) -> dict[int, dict[str, Location]]:
+def locations_by_item(doc: Document) -> dict[int, dict[str, Location]]:
     """Each item's positions keyed by its own field paths (`config.apiUrl`), for the ConnectorSpec."""
     out: dict[int, dict[str, Location]] = {}
     for path, loc in doc.locations.items():

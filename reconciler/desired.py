@@ -8,31 +8,63 @@ the secret references (environment, files, Vault) is `validate.check_secrets`, o
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from reconciler.connector_checks import ConnectorChecks, Declared
-from reconciler.errors import Problem, ValidationError
+from reconciler.connector_checks import ConnectorChecks, Declared, locations_by_item
+from reconciler.errors import ConfigError, Problem, ValidationError
 from reconciler.file_problems import FileChecker, file_validator, short
-from reconciler.model import ConnectorSpec, DesiredSpace, DesiredState, Settings, SpaceSettings
+from reconciler.model import (
+    ConnectorSpec,
+    DesiredSpace,
+    DesiredState,
+    Environment,
+    Location,
+    Settings,
+    SpaceSettings,
+)
 from reconciler.model import owner_label as connector_label
-from reconciler.repo_layout import Walker
+from reconciler.repo_layout import SETTINGS_FILE, Walker
+from reconciler.variables import Scope
+from reconciler.yamlload import join_path
+
+FANOUT_DIR = "_all"  # connectors/_all/: connectors copied into several spaces
 
 
 @dataclass(frozen=True)
 class LoadResult:
-    """What loading found: the state (None when any error was found), every problem, and counts."""
+    """What loading found: the state of each environment checked (none when any error was found; the key
+    None for a repository without environments), every problem, and counts."""
 
-    state: DesiredState | None
+    states: Mapping[str | None, DesiredState]
     problems: tuple[Problem, ...]
     files: int = 0
     connectors: int = 0
     spaces: int = 0
+    environments: tuple[str, ...] = ()  # the environments checked (empty: none declared)
+
+    @property
+    def state(self) -> DesiredState | None:
+        """The one state, when exactly one environment (or none declared) was checked."""
+        return next(iter(self.states.values())) if len(self.states) == 1 else None
 
     @property
     def errors(self) -> tuple[Problem, ...]:
         return tuple(p for p in self.problems if p.severity == "error")
+
+
+@dataclass(frozen=True)
+class _File:
+    """One parsed connector file: `space` None for connectors/_all/ (copied into several spaces)."""
+
+    space: str | None
+    checker: FileChecker
+    items: tuple[Any, ...]
+    locations: Mapping[int, Mapping[str, Location]]
+    defaults: Mapping[str, Any]  # the file-level `environments:` and `spaces:`
 
 
 def _settings(walker: Walker, allow_plaintext: bool) -> Settings:
@@ -56,6 +88,17 @@ def _settings(walker: Walker, allow_plaintext: bool) -> Settings:
         allow_env=tuple(value.get("allow_env") or ()),
         file_roots=tuple(value.get("file_roots") or ()),
         allow_plaintext_secrets=bool(value.get("allow_plaintext_secrets", False)) or allow_plaintext,
+        vars=dict(value.get("vars") or {}),
+        environments={name: _environment(name, body or {}) for name, body in (value.get("environments") or {}).items()},
+    )
+
+
+def _environment(name: str, body: Mapping[str, Any]) -> Environment:
+    spaces = body.get("spaces")
+    return Environment(
+        name=name, kibana_url=body.get("kibana_url"), kibana_url_env=body.get("kibana_url_env"),
+        credentials=dict(body.get("credentials") or {}), spaces=None if spaces is None else tuple(spaces),
+        record=dict(body.get("record") or {}), vars=dict(body.get("vars") or {}),
     )
 
 
@@ -98,48 +141,220 @@ def _duplicates(declared: Sequence[Declared], problems: list[Problem]) -> None:
 
 
 def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str] | None = None, *,
-         allow_plaintext_secrets: bool = False) -> LoadResult:
-    """Read and check the whole repository (or the given spaces); never raises for bad input."""
+         allow_plaintext_secrets: bool = False, environment: str | None = None, offline: bool = False) -> LoadResult:
+    """Read and check the whole repository (or the given spaces) for `environment`, or for every
+    environment kcr.yaml declares when it is None; never raises for bad input. Files are parsed once;
+    connectors are checked once per environment, after their ${var:} are substituted."""
     walker = Walker(root)
     problems = walker.problems
     settings = _settings(walker, allow_plaintext_secrets)
     found = walker.space_directories()
     if found is None:
-        return LoadResult(None, tuple(problems))
-    space_dirs = found
-    if spaces:
-        for space in spaces:
-            if space not in space_dirs:
-                problems.append(Problem(f"connectors/{space}", f"space {short(space)} has no directory "
-                                        f"connectors/{space}/"))
-        space_dirs = {s: d for s, d in space_dirs.items() if s in set(spaces)}
+        return LoadResult({}, tuple(problems))
+    shared_dir = found.pop(FANOUT_DIR, None)
     checks = ConnectorChecks(settings, env or {})
-    files = 0
-    desired: dict[str, DesiredSpace] = {}
-    for space, directory in space_dirs.items():
+    space_settings: dict[str, SpaceSettings] = {}
+    files: list[_File] = []
+    file_count = 0
+    for space, directory in [*found.items(), *([(None, shared_dir)] if shared_dir is not None else [])]:
         settings_file, paths = walker.space_entries(directory)
-        space_settings = _space_settings(walker, settings_file)
-        specs: list[ConnectorSpec] = []
+        if space is None:
+            if settings_file is not None:
+                walker.refuse(settings_file[0], f"connectors/{FANOUT_DIR}/ holds connectors copied into several "
+                              "spaces and has no space settings; put prune/ignore in each space's _space.yaml")
+        else:
+            space_settings[space] = _space_settings(walker, settings_file)
         for path, real in paths:
-            files += 1
+            file_count += 1
             doc = walker.document(path, real)
             if doc is not None:
-                specs.extend(checks.file(space, FileChecker(walker.rel(path), doc, problems)))
-        desired[space] = DesiredSpace(space, space_settings, tuple(specs), directory=walker.rel(directory))
-    _duplicates(checks.declared, problems)
+                checker = FileChecker(walker.rel(path), doc, problems)
+                items = checks.envelope(checker)
+                defaults = doc.value if isinstance(doc.value, dict) else {}
+                files.append(_File(space, checker, tuple(items), locations_by_item(doc), defaults))
+    repo_spaces = sorted(set(space_settings) | _named_spaces(files))
+    _check_presence_keys(files, settings, problems)
+    in_scope = _environments(settings, environment, repo_spaces, problems)
+    named = tuple(n for n in in_scope if n)
+    if spaces:
+        for space in spaces:
+            if space not in repo_spaces:
+                problems.append(Problem(f"connectors/{space}", f"space {short(space)} has no directory "
+                                        f"connectors/{space}/"))
+    item_count = sum(len(f.items) for f in files)
+    read = _Read(settings, env or {}, space_settings, found, files, walker, offline)
+    states: dict[str | None, DesiredState] = {}
+    found_per_env: list[tuple[str | None, list[Problem]]] = []
+    for name in in_scope:
+        env_problems: list[Problem] = []
+        wanted = _environment_spaces(settings, name, repo_spaces, spaces)
+        state = _one_environment(read, name, wanted, env_problems)
+        found_per_env.append((name, env_problems))
+        if state is not None:
+            states[name] = state
+    problems.extend(_merged(found_per_env))
     problems.sort(key=lambda p: (p.file, p.line or 0, p.column or 0))
-    has_errors = any(p.severity == "error" for p in problems)
-    state = None if has_errors else DesiredState(desired, settings, str(root))
-    return LoadResult(state, tuple(problems), files, checks.items, len(desired))
+    if any(p.severity == "error" for p in problems):
+        states = {}
+    return LoadResult(states, tuple(problems), file_count, item_count, len(repo_spaces), named)
+
+
+def _named_spaces(files: Sequence[_File]) -> set[str]:
+    """The spaces connectors/_all/ names explicitly: they are the repository's even without a directory."""
+    named: set[str] = set()
+    for f in files:
+        if f.space is not None:
+            continue
+        for value in (f.defaults.get("spaces"), *(i.get("spaces") for i in f.items if isinstance(i, dict))):
+            if isinstance(value, list):
+                named.update(s for s in value if isinstance(s, str))
+    return named
+
+
+def _check_presence_keys(files: Sequence[_File], settings: Settings, problems: list[Problem]) -> None:
+    """`spaces:` only in connectors/_all/, `environments:` only naming declared environments: a typo
+    there would silently leave a connector out of an environment, and in a pruning space delete it."""
+    declared = sorted(settings.environments)
+    for f in files:
+        places = [("", f.defaults), *((join_path("connectors", i), item) for i, item in enumerate(f.items)
+                                      if isinstance(item, dict))]
+        for base, body in places:
+            if f.space is not None and "spaces" in body:
+                f.checker.add(join_path(base, "spaces"), f"`spaces:` is read only in connectors/{FANOUT_DIR}/, where a "
+                              f"connector is copied into several spaces; move it to connectors/{FANOUT_DIR}/ or "
+                              "remove `spaces:`")
+            names = body.get("environments")
+            if not isinstance(names, list):
+                continue
+            if not declared:
+                f.checker.add(join_path(base, "environments"), "`environments:` names environments, and kcr.yaml "
+                              "declares none; declare them under `environments:` in kcr.yaml or remove this key")
+                continue
+            for name in names:
+                if isinstance(name, str) and name not in settings.environments:
+                    hint = difflib.get_close_matches(name, declared, n=1)
+                    tail = f"; did you mean {hint[0]!r}?" if hint else ""
+                    f.checker.add(join_path(base, "environments"), f"environment {short(name)} is not declared in "
+                                  f"kcr.yaml (declared: {', '.join(declared)}){tail}")
+
+
+def _environments(settings: Settings, asked: str | None, repo_spaces: Sequence[str],
+                  problems: list[Problem]) -> list[str | None]:
+    """The environments to check: the one asked for, else every one declared, else [None]."""
+    declared = sorted(settings.environments)
+    for name in declared:
+        for space in settings.environments[name].spaces or ():
+            if space not in repo_spaces:
+                problems.append(Problem(SETTINGS_FILE, f"environment {name!r} lists space {space!r}, which the "
+                                        f"repository does not declare (no connectors/{space}/ and no "
+                                        f"connectors/{FANOUT_DIR}/ connector names it)",
+                                        path=f"environments.{name}.spaces"))
+    if asked is None:
+        return list(declared) or [None]
+    if not declared:
+        problems.append(Problem(SETTINGS_FILE, f"environment {asked!r} was selected (--env or KCR_ENV) but kcr.yaml "
+                                "declares no environments; unset KCR_ENV or declare `environments:`"))
+        return []
+    if asked not in settings.environments:
+        problems.append(Problem(SETTINGS_FILE, f"environment {asked!r} is not declared in kcr.yaml (declared: "
+                                f"{', '.join(declared)})"))
+        return []
+    return [asked]
+
+
+def _environment_spaces(settings: Settings, name: str | None, repo_spaces: Sequence[str],
+                        asked: Sequence[str] | None) -> list[str]:
+    own = settings.environments[name].spaces if name is not None else None
+    wanted = [s for s in repo_spaces if own is None or s in own]
+    return [s for s in wanted if not asked or s in asked]
+
+
+def _present(f: _File, item: Mapping[str, Any], name: str | None) -> bool:
+    names = item.get("environments", f.defaults.get("environments"))
+    return name is None or not isinstance(names, list) or name in names
+
+
+def _copies(f: _File, item: Mapping[str, Any], wanted: Sequence[str]) -> list[str]:
+    """The spaces a connector is declared in: its directory's, or for connectors/_all/ its `spaces:`
+    (the file's default; 'all' or absent: every space of the environment) that the environment has."""
+    if f.space is not None:
+        return [f.space] if f.space in wanted else []
+    named = item.get("spaces", f.defaults.get("spaces", "all"))
+    return list(wanted) if named == "all" or not isinstance(named, list) else [s for s in wanted if s in named]
+
+
+@dataclass(frozen=True)
+class _Read:
+    """The repository as read once, for checking each environment in turn."""
+
+    settings: Settings
+    env: Mapping[str, str]
+    space_settings: Mapping[str, SpaceSettings]
+    directories: Mapping[str, Path]
+    files: Sequence[_File]
+    walker: Walker
+    offline: bool  # `kcr validate`: an env-fed var unset here is a warning
+
+
+def _one_environment(read: _Read, name: str | None, wanted: Sequence[str],
+                     problems: list[Problem]) -> DesiredState | None:
+    settings, env, space_settings, directories, files, walker = (
+        read.settings, read.env, read.space_settings, read.directories, read.files, read.walker)
+    checks = ConnectorChecks(settings, env, offline=read.offline)
+    scope = Scope(settings, name, env, checks.jwt_var)
+    specs: dict[str, list[ConnectorSpec]] = {space: [] for space in wanted}
+    for f in files:
+        checker = FileChecker(f.checker.file, f.checker.doc, problems)
+        for i, item in enumerate(f.items):
+            if not isinstance(item, dict) or not _present(f, item, name):
+                continue
+            for space in _copies(f, item, wanted):
+                spec = checks.connector(space, item, join_path("connectors", i), checker, f.locations.get(i, {}),
+                                        scope.for_space(space))
+                if spec is not None:
+                    specs[space].append(spec)
+    _duplicates(checks.declared, problems)
+    if any(p.severity == "error" for p in problems):
+        return None
+    desired = {space: DesiredSpace(space, space_settings.get(space, SpaceSettings()), tuple(specs[space]),
+                                   directory=walker.rel(directories[space]) if space in directories else "")
+               for space in wanted}
+    return DesiredState(desired, settings, str(walker.root), environment=name)
+
+
+def _merged(found: Sequence[tuple[str | None, list[Problem]]]) -> list[Problem]:
+    """Each environment's problems, once: a problem every environment has (most are: a bad type, a
+    blank name) is said once; one that only some have names them."""
+    if len(found) <= 1:
+        return [p for _, problems in found for p in dict.fromkeys(problems)]
+    where: dict[Problem, list[str]] = {}
+    for name, problems in found:
+        for problem in dict.fromkeys(problems):
+            where.setdefault(problem, []).append(str(name))
+    out = []
+    for problem, names in where.items():
+        if len(names) == len(found) or "environment" in problem.message:
+            out.append(problem)
+        else:
+            label = "environment" if len(names) == 1 else "environments"
+            out.append(replace(problem, message=f"in {label} {', '.join(names)}: {problem.message}"))
+    return out
 
 
 def load_repository(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str] | None = None, *,
-                    allow_plaintext_secrets: bool = False) -> DesiredState:
-    """The desired state; raises ValidationError carrying every error (warnings are dropped)."""
-    result = load(root, spaces, env, allow_plaintext_secrets=allow_plaintext_secrets)
-    if result.state is None:
+                    allow_plaintext_secrets: bool = False, environment: str | None = None) -> DesiredState:
+    """The desired state of one environment; raises ValidationError carrying every error (warnings are
+    dropped), and ConfigError when kcr.yaml declares environments and none was selected."""
+    result = load(root, spaces, env, allow_plaintext_secrets=allow_plaintext_secrets, environment=environment)
+    if result.errors:
         raise ValidationError(result.errors)
+    if result.state is None:
+        raise ConfigError(no_environment(result.environments))
     return result.state
+
+
+def no_environment(declared: Sequence[str]) -> str:
+    return (f"kcr.yaml declares environments ({', '.join(declared)}): select one with --env NAME or KCR_ENV")
 
 
 def owner_label(spec: ConnectorSpec) -> str:

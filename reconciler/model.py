@@ -67,6 +67,21 @@ class Location:
 
 
 @dataclass(frozen=True)
+class Environment:
+    """One Kibana the repository is applied to (kcr.yaml `environments:`). Everything is optional: an
+    environment with nothing but a name reads KIBANA_URL and the KIBANA_* credentials as a repository
+    without environments does, which is how GitLab's environment-scoped variables are meant to work."""
+
+    name: str
+    kibana_url: str | None = None
+    kibana_url_env: str | None = None  # the variable holding the URL
+    credentials: Mapping[str, str] = field(default_factory=dict)  # api_key/bearer_token/username/password -> var
+    spaces: tuple[str, ...] | None = None  # None: every space of the repository
+    record: Mapping[str, str] = field(default_factory=dict)  # path | gitlab_state | http_address
+    vars: Mapping[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Repository settings (kcr.yaml at the repository root; every key optional)."""
 
@@ -75,6 +90,8 @@ class Settings:
     allow_env: tuple[str, ...] = ()  # globs of variables the exfiltration guard lets through
     file_roots: tuple[str, ...] = ()  # extra roots ${file:..} may read (the repository is always one)
     allow_plaintext_secrets: bool = False
+    vars: Mapping[str, JSON] = field(default_factory=dict)  # defaults of ${var:NAME}
+    environments: Mapping[str, Environment] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,7 @@ class DesiredState:
     spaces: Mapping[str, DesiredSpace]
     settings: Settings = Settings()
     root: str = "."
+    environment: str | None = None  # the kcr.yaml environment this state is for (None: none declared)
 
 
 @dataclass(frozen=True)

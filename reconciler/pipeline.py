@@ -23,14 +23,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from reconciler import applier, planner
+from reconciler import applier, environments, planner
 from reconciler.apply_checks import AllowReferenced
 from reconciler.apply_report import ActionResult, ApplyReport
 from reconciler.connection import Connection, redact_url
-from reconciler.desired import load_repository, owner_label
+from reconciler.desired import load_repository, load_settings, owner_label
 from reconciler.errors import ConfigError, PlanFileError, Problem, ValidationError
 from reconciler.kibana import KibanaClient
-from reconciler.model import DesiredState, SecretDigest
+from reconciler.model import DesiredState, Environment, SecretDigest, Settings
 from reconciler.plan import Action, Plan
 from reconciler.plancheck import check_against_repository
 from reconciler.planfile import loads
@@ -58,11 +58,36 @@ class Session:
     kibana_url: str | None = None
     transport: Any = None
     selection: Selection | None = None  # `--target`/`--exclude`
+    environment_name: str | None = None  # `--env` or KCR_ENV
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.root)
+
+    @cached_property
+    def environment(self) -> Environment | None:
+        """The kcr.yaml environment this command works on; refused when environments are declared and
+        none is selected, before anything is read or sent."""
+        return environments.select(self.settings, self.environment_name)
+
+    @cached_property
+    def kibana_env(self) -> Mapping[str, str]:
+        """The variables Kibana's URL, credentials and the record are read from, for the environment."""
+        return environments.kibana_env(self.env, self.environment)
 
     @cached_property
     def connection(self) -> Connection:
-        """Built once per command, so its warnings (several credentials, TLS off) are said once."""
-        return Connection.from_env(self.env, url=self.kibana_url)
+        """Built once per command, so its warnings (several credentials, TLS off) are said once. An
+        environment with a URL of its own and a --kibana-url naming another Kibana contradict each
+        other: nothing says which one was meant."""
+        environment = self.environment
+        own = environments.own_url(environment, self.env) if environment is not None else None
+        if environment is not None and own is not None and self.kibana_url is not None \
+                and normalize_kibana_url(own) != normalize_kibana_url(self.kibana_url):
+            raise ConfigError(f"--kibana-url {redact_url(self.kibana_url)} is not the Kibana of environment "
+                              f"{environment.name!r} ({redact_url(own)}, kcr.yaml); drop --kibana-url or select "
+                              "the environment it belongs to")
+        return Connection.from_env(self.kibana_env, url=self.kibana_url)
 
     @property
     def fingerprint_key(self) -> bytes | None:
@@ -79,7 +104,7 @@ class Session:
     @contextmanager
     def record(self) -> Iterator[RecordBackend]:
         """The record of applied secrets for this Kibana; an HTTP backend's connection is closed after."""
-        backend = backend_from_env(self.env, self.root, kibana_url=self.connection.url)
+        backend = backend_from_env(self.kibana_env, self.root, kibana_url=self.connection.url)
         try:
             yield backend
         finally:
@@ -107,7 +132,9 @@ def make_plan(session: Session, *, sync_secrets: bool = False, allow_plaintext_s
         raise ConfigError("--sync-secrets pushes the secrets, which --no-secrets never reads: use one or the other")
     # The whole repository, even with --space: a connector another space declares must never be
     # planned as a delete here, and only the whole repository can say which those are.
-    desired = load_repository(session.root, None, env=session.env, allow_plaintext_secrets=allow_plaintext_secrets)
+    environment = session.environment  # refused here when one must be selected, before any file is read
+    desired = load_repository(session.root, None, env=session.env, allow_plaintext_secrets=allow_plaintext_secrets,
+                              environment=environment.name if environment is not None else None)
     spaces = _planned_spaces(session.spaces, desired)
     resolver = SecretResolver(session.env, desired.settings, session.root)
     digests: Mapping[str, SecretDigest] = {}
@@ -189,7 +216,8 @@ def saved_plan(session: Session, plan_file: Path) -> Applicable:
     if not plan.secrets_checked:
         raise PlanFileError(NOT_CHECKED.format(source=plan_file))
     _confirm_target(session, plan)
-    desired = load_repository(session.root, None, env=session.env, allow_plaintext_secrets=True)
+    desired = load_repository(session.root, None, env=session.env, allow_plaintext_secrets=True,
+                              environment=plan.environment)
     check_against_repository(plan, desired, str(plan_file))
     return Applicable(plan, SecretResolver(session.env, desired.settings, session.root))
 
@@ -247,7 +275,16 @@ def _confirm_target(session: Session, plan: Plan) -> None:
     would hand them to whoever wrote it. The operator names Kibana; the plan must agree with it.
     A plan made against another Kibana would refuse every action as stale at best, so that is said
     up front too (before any request, the record's included)."""
-    if not (session.kibana_url or session.env.get("KIBANA_URL") or session.env.get("KIBANA_ENDPOINT")):
+    environment = session.environment
+    name = environment.name if environment is not None else None
+    if plan.environment != name:
+        made = f"environment {plan.environment!r}" if plan.environment else "a repository without environments"
+        now = f"environment {name!r}" if name else "no environment (kcr.yaml declares none)"
+        raise ConfigError(f"the plan was made for {made}, and this run is for {now}; apply it with --env "
+                          f"{plan.environment} or re-plan" if plan.environment else
+                          f"the plan was made for {made}, and this run is for {now}; re-run `kcr plan --out`")
+    env = session.kibana_env
+    if not (session.kibana_url or env.get("KIBANA_URL") or env.get("KIBANA_ENDPOINT")):
         raise ConfigError(f"the plan targets {redact_url(plan.kibana_url)}; set KIBANA_URL or pass --kibana-url "
                           "to confirm the target")
     url = session.connection.url

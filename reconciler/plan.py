@@ -127,6 +127,7 @@ class Plan:
     # a plan is for review only and `kcr apply` refuses it.
     secrets_checked: bool = True
     selection: Selection | None = None  # `--target`/`--exclude`: a partial plan, the rest left alone
+    environment: str | None = None  # the kcr.yaml environment planned (None: the repository declares none)
 
     def summary(self) -> dict[str, int]:
         counts = {a.value: 0 for a in Action}

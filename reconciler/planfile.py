@@ -102,6 +102,8 @@ def to_json(plan: Plan, key: bytes | None = None) -> dict[str, Any]:
         "ignored": list(plan.ignored),
         "selection": None if plan.selection is None else plan.selection.to_json(),
     }
+    if plan.environment is not None:  # a repository without environments writes the plans it always wrote
+        body["environment"] = plan.environment
     if key is not None:
         body["mac"] = sign(body, key)
     return body
@@ -189,6 +191,7 @@ def from_json(body: Mapping[str, Any], source: str = "plan") -> Plan:
             ignored=tuple(body.get("ignored", ())),
             secrets_checked=bool(body["secrets_checked"]),
             selection=Selection.from_json(body.get("selection")),
+            environment=body.get("environment"),
         )
     except (KeyError, TypeError, ValueError) as exc:  # the schema should have caught it: a backstop
         raise not_a_plan(source, f"{type(exc).__name__}") from None

@@ -106,6 +106,7 @@ def make_plan(
         ignored=tuple(sorted(ignored)),
         secrets_checked=check_secrets,
         selection=selection,
+        environment=desired.environment,
     )
 
 

@@ -134,7 +134,8 @@ def _guard_text(change: Change) -> str | None:
 
 def text(plan: Plan, color: bool) -> str:
     """Terraform-like. Unchanged connectors show as a count only, to keep the output short."""
-    lines = [f"Kibana {_clean(plan.kibana_url)}, spaces: {', '.join(plan.spaces) or '(none)'}", ""]
+    where = f"Environment {_clean(plan.environment)}: " if plan.environment is not None else ""
+    lines = [f"{where}Kibana {_clean(plan.kibana_url)}, spaces: {', '.join(plan.spaces) or '(none)'}", ""]
     for change in plan.changes:
         if change.action not in MUTATING:
             continue
@@ -266,7 +267,9 @@ def markdown(plan: Plan) -> str:
         out += [_md_inline_code(SECRETS_NOT_CHECKED.replace("--no-secrets", "`--no-secrets`")), ""]
     if plan.selection is not None:
         out += [_md(PARTIAL.format(plan.selection.described())), ""]
-    out.append(f"Kibana {_code(plan.kibana_url)} · spaces: {', '.join(_code(x) for x in plan.spaces) or '(none)'}")
+    where = f"Environment {_code(plan.environment)} · " if plan.environment is not None else ""
+    spaces = ', '.join(_code(x) for x in plan.spaces) or '(none)'
+    out.append(f"{where}Kibana {_code(plan.kibana_url)} · spaces: {spaces}")
     out += ["", "| action | count |", "|---|---:|"]
     out += [f"| {name} | {s[name]} |" for name in ("create", "update", "recreate", "delete", "no-op", "unmanaged")]
     out += [f"| blocked | {s['blocked']} |", ""]

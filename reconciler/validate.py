@@ -27,6 +27,7 @@ class ValidationReport:
     connectors: int
     spaces: int
     secrets_resolved: bool = False
+    environments: tuple[str, ...] = ()  # the kcr.yaml environments checked
 
     @property
     def errors(self) -> tuple[Problem, ...]:
@@ -43,16 +44,20 @@ class ValidationReport:
 
 def validate(root: Path, *, spaces: Sequence[str] | None = None, resolve_secrets: bool = False,
              env: Mapping[str, str] | None = None, vault_transport: httpx.BaseTransport | None = None,
-             allow_plaintext_secrets: bool = False) -> ValidationReport:
+             allow_plaintext_secrets: bool = False, environment: str | None = None) -> ValidationReport:
     """Offline by default (no network, no environment read for values); `resolve_secrets` also resolves
-    every reference and reports each failure as a problem at its connector."""
-    result = load(root, spaces, env, allow_plaintext_secrets=allow_plaintext_secrets)
+    every reference and reports each failure as a problem at its connector. Every environment kcr.yaml
+    declares is checked unless `environment` narrows it."""
+    result = load(root, spaces, env, allow_plaintext_secrets=allow_plaintext_secrets, environment=environment,
+                  offline=True)
     problems = list(result.problems)
     resolved = False
-    if resolve_secrets and result.state is not None:
-        problems.extend(check_secrets(result.state, root, env or {}, vault_transport))
+    if resolve_secrets and result.states:
+        found = [p for state in result.states.values() for p in check_secrets(state, root, env or {}, vault_transport)]
+        problems.extend(dict.fromkeys(found))
         resolved = True
-    return ValidationReport(tuple(problems), result.files, result.connectors, result.spaces, resolved)
+    return ValidationReport(tuple(problems), result.files, result.connectors, result.spaces, resolved,
+                            result.environments)
 
 
 def validate_repository(root: Path, *, resolve_secrets: bool = False, env: Mapping[str, str] | None = None,
@@ -85,6 +90,8 @@ def summary(report: ValidationReport) -> str:
 
     scope = f"{plural(report.connectors, 'connector')} in {plural(report.files, 'file')}, " \
             f"{plural(report.spaces, 'space')}"
+    if report.environments:
+        scope += f", {plural(len(report.environments), 'environment')} ({', '.join(report.environments)})"
     verdict = "valid" if report.ok else f"{plural(len(report.errors), 'error')}"
     tail = f", {plural(len(report.warnings), 'warning')}" if report.warnings else ""
     secrets = "; secrets resolved" if report.secrets_resolved else ""
@@ -106,6 +113,7 @@ def format_problems_json(report: ValidationReport) -> str:
         "connectors": report.connectors,
         "spaces": report.spaces,
         "secrets_resolved": report.secrets_resolved,
+        "environments": list(report.environments),
         "problems": [p.to_json() for p in report.problems],
     }
     return json.dumps(body, indent=2, sort_keys=True) + "\n"

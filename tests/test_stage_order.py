@@ -18,7 +18,7 @@ RANKS: dict[str, int] = {
     **dict.fromkeys(["reconciler", "model", "errors", "files", "jsondepth", "jsurl", "deadline", "retry",
                      "masking", "catalog", "yamlload"], 0),
     # reference syntax and the backends' offline checks (validation needs them before any secret is read)
-    **dict.fromkeys(["references", "type_rules", "secret_backends", "secret_backends.base",
+    **dict.fromkeys(["references", "type_rules", "variables", "environments", "secret_backends", "secret_backends.base",
                      "secret_backends.env", "secret_backends.file", "secret_backends.guard",
                      "secret_backends.vault"], 1),
     # files -> desired state

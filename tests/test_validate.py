@@ -36,7 +36,7 @@ def test_offline_report_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert text == "2 connectors in 2 files, 2 spaces: valid\n"
     body = json.loads(format_problems_json(report))
     assert body == {"valid": True, "files": 2, "connectors": 2, "spaces": 2, "secrets_resolved": False,
-                    "problems": []}
+                    "environments": [], "problems": []}
 
 
 def test_problems_in_text_and_json(tmp_path: Path) -> None:

@@ -37,4 +37,8 @@ def guard_refusal(name: str, settings: Settings, jwt_var: str = DEFAULT_JWT_VAR)
             return (f"${{env:{name}}} is refused: {name} is a credential of the kcr run itself (matches "
                     f"{pattern!r}) and a connector could send it elsewhere; if this is really intended, add "
                     f"{name!r} to allow_env in kcr.yaml")
+    for environment in settings.environments.values():
+        if name in environment.credentials.values():
+            return (f"${{env:{name}}} is refused: {name} holds the Kibana credentials of environment "
+                    f"{environment.name!r} (kcr.yaml) and a connector could send it elsewhere")
     return None
