@@ -186,6 +186,35 @@ def _plan_options(f: F) -> F:
     return f
 
 
+def _all_envs_options(f: F) -> F:
+    f = click.option("--env-parallelism", type=click.IntRange(1, 64), default=None, metavar="N",
+                     help="With --all-envs: plan at most N environments at a time (default 8).")(f)
+    return click.option("--all-envs", is_flag=True,
+                        help="Plan every kcr.yaml environment (each with its own Kibana URL) into one report, "
+                             "a section per environment; exit 1 if any errored.")(f)
+
+
+def _plan_all_envs(s: Session, all_envs: bool, parallelism: int | None, *, fmt: str, gitlab_report: Path | None,
+                   markdown_out: Path | None, color: bool, out: Path | None, sync_secrets: bool, no_secrets: bool,
+                   allow_plaintext_secrets: bool, detailed: bool) -> int:
+    """`--all-envs`: one report and one exit code for every environment (reconciler/envs_plan.py)."""
+    from reconciler import envs_plan
+
+    if not all_envs:
+        raise ConfigError("--env-parallelism bounds --all-envs: add --all-envs, or drop --env-parallelism")
+    if sync_secrets and no_secrets:
+        raise ConfigError("--sync-secrets pushes the secrets, which --no-secrets never reads: use one or the other")
+    envs_plan.refuse_conflicts(env_flag=click.get_current_context().params.get("environment"),
+                               kcr_env=s.env.get("KCR_ENV"), kibana_url=s.kibana_url, out=out)
+    options = envs_plan.Options(sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets,
+                                check_secrets=not no_secrets,
+                                parallelism=parallelism or envs_plan.DEFAULT_PARALLELISM)
+    result = envs_plan.plan_all(replace(s, environment_name=None), options)
+    envs_plan.write_reports(result, gitlab_report, markdown_out)
+    _out(envs_plan.view(result, fmt, color))
+    return result.exit_code(detailed)
+
+
 @cli.command(short_help="Show what apply would change in Kibana.")
 @_common
 @_selective
@@ -193,12 +222,18 @@ def _plan_options(f: F) -> F:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save the plan as JSON for `kcr apply PLAN`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (0 none, 1 error).")
+@_all_envs_options
 def plan(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path | None, no_color: bool,
          sync_secrets: bool, no_secrets: bool, allow_plaintext_secrets: bool, out: Path | None,
-         detailed_exitcode: bool) -> int:
+         detailed_exitcode: bool, all_envs: bool, env_parallelism: int | None) -> int:
     """Read Kibana, compare with the repository, and show what apply would do."""
     from reconciler import outputs, pipeline
 
+    if all_envs or env_parallelism is not None:
+        return _plan_all_envs(s, all_envs, env_parallelism, fmt=fmt, gitlab_report=gitlab_report,
+                              markdown_out=markdown_out, color=_color(s, no_color), out=out, sync_secrets=sync_secrets,
+                              no_secrets=no_secrets, allow_plaintext_secrets=allow_plaintext_secrets,
+                              detailed=detailed_exitcode)
     planned = pipeline.make_plan(s, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets,
                                  check_secrets=not no_secrets)
     key = s.fingerprint_key
@@ -211,11 +246,17 @@ def plan(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path | 
 @_common
 @_selective
 @_plan_options
+@_all_envs_options
 def drift(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path | None, no_color: bool,
-          sync_secrets: bool, no_secrets: bool, allow_plaintext_secrets: bool) -> int:
+          sync_secrets: bool, no_secrets: bool, allow_plaintext_secrets: bool, all_envs: bool,
+          env_parallelism: int | None) -> int:
     """For cron jobs: 0 in sync, 2 drift, 1 error."""
     from reconciler import outputs, pipeline
 
+    if all_envs or env_parallelism is not None:
+        return _plan_all_envs(s, all_envs, env_parallelism, fmt=fmt, gitlab_report=gitlab_report,
+                              markdown_out=markdown_out, color=_color(s, no_color), out=None, sync_secrets=sync_secrets,
+                              no_secrets=no_secrets, allow_plaintext_secrets=allow_plaintext_secrets, detailed=True)
     planned = pipeline.make_plan(s, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets,
                                  check_secrets=not no_secrets)
     outputs.write_reports(planned.plan, None, gitlab_report, markdown_out)
@@ -338,6 +379,36 @@ def mr_comment(g: Globals, markdown_file: Path, title: str) -> int:
     return ExitCode.OK
 
 
+@cli.group(short_help="Generate CI configuration.")
+def ci() -> None:
+    """Generate CI configuration from kcr.yaml."""
+
+
+@ci.command("generate", short_help="Write a GitLab child pipeline: plan and apply jobs per environment.")
+@click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The repository (default: the current directory).")
+@click.option("--output", default="-", show_default=True, metavar="FILE|-", help="Where to write the pipeline.")
+@click.option("--install", default=None, metavar="CMD",
+              help=f"How each job installs kcr (default: python -m pip install --quiet kcr=={__version__}).")
+@click.option("--image", default=None, metavar="IMG", help="The jobs' image (default: python:3.11-slim).")
+@click.option("--manual", multiple=True, metavar="ENV", help="This environment's apply waits for a click (repeatable).")
+def ci_generate(root: Path | None, output: str, install: str | None, image: str | None,
+                manual: tuple[str, ...]) -> int:
+    """Write a GitLab child pipeline (a dynamic child pipeline, `trigger: include: artifact:`) with a plan
+    job per kcr.yaml environment and, on the default branch, an apply job per environment that needs only
+    its own plan. Prints the parent pipeline's jobs to add on stderr."""
+    from reconciler.ci_generate import generate
+    from reconciler.outputs import write_file
+
+    generated = generate(root or Path("."), output=output, install=install, image=image, manual=manual)
+    if output == "-":
+        click.echo(generated.text, nl=False)
+    else:
+        write_file(Path(output), generated.text)
+    click.echo(generated.note, err=True, nl=False)
+    return ExitCode.OK
+
+
 @cli.command(short_help="Run the offline Kibana API on loopback.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5601, show_default=True, type=int)
@@ -355,8 +426,9 @@ def sandbox(host: str, port: int, seed: Path | None, state: Path | None) -> None
 @click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
 @_pass_globals
 def demo(g: Globals, root: Path) -> int:
-    """Validate, plan, apply and re-plan the example connectors/ against an embedded sandbox on a loopback
-    port: no Kibana, no credentials (unset secret variables get obviously fake values)."""
+    """Validate, plan, apply and re-plan the example connectors/ against embedded sandboxes on loopback
+    ports, one per environment of kcr.yaml: no Kibana, no credentials (unset secret variables get
+    obviously fake values)."""
     from reconciler.demo import run_demo
 
     return run_demo(root, invoke=lambda args, env: run(args, Globals(env=dict(env), debug=g.debug)))

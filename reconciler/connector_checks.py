@@ -132,7 +132,7 @@ class ConnectorChecks:
         for key in ("name", "config", "secrets"):
             if key not in item:
                 continue
-            fill = scope.in_secret if key == "secrets" else scope.substitute
+            fill = {"name": scope.in_text, "secrets": scope.in_secret}.get(key, scope.substitute)
             for where in _strings_where(item[key], mentions_var, (key,)):
                 try:
                     fill(_get(item, where))

@@ -9,8 +9,9 @@ the secret references (environment, files, Vault) is `validate.check_secrets`, o
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from reconciler.model import (
 )
 from reconciler.model import owner_label as connector_label
 from reconciler.repo_layout import SETTINGS_FILE, Walker
-from reconciler.variables import Scope
+from reconciler.variables import Scope, VarError
 from reconciler.yamlload import join_path
 
 FANOUT_DIR = "_all"  # connectors/_all/: connectors copied into several spaces
@@ -81,6 +82,11 @@ def _settings(walker: Walker, allow_plaintext: bool) -> Settings:
     if FileChecker(walker.rel(path), doc, walker.problems).schema(file_validator("settings.schema.json"), value,
                                                                    "", ""):
         return fallback
+    checker = FileChecker(walker.rel(path), doc, walker.problems)
+    for name, body in (value.get("environments") or {}).items():
+        if isinstance(body, dict) and "kibana_url" in body and "kibana_url_env" in body:
+            checker.add(join_path("environments", name), f"environment {name!r} has both kibana_url and "
+                        "kibana_url_env; keep one (the URL itself, or the name of the variable holding it)")
     vault = value.get("vault") or {}
     return Settings(
         id_mode=value.get("id_mode", "uuid5"),
@@ -181,6 +187,10 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
             if space not in repo_spaces:
                 problems.append(Problem(f"connectors/{space}", f"space {short(space)} has no directory "
                                         f"connectors/{space}/"))
+            elif environment in settings.environments and space not in _environment_spaces(
+                    settings, environment, repo_spaces, None):
+                problems.append(Problem(SETTINGS_FILE, f"space {short(space)} is not one of environment "
+                                        f"{environment!r}'s spaces (environments.{environment}.spaces)"))
     item_count = sum(len(f.items) for f in files)
     read = _Read(settings, env or {}, space_settings, found, files, walker, offline)
     states: dict[str | None, DesiredState] = {}
@@ -294,6 +304,9 @@ class _Read:
     files: Sequence[_File]
     walker: Walker
     offline: bool  # `kcr validate`: an env-fed var unset here is a warning
+    # (file, item, space, substituted content) -> what checking it found; shared by the environments
+    memo: dict[tuple[str, int, str, str], tuple[ConnectorSpec | None, tuple[Problem, ...], tuple[Declared, ...]]] = \
+        field(default_factory=dict)
 
 
 def _one_environment(read: _Read, name: str | None, wanted: Sequence[str],
@@ -309,8 +322,7 @@ def _one_environment(read: _Read, name: str | None, wanted: Sequence[str],
             if not isinstance(item, dict) or not _present(f, item, name):
                 continue
             for space in _copies(f, item, wanted):
-                spec = checks.connector(space, item, join_path("connectors", i), checker, f.locations.get(i, {}),
-                                        scope.for_space(space))
+                spec = _checked(read, checks, checker, f, i, item, scope.for_space(space))
                 if spec is not None:
                     specs[space].append(spec)
     _duplicates(checks.declared, problems)
@@ -320,6 +332,33 @@ def _one_environment(read: _Read, name: str | None, wanted: Sequence[str],
                                    directory=walker.rel(directories[space]) if space in directories else "")
                for space in wanted}
     return DesiredState(desired, settings, str(walker.root), environment=name)
+
+
+def _checked(read: _Read, checks: ConnectorChecks, checker: FileChecker, f: _File, index: int,
+             item: Mapping[str, Any], scope: Scope) -> ConnectorSpec | None:
+    """One connector checked for one environment and space. The checks are a function of the space and
+    the substituted item alone, so a connector that reads the same in several environments (most do)
+    is checked once and its result (spec, problems, declared id) replayed: validate and --all-envs cost
+    a check per distinct connector, not per environment."""
+    try:
+        key = (f.checker.file, index, scope.space, json.dumps(
+            [scope.in_text(item.get("name")), scope.substitute(item.get("config")),
+             scope.in_secret(item.get("secrets"))], sort_keys=True, default=repr))
+    except VarError:
+        key = None  # said by the check itself, naming the environment: never shared
+    hit = read.memo.get(key) if key is not None else None
+    if hit is not None:
+        spec, found, declared = hit
+        checker.problems.extend(found)
+        checks.declared.extend(declared)
+        return spec
+    problems_before, declared_before = len(checker.problems), len(checks.declared)
+    spec = checks.connector(scope.space, item, join_path("connectors", index), checker, f.locations.get(index, {}),
+                            scope)
+    if key is not None:
+        read.memo[key] = (spec, tuple(checker.problems[problems_before:]),
+                          tuple(checks.declared[declared_before:]))
+    return spec
 
 
 def _merged(found: Sequence[tuple[str | None, list[Problem]]]) -> list[Problem]:
@@ -333,8 +372,8 @@ def _merged(found: Sequence[tuple[str | None, list[Problem]]]) -> list[Problem]:
             where.setdefault(problem, []).append(str(name))
     out = []
     for problem, names in where.items():
-        if len(names) == len(found) or "environment" in problem.message:
-            out.append(problem)
+        if len(names) == len(found) or all(f"environment {n!r}" in problem.message for n in names):
+            out.append(problem)  # every environment has it, or it names its own
         else:
             label = "environment" if len(names) == 1 else "environments"
             out.append(replace(problem, message=f"in {label} {', '.join(names)}: {problem.message}"))
@@ -348,7 +387,7 @@ def load_repository(root: Path, spaces: Sequence[str] | None = None, env: Mappin
     result = load(root, spaces, env, allow_plaintext_secrets=allow_plaintext_secrets, environment=environment)
     if result.errors:
         raise ValidationError(result.errors)
-    if result.state is None:
+    if result.state is None or (environment is None and result.environments):  # one declared is still a choice
         raise ConfigError(no_environment(result.environments))
     return result.state
 

@@ -66,9 +66,16 @@ class FileChecker:
 
     def schema(self, validator: jsonschema.protocols.Validator, instance: Any, base: str, label: str,
                skip: Callable[[str], bool] | None = None) -> int:
-        """Add a problem per schema violation; `label` prefixes field names ("config"). Returns the count."""
+        """Add a problem per schema violation; `label` prefixes field names ("config"). Returns the count.
+        An instance once found valid is not validated again (`_known_valid`)."""
+        seen = _known_valid(validator, instance)
+        if seen is not None and seen[1] in seen[0]:
+            return 0
         count = 0
-        for err in sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path]):
+        errors = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
+        if not errors and seen is not None:
+            seen[0].add(seen[1])
+        for err in errors:
             parts = list(err.absolute_path)
             missing = _REQUIRED.match(err.message) if err.validator == "required" else None
             field_parts = [*parts, missing.group(1)] if missing else parts
@@ -79,6 +86,26 @@ class FileChecker:
             self.add(under(base, parts), f"{field}: {message}" if field else message)
             count += 1
         return count
+
+
+_VALID: dict[int, tuple[jsonschema.protocols.Validator, set[str]]] = {}
+_VALID_LIMIT = 200_000  # texts remembered per process: a bound, far above any repository's connectors
+
+
+def _known_valid(validator: jsonschema.protocols.Validator, instance: Any) -> tuple[set[str], str] | None:
+    """The set of instances (canonical JSON) `validator` found valid, and this instance's text. The same
+    config checked again (every environment of `kcr validate` and `--all-envs` where only a connector's
+    name differs) is then not validated again: validity depends on the instance alone, and JSON keeps
+    true, 1 and 1.0 apart as the schema does. The validator is held, so its id is never reused."""
+    if len(_VALID) > 1_000:
+        return None
+    entry = _VALID.setdefault(id(validator), (validator, set()))
+    if len(entry[1]) >= _VALID_LIMIT:
+        return None
+    try:
+        return entry[1], json.dumps(instance, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
 
 
 def _redacted(value: Any) -> str:

@@ -17,6 +17,7 @@ blindly; `_execute` sends a real notification and is repeated only on 429 (Kiban
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import json
 import logging
@@ -278,8 +279,9 @@ class KibanaClient:
         # default space is not planned, its list is read as a witness (one request) so that shows.
         witness = [DEFAULT_SPACE] if DEFAULT_SPACE not in wanted and DEFAULT_SPACE in known and wanted else []
         workers = max(1, min(READ_LIVE_WORKERS, len(wanted) + len(witness)))
+        caller = contextvars.copy_context()  # its log label (`--all-envs`: the environment) on the readers' lines
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kcr-read") as pool:
-            lists = list(pool.map(self.list_connectors, [*wanted, *witness]))
+            lists = list(pool.map(lambda space: caller.copy().run(self.list_connectors, space), [*wanted, *witness]))
         refuse_ids_in_several_spaces(dict(zip([*wanted, *witness], lists, strict=True)))
         lists = lists[: len(wanted)]
         return LiveState(

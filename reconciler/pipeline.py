@@ -124,17 +124,19 @@ class Planned:
 
 
 def make_plan(session: Session, *, sync_secrets: bool = False, allow_plaintext_secrets: bool = False,
-              check_secrets: bool = True) -> Planned:
+              check_secrets: bool = True, desired: DesiredState | None = None) -> Planned:
     """Without `check_secrets` (`--no-secrets`, for merge-request pipelines that cannot see production
     secrets) no reference is resolved and the record is not read: the plan compares names, types and
-    config only, says so, and cannot be applied."""
+    config only, says so, and cannot be applied. `desired`: the environment's state, when already
+    loaded (`--all-envs` reads the files once for every environment)."""
     if sync_secrets and not check_secrets:
         raise ConfigError("--sync-secrets pushes the secrets, which --no-secrets never reads: use one or the other")
     # The whole repository, even with --space: a connector another space declares must never be
     # planned as a delete here, and only the whole repository can say which those are.
     environment = session.environment  # refused here when one must be selected, before any file is read
-    desired = load_repository(session.root, None, env=session.env, allow_plaintext_secrets=allow_plaintext_secrets,
-                              environment=environment.name if environment is not None else None)
+    if desired is None:
+        desired = load_repository(session.root, None, env=session.env, allow_plaintext_secrets=allow_plaintext_secrets,
+                                  environment=environment.name if environment is not None else None)
     spaces = _planned_spaces(session.spaces, desired)
     resolver = SecretResolver(session.env, desired.settings, session.root)
     digests: Mapping[str, SecretDigest] = {}
@@ -159,6 +161,10 @@ def make_plan(session: Session, *, sync_secrets: bool = False, allow_plaintext_s
 
 def _planned_spaces(asked: Sequence[str], desired: DesiredState) -> list[str]:
     missing = [s for s in dict.fromkeys(asked) if s not in desired.spaces]
+    if missing and desired.environment is not None:
+        raise ValidationError(Problem("kcr.yaml", f"space {s!r} is not a space of environment {desired.environment!r} "
+                                      f"(its spaces: {', '.join(sorted(desired.spaces)) or 'none'})")
+                              for s in missing)
     if missing:
         raise ValidationError(Problem(f"connectors/{s}", f"space {s!r} has no directory connectors/{s}/")
                               for s in missing)

@@ -57,11 +57,14 @@ class Scope:
     env: Mapping[str, str]
     jwt_var: str
     space: str = ""
-    _resolved: dict[str, JSON] = field(default_factory=dict)
+    _resolved: dict[str, JSON] = field(default_factory=dict)  # the vars whose value is the same in every space
+    _by_space: set[str] = field(default_factory=set)  # the vars reading ${var:space}, directly or through others
 
     def for_space(self, space: str) -> Scope:
+        """The same vars in `space`: a var that does not read ${var:space} is resolved once per
+        environment; one that does is resolved again for each copy (never the first copy's value)."""
         scope = Scope(self.settings, self.environment, self.env, self.jwt_var, space)
-        scope._resolved = self._resolved  # user vars do not depend on the space: resolved once per environment
+        scope._resolved, scope._by_space = self._resolved, self._by_space
         return scope
 
     @property
@@ -75,6 +78,7 @@ class Scope:
     def value(self, name: str, chain: tuple[str, ...] = ()) -> JSON:
         """The typed value of `name`, resolved (its own ${var:}/${env:} substituted)."""
         if name == "space":
+            self._by_space.update(chain)
             return self.space
         if name == "env":
             if self.environment is None:
@@ -92,7 +96,8 @@ class Scope:
         if name not in declared:
             raise VarError(self.undefined(name))
         value = self._resolve(declared[name], (*chain, name))
-        self._resolved[name] = value
+        if name not in self._by_space:
+            self._resolved[name] = value
         return copy.deepcopy(value)
 
     def undefined(self, name: str) -> str:
@@ -156,6 +161,13 @@ class Scope:
         whole = _VAR.fullmatch(value)
         if whole and not whole.group(1):
             return self.value(whole.group(2))
+        return _VAR.sub(lambda m: m.group(0)[1:] if m.group(1) else self.text(m.group(2)), value)
+
+    def in_text(self, value: Any) -> Any:
+        """`value` (a connector's name) with every ${var:} replaced as text: a name is a string, so
+        `name: ${var:release}` holding 2 is "2", and one holding a list is refused, never dropped."""
+        if not isinstance(value, str) or "${var:" not in value:
+            return value
         return _VAR.sub(lambda m: m.group(0)[1:] if m.group(1) else self.text(m.group(2)), value)
 
     def in_secret(self, value: Any) -> Any:

@@ -5,6 +5,7 @@ types, --help, kcr test, export then plan, the demo, and internal errors without
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -304,8 +305,22 @@ def test_demo_runs(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monke
     code = main(["demo", "--dir", str(PROJECT)], env={})
     out, err = capsys.readouterr()
     assert code == 0, out + err
-    assert "Done" in out and "Traceback" not in err
-    assert "127.0.0.1" in out
+    assert "Traceback" not in err
+    # one sandbox per environment, each on its own loopback port, each planned, applied and re-planned
+    urls = dict(re.findall(r"^  (staging|production) +(http://127\.0\.0\.1:\d+)$", out, re.MULTILINE))
+    assert set(urls) == {"staging", "production"} and urls["staging"] != urls["production"], out
+    for name, url in urls.items():
+        assert f"KIBANA_URL={url} kcr apply --env {name} " in out
+        assert f"Environment {name}: Kibana {url}" in out
+    assert out.count("No changes. Kibana matches the repository.") == 2
+    # the same files, different values: staging's overrides, production's defaults and its own connector
+    staging, production = out.split("kcr plan --env production --out", 1)
+    assert '"Slack #alerts-staging"' in staging and '"SecOps Jira (SECSTG)"' in staging
+    assert "pagerduty-oncall" not in staging and "config.port: + 587" in staging
+    assert '"Slack #alerts"' in production and '"SecOps Jira (SECOPS)"' in production
+    assert "(pagerduty-oncall)" in production and "config.port: + 465" in production
+    assert "only in production: default/pagerduty-oncall." in out.splitlines()[-1]
+    assert "not-a-real-secret" not in out + err  # the fake secrets are named, never shown
 
 
 def test_unexpected_error_is_one_line(world: World) -> None:

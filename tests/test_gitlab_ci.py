@@ -4,6 +4,10 @@ is sticky (one per title) and the token never reaches an error message."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +114,104 @@ def test_mr_comment_has_one_heading_named_after_the_title() -> None:
                     transport=_gitlab(notes, []))
     body = notes[-1]["body"]
     assert body.count("### ") == 1 and "### kcr plan (staging)" in body
+
+
+# --- the jobs' scripts, run against the shipped example and two sandboxes -----------------------------
+
+SECRET_VARS = ("SLACK_WEBHOOK_URL", "TEAMS_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY", "SMTP_USER", "SMTP_PASSWORD",
+               "JIRA_EMAIL", "JIRA_API_TOKEN", "SOAR_WEBHOOK_USER", "SOAR_WEBHOOK_PASSWORD")
+
+
+def _job_env(ci: dict[str, Any], job: str, bindir: Path, **extra: str) -> dict[str, str]:
+    """What GitLab gives the job's shell: the job's variables (`$KCR_ENV` expanded as GitLab does),
+    the secrets as environment-scoped variables would (canaries), and `kcr` on PATH. The record stays
+    a local file here instead of GitLab-managed Terraform state."""
+    from helpers.cli import process_env
+
+    env = process_env(**extra)
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    variables = {**ci.get(".kcr", {}).get("variables", {}), **ci[job].get("variables", {})} \
+        if ci[job].get("extends") == ".kcr" else dict(ci[job].get("variables", {}))
+    for name, value in variables.items():
+        env[name] = str(value).replace("$KCR_ENV", env.get("KCR_ENV", ""))
+    for name in SECRET_VARS:
+        value = f"CANARY-{name.lower()}-{env.get('KCR_ENV', 'none')}"
+        env[name] = f"https://hooks.example.com/{value}" if name.endswith("_URL") else value
+    env["KCR_FINGERPRINT_KEY"] = "CANARY-fingerprint-key"
+    return env
+
+
+def _run_job(ci: dict[str, Any], job: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The job's script lines in one shell that stops at the first failing line, as GitLab's runner does."""
+    script = "\n".join(ci[job]["script"])
+    proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "CANARY" not in proc.stdout + proc.stderr, f"a secret reached the {job} job's output"
+    return proc
+
+
+def _expanded(paths: list[str], env_name: str) -> list[str]:
+    return [p.replace("$KCR_ENV", env_name) for p in paths]
+
+
+def test_the_matrix_is_the_examples_environments() -> None:
+    """Every environment kcr.yaml declares gets plan, apply and drift jobs, and no job selects one
+    that is not declared."""
+    from reconciler.desired import load_settings
+
+    assert _pipeline()[".kcr"]["parallel"]["matrix"][0]["KCR_ENV"] == list(load_settings(ROOT).environments)
+
+
+def test_job_scripts_plan_apply_and_drift_each_environment(tmp_path: Path) -> None:
+    """validate (every environment), then per matrix entry plan -> apply of that plan -> drift, each
+    job's own script against its environment's sandbox: both converge to their own values."""
+    from reconciler.model import derive_connector_id
+    from reconciler.sandbox import Sandbox
+    from reconciler.sandbox.server import running
+
+    ci = _pipeline()
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "connectors", repo / "connectors")
+    shutil.copy(ROOT / "kcr.yaml", repo / "kcr.yaml")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "kcr").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m reconciler "$@"\n')
+    (bindir / "kcr").chmod(0o755)
+
+    proc = _run_job(ci, "validate", repo, _job_env(ci, "validate", bindir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((repo / "validate.json").read_text())["environments"] == ["production", "staging"]
+
+    spaces = {"spaces": ["default", "observability", "security-team"]}
+    sandboxes = {"staging": Sandbox.from_seed(spaces), "production": Sandbox.from_seed(spaces)}
+    with running(sandboxes["staging"]) as staging_url, running(sandboxes["production"]) as production_url:
+        urls = {"staging": staging_url, "production": production_url}
+        for name in ci[".kcr"]["parallel"]["matrix"][0]["KCR_ENV"]:
+            env = _job_env(ci, "plan", bindir, KCR_ENV=name, KIBANA_URL=urls[name],
+                           KCR_RECORD=str(tmp_path / f"record-{name}.json"))
+            proc = _run_job(ci, "plan", repo, env)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            plan = ci["plan"]["artifacts"]
+            for path in _expanded([*plan["paths"], plan["reports"]["terraform"]], name):
+                assert (repo / path).is_file(), path
+                assert "CANARY" not in (repo / path).read_text()
+            assert json.loads((repo / f"plan-{name}.json").read_text())["environment"] == name
+            proc = _run_job(ci, "apply", repo, env)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            proc = _run_job(ci, "drift", repo, env)
+            assert proc.returncode == 0, proc.stdout + proc.stderr  # no drift right after apply
+            assert all((repo / p).is_file() for p in _expanded(ci["drift"]["artifacts"]["paths"], name))
+
+    def named(env_name: str, space: str) -> dict[str, str]:
+        return {c["id"]: c["name"] for c in sandboxes[env_name].connectors_in(space)}
+
+    pagerduty = derive_connector_id("default", "pagerduty-oncall")
+    slack = derive_connector_id("default", "slack-alerts")
+    assert pagerduty in named("production", "default") and pagerduty not in named("staging", "default")
+    assert (named("staging", "default")[slack], named("production", "default")[slack]) == \
+        ("Slack #alerts-staging", "Slack #alerts")
+    for env_name in sandboxes:  # the fan-out connector: one copy per space, each its own id and name
+        for space in spaces["spaces"]:
+            assert named(env_name, space)[derive_connector_id(space, "server-log")] == \
+                f"Kibana server log ({space}, {env_name})"

@@ -14,7 +14,15 @@ import httpx
 import pytest
 import trustme
 
-from reconciler.connection import Connection, check_space, connector_path, parse_go_bool, redact_url, space_prefix
+from reconciler.connection import (
+    Connection,
+    check_space,
+    connector_path,
+    default_ssl_context,
+    parse_go_bool,
+    redact_url,
+    space_prefix,
+)
 from reconciler.errors import ConfigError
 from reconciler.kibana import KibanaClient
 
@@ -153,7 +161,9 @@ def test_insecure_true_values(value: str, caplog: pytest.LogCaptureFixture) -> N
 def test_insecure_false_values(value: str) -> None:
     conn = Connection.from_env({**URL, "KIBANA_INSECURE": value})
     assert conn.insecure is False
-    assert conn.verify() is True
+    verify = conn.verify()
+    assert isinstance(verify, ssl.SSLContext) and verify.verify_mode == ssl.CERT_REQUIRED and verify.check_hostname
+    assert verify is default_ssl_context()  # built once per process, not per client
 
 
 def test_insecure_garbage_is_an_error() -> None:

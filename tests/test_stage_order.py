@@ -38,8 +38,8 @@ RANKS: dict[str, int] = {
     # applying
     **dict.fromkeys(["apply_checks", "record_keeper", "applier", "outputs"], 9),
     # the other commands' stages
-    **dict.fromkeys(["export", "connector_test", "gitlab", "validate"], 10),
-    "pipeline": 11,
+    **dict.fromkeys(["export", "connector_test", "gitlab", "validate", "ci_generate"], 10),
+    **dict.fromkeys(["pipeline", "envs_plan"], 11),
     **dict.fromkeys(["cli", "demo", "__main__"], 12),
 }
 
