@@ -66,6 +66,7 @@ class _File:
     items: tuple[Any, ...]
     locations: Mapping[int, Mapping[str, Location]]
     defaults: Mapping[str, Any]  # the file-level `environments:` and `spaces:`
+    uses_vars: tuple[bool, ...]  # per item: does it read any ${var:}? (one that does not reads the same everywhere)
 
 
 def _settings(walker: Walker, allow_plaintext: bool) -> Settings:
@@ -177,7 +178,8 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
                 checker = FileChecker(walker.rel(path), doc, problems)
                 items = checks.envelope(checker)
                 defaults = doc.value if isinstance(doc.value, dict) else {}
-                files.append(_File(space, checker, tuple(items), locations_by_item(doc), defaults))
+                uses = tuple("${var:" in json.dumps(item, default=repr) for item in items)
+                files.append(_File(space, checker, tuple(items), locations_by_item(doc), defaults, uses))
     repo_spaces = sorted(set(space_settings) | _named_spaces(files))
     _check_presence_keys(files, settings, problems)
     in_scope = _environments(settings, environment, repo_spaces, problems)
@@ -337,21 +339,29 @@ def _one_environment(read: _Read, name: str | None, wanted: Sequence[str],
 def _checked(read: _Read, checks: ConnectorChecks, checker: FileChecker, f: _File, index: int,
              item: Mapping[str, Any], scope: Scope) -> ConnectorSpec | None:
     """One connector checked for one environment and space. The checks are a function of the space and
-    the substituted item alone, so a connector that reads the same in several environments (most do)
-    is checked once and its result (spec, problems, declared id) replayed: validate and --all-envs cost
-    a check per distinct connector, not per environment."""
+    the substituted config and secrets alone (the name only has to be a non-blank string), so a
+    connector that reads the same in several environments, or differs only in its name (most do), is
+    checked once and its result (spec, problems, declared id) replayed with its own name: validate and
+    --all-envs cost a check per distinct connector, not per environment."""
+    name: Any = item.get("name")
     try:
-        key = (f.checker.file, index, scope.space, json.dumps(
-            [scope.in_text(item.get("name")), scope.substitute(item.get("config")),
-             scope.in_secret(item.get("secrets"))], sort_keys=True, default=repr))
+        if not f.uses_vars[index]:
+            key: tuple[str, int, str, str] | None = (f.checker.file, index, scope.space, "")
+        else:
+            name = scope.in_text(name)
+            key = (f.checker.file, index, scope.space, json.dumps(
+                [scope.substitute(item.get("config")), scope.in_secret(item.get("secrets"))], sort_keys=True,
+                default=repr))
     except VarError:
         key = None  # said by the check itself, naming the environment: never shared
+    if not isinstance(name, str) or not name.strip():
+        key = None  # the name's own problem is this environment's
     hit = read.memo.get(key) if key is not None else None
     if hit is not None:
         spec, found, declared = hit
         checker.problems.extend(found)
         checks.declared.extend(declared)
-        return spec
+        return spec if spec is None or spec.name == name else replace(spec, name=name)
     problems_before, declared_before = len(checker.problems), len(checks.declared)
     spec = checks.connector(scope.space, item, join_path("connectors", index), checker, f.locations.get(index, {}),
                             scope)

@@ -12,10 +12,14 @@ before any request."""
 from __future__ import annotations
 
 import contextvars
+import gc
 import json
 import logging
+import multiprocessing
+import os
+import signal
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -129,12 +133,50 @@ def environments_to_plan(settings: Settings, env: Mapping[str, str] | None = Non
 
 def plan_all(session: pipeline.Session, options: Options) -> AllEnvs:
     """Each environment planned from the states read once; results in the declared (sorted) order."""
+    global _FORKED
     names = environments_to_plan(load_settings(session.root), session.env)
     states = _states(session, names, options.allow_plaintext_secrets)
     workers = max(1, min(options.parallelism, len(names)))
-    with _labelled_logs(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kcr-env") as pool:
-        outcomes = list(pool.map(lambda name: _plan_one(session, name, states[name], options), names))
+    with _labelled_logs():
+        if _forks(session, workers):
+            _FORKED = (session, states, options)  # what each forked worker finds in its copy of this process
+            gc.freeze()  # the collector would otherwise touch, and so copy, every page the workers share
+            try:
+                with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                         initializer=_forked_worker) as processes:
+                    outcomes = list(processes.map(_plan_forked, names))
+            finally:
+                _FORKED = None
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kcr-env") as pool:
+                outcomes = list(pool.map(lambda name: _plan_one(session, name, states[name], options), names))
     return AllEnvs(tuple(outcomes))
+
+
+_FORKED: tuple[pipeline.Session, Mapping[str, DesiredState | ReconcilerError], Options] | None = None
+
+
+def _forks(session: pipeline.Session, workers: int) -> bool:
+    """Whether the environments are planned in forked processes rather than threads. Planning is CPU
+    (normalising and comparing every connector) and Python runs one thread at a time, so with several
+    environments threads only overlap the waits on Kibana; forked workers also use the other cores,
+    each starting from this process's memory (the states read once: nothing is re-read or sent
+    between processes but an environment's name and its plan). Threads where fork is missing
+    (Windows), on one core, and with an in-process transport (tests, the demo), which a copy of the
+    process could not share."""
+    return (workers > 1 and session.transport is None and (os.cpu_count() or 1) > 1
+            and "fork" in multiprocessing.get_all_start_methods())
+
+
+def _forked_worker() -> None:
+    """A forked worker leaves the parent's interrupt to the parent, which stops the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _plan_forked(name: str) -> Outcome:
+    assert _FORKED is not None, "a forked worker starts from the parent's memory"
+    session, states, options = _FORKED
+    return _plan_one(session, name, states[name], options)
 
 
 def _states(session: pipeline.Session, names: Sequence[str],

@@ -92,6 +92,10 @@ class ValidationError(ReconcilerError):
         more = f"\n... and {count - 50} more" if count > 50 else ""
         super().__init__(f"{head}{more}\n{count} problem{'s' if count != 1 else ''} found")
 
+    def __reduce__(self) -> tuple[type[ValidationError], tuple[tuple[Problem, ...]]]:
+        """Rebuilt from its problems (not its message) when it crosses a process: `--all-envs` workers."""
+        return type(self), (self.problems,)
+
 
 class SecretError(ReconcilerError):
     pass
@@ -105,6 +109,9 @@ class KibanaError(ReconcilerError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+    def __reduce__(self) -> tuple[type[KibanaError], tuple[str, int | None]]:
+        return type(self), (str(self), self.status)
 
 
 class KibanaAuthError(KibanaError):

@@ -370,3 +370,31 @@ def test_all_envs_against_two_loopback_sandboxes(tmp_path: Path) -> None:
         by_env = sections(proc.stdout)
         assert f"Kibana {staging}" in by_env["staging"] and f"Kibana {production}" in by_env["production"]
         assert "Plan: 3 to create" in by_env["production"] and "Plan: 2 to create" in by_env["staging"]
+
+
+# --- forked workers ----------------------------------------------------------------------------------------
+
+
+def test_errors_cross_a_process_whole() -> None:
+    """A forked environment's error comes back through pickle: rebuilt from its problems and status,
+    not from its message (a ValidationError made from a string would list its characters)."""
+    import pickle
+
+    from reconciler.errors import KibanaAuthError, ValidationError
+
+    problem = Problem("connectors/default/a.yaml", "name: value '' is not valid", 3, 5)
+    back = pickle.loads(pickle.dumps(ValidationError([problem])))
+    assert isinstance(back, ValidationError) and back.problems == (problem,)
+    auth = pickle.loads(pickle.dumps(KibanaAuthError("Kibana answered 401", 401)))
+    assert isinstance(auth, KibanaAuthError) and auth.status == 401 and str(auth) == "Kibana answered 401"
+
+
+def test_forked_workers_only_for_the_network_and_several_environments(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    session = pipeline.Session(root=tmp_path, env={})
+    monkeypatch.setattr(envs_plan.os, "cpu_count", lambda: 4)
+    assert envs_plan._forks(session, 2)
+    assert not envs_plan._forks(session, 1)
+    assert not envs_plan._forks(pipeline.Session(root=tmp_path, env={}, transport=object()), 4)
+    monkeypatch.setattr(envs_plan.os, "cpu_count", lambda: 1)
+    assert not envs_plan._forks(session, 4)
