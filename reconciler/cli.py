@@ -154,18 +154,29 @@ def validate(s: Session, fmt: str, resolve_secrets: bool, allow_plaintext_secret
 @click.option("--live", is_flag=True, help="Also ask Kibana (GET connector_types): enabled, licence.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def types(s: Session, live: bool, fmt: str) -> int:
-    """The connector types kcr knows, with licences and required keys."""
+    """The connector types kcr knows (bundled, and the repository's kcr.yaml `types:` and
+    schemas/types/), with licences, required keys and each schema's source; with --live, also the
+    types only the Kibana or only kcr has."""
     from reconciler import validate as v
+    from reconciler.repo_layout import Walker
+    from reconciler.user_types import load as load_types
 
-    info = None
+    walker = Walker(s.root)
+    known = load_types(walker, settings_checked=False)
+    for p in walker.problems:
+        click.echo(f"{p.location()}: {p.severity}: {p.message}" + (f" ({p.path})" if p.path else ""), err=True)
+    if any(p.severity == "error" for p in walker.problems):
+        return ExitCode.ERROR
+    info, url = None, None
     if live:
         with s.client() as client:
             info = client.connector_types(s.spaces[0] if s.spaces else "default")
-    rows = v.types_table(info)
+            url = client.conn.url
+    rows = v.types_table(info, known)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     else:
-        click.echo(v.format_types_text(rows), nl=False)
+        click.echo(v.format_types_text(rows, url), nl=False)
     return ExitCode.OK
 
 
@@ -196,8 +207,10 @@ def _all_envs_options(f: F) -> F:
 
 def _plan_all_envs(s: Session, all_envs: bool, parallelism: int | None, *, fmt: str, gitlab_report: Path | None,
                    markdown_out: Path | None, color: bool, out: Path | None, sync_secrets: bool, no_secrets: bool,
-                   allow_plaintext_secrets: bool, detailed: bool) -> int:
-    """`--all-envs`: one report and one exit code for every environment (reconciler/envs_plan.py)."""
+                   allow_plaintext_secrets: bool, detailed: bool,
+                   then: Callable[[list[tuple[str | None, Plan | None]]], None] | None = None) -> int:
+    """`--all-envs`: one report and one exit code for every environment (reconciler/envs_plan.py);
+    `then` gets each environment's plan (None when it errored) once the report is out."""
     from reconciler import envs_plan
 
     if not all_envs:
@@ -212,6 +225,8 @@ def _plan_all_envs(s: Session, all_envs: bool, parallelism: int | None, *, fmt: 
     result = envs_plan.plan_all(replace(s, environment_name=None), options)
     envs_plan.write_reports(result, gitlab_report, markdown_out)
     _out(envs_plan.view(result, fmt, color))
+    if then is not None:
+        then([(o.name, o.plan if o.error is None else None) for o in result.outcomes])
     return result.exit_code(detailed)
 
 
@@ -247,21 +262,47 @@ def plan(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path | 
 @_selective
 @_plan_options
 @_all_envs_options
+@click.option("--gitlab-issue", is_flag=True,
+              help="Keep one GitLab issue per environment open while drift stands (the Markdown report), and "
+                   "close it once drift is gone (needs KCR_GITLAB_TOKEN; exit codes unchanged).")
 def drift(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path | None, no_color: bool,
           sync_secrets: bool, no_secrets: bool, allow_plaintext_secrets: bool, all_envs: bool,
-          env_parallelism: int | None) -> int:
+          env_parallelism: int | None, gitlab_issue: bool) -> int:
     """For cron jobs: 0 in sync, 2 drift, 1 error."""
     from reconciler import outputs, pipeline
 
+    issues = functools.partial(_drift_issues, s.env) if gitlab_issue else None
+    if gitlab_issue and (s.spaces or s.selection is not None):
+        raise ConfigError("--gitlab-issue tracks a whole environment's drift, and a partial plan cannot say it is "
+                          "gone: drop --space/--target/--exclude")
     if all_envs or env_parallelism is not None:
         return _plan_all_envs(s, all_envs, env_parallelism, fmt=fmt, gitlab_report=gitlab_report,
                               markdown_out=markdown_out, color=_color(s, no_color), out=None, sync_secrets=sync_secrets,
-                              no_secrets=no_secrets, allow_plaintext_secrets=allow_plaintext_secrets, detailed=True)
+                              no_secrets=no_secrets, allow_plaintext_secrets=allow_plaintext_secrets, detailed=True,
+                              then=issues)
     planned = pipeline.make_plan(s, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets,
                                  check_secrets=not no_secrets)
     outputs.write_reports(planned.plan, None, gitlab_report, markdown_out)
     _out(outputs.plan_view(planned.plan, fmt, _color(s, no_color)))
+    if issues is not None:
+        issues([(planned.plan.environment, planned.plan)])
     return _plan_exit(planned.plan, detailed=True)
+
+
+def _drift_issues(env: Mapping[str, str], plans: Sequence[tuple[str | None, Plan | None]]) -> None:
+    """Open, update or close each environment's drift issue (on stderr: stdout stays the report). An
+    environment whose plan errored keeps its issue as it is: kcr cannot tell whether drift is gone."""
+    from reconciler import render
+    from reconciler.gitlab import track_drift
+
+    for name, plan in plans:
+        which = f"drift issue ({name})" if name else "drift issue"
+        if plan is None or plan.has_errors:
+            click.echo(f"{which} left as it is: the plan has errors", err=True)
+            continue
+        done = track_drift(plan.has_changes, render.markdown(plan), name, env)
+        numbers = ", ".join(f"#{iid}" for iid in done.issues)
+        click.echo(f"{which}: {done.verb}{f' {numbers}' if numbers else ''}", err=True)
 
 
 @cli.command(short_help="Apply a saved plan, or plan and apply.")
@@ -276,11 +317,36 @@ def drift(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path |
 @click.option("--allow-plaintext-secrets", is_flag=True, help="Local experiments only: literal secrets warn.")
 @click.option("--no-color", is_flag=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--markdown-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the apply report as Markdown (for `kcr mr-comment`), also when apply stops early.")
 def apply(s: Session, plan_file: Path | None, auto_approve: bool, parallelism: int, allow_referenced: tuple[str, ...],
-          sync_secrets: bool, no_color: bool, fmt: str, allow_plaintext_secrets: bool) -> int:
+          sync_secrets: bool, no_color: bool, fmt: str, allow_plaintext_secrets: bool,
+          markdown_out: Path | None) -> int:
     """Apply a saved plan exactly (`kcr apply plan.json`), or plan, show, ask, and apply."""
+    from reconciler import outputs, render
+
+    try:
+        code, markdown = _apply(s, plan_file, auto_approve=auto_approve, parallelism=parallelism,
+                                allow_referenced=allow_referenced, sync_secrets=sync_secrets, no_color=no_color,
+                                fmt=fmt, allow_plaintext_secrets=allow_plaintext_secrets)
+    except ReconcilerError as exc:
+        if markdown_out is not None:  # the MR hears of a failed apply too; the error itself is what is raised
+            try:
+                outputs.write_file(markdown_out, render.apply_stopped_markdown(str(exc), s.environment_name))
+            except ReconcilerError as unwritten:
+                click.echo(f"warning: {unwritten}", err=True)
+        raise
+    if markdown_out is not None:
+        outputs.write_file(markdown_out, markdown)
+    return code
+
+
+def _apply(s: Session, plan_file: Path | None, *, auto_approve: bool, parallelism: int,
+           allow_referenced: tuple[str, ...], sync_secrets: bool, no_color: bool, fmt: str,
+           allow_plaintext_secrets: bool) -> tuple[int, str]:
+    """`kcr apply`: its exit code and the report as Markdown."""
     from reconciler import outputs, pipeline, render
-    from reconciler.apply_report import exit_code
+    from reconciler.apply_report import ApplyReport, exit_code
 
     color = _color(s, no_color)
     if plan_file is not None:
@@ -296,14 +362,15 @@ def apply(s: Session, plan_file: Path | None, auto_approve: bool, parallelism: i
         if planned.plan.has_errors:
             raise ConfigError("the plan has errors (above); fix them before applying")
         if not planned.plan.has_changes:
-            return ExitCode.OK
+            return ExitCode.OK, render.report_markdown(ApplyReport((), record_updated=False), planned.plan)
         if not auto_approve:
             if not sys.stdin.isatty():
                 raise ConfigError("no terminal to ask for confirmation: review the plan and pass --auto-approve, "
                                   "or save it with `kcr plan --out plan.json` and run `kcr apply plan.json`")
             if not click.confirm("Apply these changes?", default=False):
                 click.echo("Apply cancelled.")
-                return ExitCode.OK
+                return ExitCode.OK, render.apply_stopped_markdown("Apply cancelled at the prompt: nothing was applied.",
+                                                                  planned.plan.environment)
         job = pipeline.one_run(planned)
     progress = functools.partial(outputs.progress_bar, color=color)
     report = pipeline.apply(s, job, parallelism=parallelism, allow_referenced=allow_referenced, progress=progress)
@@ -311,7 +378,7 @@ def apply(s: Session, plan_file: Path | None, auto_approve: bool, parallelism: i
         click.echo(json.dumps(render.report_json(report), indent=2))
     else:
         _out(render.report_text(report, color))
-    return exit_code(report)
+    return exit_code(report), render.report_markdown(report, job.plan)
 
 
 @cli.command(short_help="Write live connectors as kcr files.")
@@ -366,16 +433,28 @@ def force_unlock(s: Session, lock_id: str) -> int:
     return ExitCode.OK
 
 
-@cli.command("mr-comment", short_help="Post the Markdown plan as an MR comment.")
+@cli.command("mr-comment", short_help="Post a Markdown plan or apply report as a sticky MR comment.")
 @click.argument("markdown_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--title", default="kcr plan", show_default=True, help="One sticky comment per title.")
+@click.option("--title", default=None,
+              help="One sticky comment per title and environment (default: the report's heading, e.g. kcr plan).")
+@click.option("--env", "environment", default=None, metavar="NAME",
+              help="The environment the report is about, named in the title (default: $KCR_ENV).")
 @_pass_globals
-def mr_comment(g: Globals, markdown_file: Path, title: str) -> int:
-    """Post (or update) a Markdown plan as a merge-request comment (needs KCR_GITLAB_TOKEN)."""
-    from reconciler.gitlab import post_mr_comment
+def mr_comment(g: Globals, markdown_file: Path, title: str | None, environment: str | None) -> int:
+    """Post (or update) a Markdown plan or apply report as a merge-request comment: on the pipeline's MR,
+    or else on the MR the commit came from (needs KCR_GITLAB_TOKEN)."""
+    from reconciler.environments import asked
+    from reconciler.gitlab import comment_on_mr
 
-    verb = post_mr_comment(markdown_file.read_text(encoding="utf-8"), title, g.env)
-    click.echo(f"MR comment {verb}.")
+    try:
+        markdown = markdown_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{markdown_file}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    posted = comment_on_mr(markdown, g.env, title=title, environment=asked(environment, g.env))
+    if posted.merge_request is None:
+        click.echo(f"No merge request for commit {g.env.get('CI_COMMIT_SHA', '')[:12]}: nothing posted.")
+    else:
+        click.echo(f"MR !{posted.merge_request} comment {posted.verb}.")
     return ExitCode.OK
 
 
@@ -432,6 +511,19 @@ def demo(g: Globals, root: Path) -> int:
     from reconciler.demo import run_demo
 
     return run_demo(root, invoke=lambda args, env: run(args, Globals(env=dict(env), debug=g.debug)))
+
+
+@cli.command(short_help="Start a connectors repository: kcr.yaml, an example, .gitlab-ci.yml.")
+@click.argument("directory", required=False, default=Path("."), type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace files that exist (.gitignore is only given .kcr/).")
+def init(directory: Path, force: bool) -> int:
+    """Write kcr.yaml (environments staging and production), connectors/default/example.yaml,
+    .gitignore and a .gitlab-ci.yml that installs this kcr version, then print what to set in GitLab.
+    Never overwrites a file without --force."""
+    from reconciler.init import report, scaffold
+
+    click.echo(report(scaffold(directory, force=force)), nl=False)
+    return ExitCode.OK
 
 
 def run(args: Sequence[str] | None, obj: Globals) -> int:

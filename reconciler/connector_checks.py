@@ -9,8 +9,9 @@ across files and spaces)."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from reconciler.model import (
 from reconciler.references import ReferenceSyntaxError, parse_template, reference_forms
 from reconciler.secret_backends import BACKENDS
 from reconciler.secret_backends.guard import DEFAULT_JWT_VAR, JWT_VAR_SETTING, guard_refusal
+from reconciler.user_types import BUNDLED_ONLY, TypeCatalog
 from reconciler.variables import Scope, UnsetVar, VarError, mentions_var
 from reconciler.yamlload import Document, join_path
 
@@ -90,12 +92,15 @@ def _errors_since(problems: list[Problem], before: int) -> bool:
 class ConnectorChecks:
     """Checks the connector files of one repository; `declared` and `items` accumulate across files."""
 
-    def __init__(self, settings: Settings, env: Mapping[str, str], *, offline: bool = False) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str], *, offline: bool = False,
+                 types: TypeCatalog = BUNDLED_ONLY) -> None:
         self.settings = settings
+        self.types = types  # kcr's bundled schemas and the repository's own (`user_types`)
         self.offline = offline  # `kcr validate`: a var whose variable is unset here is a warning
         self.jwt_var = env.get(JWT_VAR_SETTING) or DEFAULT_JWT_VAR
         self.declared: list[Declared] = []
         self.items = 0
+        self.unschemed: set[str] = set()  # types kcr has no schema for, warned about once
 
     def envelope(self, checker: FileChecker) -> list[Any]:
         """The file's format, checked once whatever the number of environments: its items, or [] when
@@ -179,14 +184,14 @@ class ConnectorChecks:
         secrets_path = join_path(base, "secrets")
         placeholders = self.secret_leaves(secrets, secrets_path, checker) if isinstance(secrets, dict) else None
         if ctype is not None and isinstance(config, dict):
-            checker.schema(catalog.validator(ctype.id, "config"), config, join_path(base, "config"), "config",
+            checker.schema(self.types.validator(ctype, "config"), config, join_path(base, "config"), "config",
                            skip=blanks.__contains__)
         if ctype is not None and (secrets is None or placeholders is not None):
             if secrets is None and "secrets" not in item and ctype.required("secrets"):
                 checker.add(base, f"secrets: type {ctype.id} needs secrets ({', '.join(ctype.required('secrets'))}); "
                             "add a `secrets:` block of references")
             else:
-                checker.schema(catalog.validator(ctype.id, "secrets"), placeholders or {}, secrets_path, "secrets")
+                checker.schema(self.types.validator(ctype, "secrets"), placeholders or {}, secrets_path, "secrets")
         if ctype is not None and isinstance(config, dict):
             for finding in type_rules.stored_differently(ctype.id, config):
                 checker.add(under(base, finding.path), finding.message, finding.severity)
@@ -216,19 +221,43 @@ class ConnectorChecks:
         return None
 
     def connector_type(self, type_id: Any, base: str, checker: FileChecker) -> catalog.ConnectorType | None:
+        """The type's schema, or None: for a misspelt type with an error (the rule is `user_types`'), for
+        a type kcr has no schema for without one (`no_schema` warns once per type; plan asks Kibana)."""
         if not isinstance(type_id, str) or not type_id.strip():
             return None
-        ctype = catalog.get(type_id)
+        ctype = self.types.get(type_id)
         if ctype is None:
-            hint = catalog.suggest(type_id)
-            tail = f"; did you mean {hint!r}?" if hint else "; `kcr types` lists the known types"
-            checker.add(join_path(base, "type"), f"unknown connector type {short(type_id)}{tail}")
+            hint = self.types.misspelling_of(type_id)
+            if hint is not None:
+                checker.add(join_path(base, "type"), f"unknown connector type {short(type_id)}; did you mean "
+                            f"{hint!r}? (if {short(type_id)} is a type your Kibana has, declare it in kcr.yaml: "
+                            f"`types: {{{json.dumps(type_id)}: {{}}}}`)")
+            elif not type_id.startswith("."):
+                checker.add(join_path(base, "type"), f"unknown connector type {short(type_id)}: Kibana's connector "
+                            "type ids start with '.' (e.g. .webhook); `kcr types` lists the types kcr knows")
             return None
         if ctype.is_system_action:
             checker.add(join_path(base, "type"),
                         f"{type_id} is a system action: Kibana provides it and refuses to create one")
             return None
         return ctype
+
+    def no_schema(self, checker: FileChecker, items: Sequence[Any]) -> None:
+        """Warn once per type (at its first connector) that kcr has no schema for it, so its config goes
+        unchecked until Kibana checks it at apply; a misspelt type is `connector_type`'s error instead."""
+        for i, item in enumerate(items):
+            type_id = item.get("type") if isinstance(item, dict) else None
+            if not isinstance(type_id, str) or not type_id.startswith(".") or self.types.has_schema(type_id) \
+                    or (self.types.get(type_id) is None and self.types.misspelling_of(type_id) is not None):
+                continue
+            if type_id in self.unschemed:
+                continue
+            near = self.types.near(type_id)
+            hint = f" (if you meant {near!r}, correct the type)" if near and near != type_id else ""
+            self.unschemed.add(type_id)
+            checker.add(join_path(join_path("connectors", i), "type"), f"kcr has no schema for `{type_id}`; Kibana "
+                        f"checks its config at apply{hint}. To check it here, add its schema under `types:` in "
+                        "kcr.yaml or in schemas/types/", "warning")
 
     def secret_leaves(self, value: Any, path: str, checker: FileChecker) -> Any:
         """Check every secret leaf; return the value with each leaf replaced by a placeholder."""

@@ -107,5 +107,15 @@ def render_text(result: TestResult, address: str) -> str:
         if result.service_message:
             lines.append(f"  service message: {result.service_message}")
         if result.retry not in (None, False):
-            lines.append(f"  retry: {result.retry}")
+            lines.append(f"  retry: {'true' if result.retry is True else result.retry}")
+        hint = _SOURCE_HINTS.get(result.error_source or "")
+        if hint:
+            lines.append(f"  error source: {result.error_source} ({hint})")
     return "\n".join(lines) + "\n"
+
+
+# Kibana's errorSource says whose side the failure is on, which is what a person needs to act on.
+_SOURCE_HINTS = {
+    "user": "the params or the connector's settings: fix them and run again",
+    "framework": "Kibana itself or the service it called: check the connector type and Kibana's logs",
+}

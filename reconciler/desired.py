@@ -29,6 +29,8 @@ from reconciler.model import (
 )
 from reconciler.model import owner_label as connector_label
 from reconciler.repo_layout import SETTINGS_FILE, Walker
+from reconciler.user_types import BUNDLED_ONLY, TypeCatalog
+from reconciler.user_types import load as load_types
 from reconciler.variables import Scope, VarError
 from reconciler.yamlload import join_path
 
@@ -159,7 +161,8 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
     if found is None:
         return LoadResult({}, tuple(problems))
     shared_dir = found.pop(FANOUT_DIR, None)
-    checks = ConnectorChecks(settings, env or {})
+    types = load_types(walker)  # kcr.yaml `types:` and schemas/types/*.json: the repository's own schemas
+    checks = ConnectorChecks(settings, env or {}, types=types)
     space_settings: dict[str, SpaceSettings] = {}
     files: list[_File] = []
     file_count = 0
@@ -177,6 +180,7 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
             if doc is not None:
                 checker = FileChecker(walker.rel(path), doc, problems)
                 items = checks.envelope(checker)
+                checks.no_schema(checker, items)
                 defaults = doc.value if isinstance(doc.value, dict) else {}
                 uses = tuple("${var:" in json.dumps(item, default=repr) for item in items)
                 files.append(_File(space, checker, tuple(items), locations_by_item(doc), defaults, uses))
@@ -194,7 +198,7 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
                 problems.append(Problem(SETTINGS_FILE, f"space {short(space)} is not one of environment "
                                         f"{environment!r}'s spaces (environments.{environment}.spaces)"))
     item_count = sum(len(f.items) for f in files)
-    read = _Read(settings, env or {}, space_settings, found, files, walker, offline)
+    read = _Read(settings, env or {}, space_settings, found, files, walker, offline, types)
     states: dict[str | None, DesiredState] = {}
     found_per_env: list[tuple[str | None, list[Problem]]] = []
     for name in in_scope:
@@ -306,6 +310,7 @@ class _Read:
     files: Sequence[_File]
     walker: Walker
     offline: bool  # `kcr validate`: an env-fed var unset here is a warning
+    types: TypeCatalog = BUNDLED_ONLY  # the types the repository's connectors are checked against
     # (file, item, space, substituted content) -> what checking it found; shared by the environments
     memo: dict[tuple[str, int, str, str], tuple[ConnectorSpec | None, tuple[Problem, ...], tuple[Declared, ...]]] = \
         field(default_factory=dict)
@@ -315,7 +320,7 @@ def _one_environment(read: _Read, name: str | None, wanted: Sequence[str],
                      problems: list[Problem]) -> DesiredState | None:
     settings, env, space_settings, directories, files, walker = (
         read.settings, read.env, read.space_settings, read.directories, read.files, read.walker)
-    checks = ConnectorChecks(settings, env, offline=read.offline)
+    checks = ConnectorChecks(settings, env, offline=read.offline, types=read.types)
     scope = Scope(settings, name, env, checks.jwt_var)
     specs: dict[str, list[ConnectorSpec]] = {space: [] for space in wanted}
     for f in files:

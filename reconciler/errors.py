@@ -12,6 +12,7 @@ never carry a secret value.
     │   ├── KibanaConflict         409
     │   └── KibanaUnavailable      transport failure or 5xx after retries
     ├── StateError             the record of applied secrets (backend, lock held)
+    ├── GitLabError            GitLab's API, for MR notes and drift issues (its subclasses: gitlab_api.py)
     └── PlanFileError          a saved plan that cannot be read or is of another format
 
 Failed, stale and blocked apply actions are results, not exceptions: apply_report.exit_code maps them.

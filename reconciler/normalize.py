@@ -135,7 +135,9 @@ def _unasserted(spec: ConnectorSpec, keys: set[str]) -> set[str]:
     strips = ct is not None and ct.strips_unknown  # a declared unknown key is dropped on save: never a change
     return {
         k for k in keys
-        if (k not in spec.config and (k in decides or (props is not None and k not in props)))
+        # without a schema (a type kcr does not bundle) a key Kibana fills in that the files do not write
+        # is Kibana's, as a key outside the schema is: comparing it would be a perpetual diff
+        if (k not in spec.config and (k in decides or props is None or k not in props))
         or (strips and props is not None and k not in props)
     }
 

@@ -19,7 +19,6 @@ from reconciler import catalog, normalize, plansecrets
 from reconciler.errors import Problem
 from reconciler.model import (
     ConnectorSpec,
-    ConnectorTypeInfo,
     DesiredSpace,
     DesiredState,
     LiveConnector,
@@ -258,7 +257,7 @@ def _plan_connector(
     else:
         change = _update_or_noop(ctx, spec, conn)
     if change.action in (Action.CREATE, Action.UPDATE, Action.RECREATE):
-        problems.extend(_type_problems(spec, label, ctx.live.connector_types))
+        problems.extend(_type_problems(spec, label, ctx.live))
         problems.extend(plaintext_problems(spec))
     return change
 
@@ -385,26 +384,32 @@ def _guard(referenced_by_count: int | None, spec: ConnectorSpec | None) -> Guard
     return Guard(blocked=bool(reasons), reasons=tuple(reasons))
 
 
-def _type_problems(spec: ConnectorSpec, label: str, types: Mapping[str, ConnectorTypeInfo]) -> list[Problem]:
+def _type_problems(spec: ConnectorSpec, label: str, live: LiveState) -> list[Problem]:
+    """The target Kibana must list, enable and licence the type of a connector about to be sent: the one
+    check a type kcr does not bundle gets before apply, so a missing list fails closed."""
     def error(message: str) -> Problem:
         return Problem.in_kibana(spec.space, spec.id, "error", f"{label}: {message}")
 
     known = catalog.get(spec.type)
     if known is not None and known.is_system_action:
         return [error(f"{spec.type} is a system action type; Kibana refuses to create connectors of it")]
-    if not types:  # connector_types was not read: nothing to check against
-        return []
-    info = types.get(spec.type)
+    kibana = f"this Kibana ({live.kibana_url})"
+    if not live.connector_types:
+        return [error(f"{kibana} listed no connector types (GET /api/actions/connector_types), so nothing shows "
+                      f"it has type {spec.type}; kcr sends nothing it cannot check")]
+    info = live.connector_types.get(spec.type)
     if info is None:
-        return [error(f"type {spec.type} is not available in this Kibana (GET connector_types does not list it: "
-                      "not registered in this version, or switched off)")]
+        return [error(f"type {spec.type} is not available in {kibana}: GET /api/actions/connector_types does not "
+                      "list it (not registered in that Kibana version, or its plugin is switched off); use a type "
+                      "it lists (`kcr types --live`) or upgrade that Kibana")]
     out: list[Problem] = []
     if not info.enabled_in_license:
         licence = info.minimum_license_required
         out.append(error(f"type {spec.type} needs {_article(licence)} {licence} licence, which this Kibana's "
-                         "licence does not cover"))
+                         f"licence does not cover ({live.kibana_url})"))
     if not info.enabled_in_config:
-        out.append(error(f"type {spec.type} is not enabled in xpack.actions.enabledActionTypes (kibana.yml)"))
+        out.append(error(f"type {spec.type} is not enabled in xpack.actions.enabledActionTypes (kibana.yml) of "
+                         f"{kibana}"))
     return out
 
 

@@ -409,3 +409,54 @@ def report_json(report: ApplyReport) -> dict[str, Any]:
         "record_error": report.record_error,
         "results": [r.to_json() for r in report.results],
     }
+
+
+APPLY_MARKER = "<!-- kcr-apply -->"
+_APPLIED = {Action.CREATE: "created", Action.UPDATE: "updated", Action.RECREATE: "recreated", Action.DELETE: "deleted"}
+_SECTIONS = ((Status.FAILED, "Failed"), (Status.STALE, "Stale (Kibana changed since the plan; re-plan)"),
+             (Status.BLOCKED, "Blocked by a guard"), (Status.OK, "Applied"))
+
+
+def report_markdown(report: ApplyReport, plan: Plan | None = None) -> str:
+    """The apply report for the merge request it came from: what was created, updated, recreated and
+    deleted, and (first, being what someone must act on) what failed, was stale or was blocked. The
+    plan gives the environment, Kibana and the connectors' names. Messages are the applier's, masked
+    there; every string is escaped as in the plan's Markdown."""
+    out = [APPLY_MARKER, "### kcr apply", "", f"**{_md(report_summary_line(report))}**", ""]
+    if plan is not None:
+        out += [_md_where(plan.environment) + f"Kibana {_code(plan.kibana_url)}", ""]
+    if not report.results:
+        out += ["No changes: nothing was applied.", ""]
+    else:
+        done = [r.action for r in report.with_status(Status.OK)]
+        out += ["| result | count |", "|---|---:|"]
+        out += [f"| {word} | {done.count(action)} |" for action, word in _APPLIED.items()]
+        out += [f"| {s.value} | {report.counts[s]} |" for s in (Status.BLOCKED, Status.FAILED, Status.STALE)]
+        out.append("")
+    names = {c.address: c.name for c in plan.changes} if plan is not None else {}
+    for status, heading in _SECTIONS:
+        results = report.with_status(status)
+        if results:
+            out += [f"#### {heading} ({len(results)})", "", *(_md_result(r, names.get(r.address)) for r in results), ""]
+    if report.record_error:
+        out += [f"**Warning:** the record of applied secrets was not saved: {_md(report.record_error)}", ""]
+    return "\n".join(out)
+
+
+def apply_stopped_markdown(reason: str, environment: str | None) -> str:
+    """For an apply that ended without a report (an error, a refusal, a cancelled prompt): the MR still
+    hears of it. `reason` is an error message, which never carries a secret."""
+    where = [_md_where(environment).removesuffix(" · "), ""] if environment is not None else []
+    return "\n".join([APPLY_MARKER, "### kcr apply", "", "**Apply stopped before it finished.**", "", *where,
+                      _md(reason), "", f"See the job's log; {_code('kcr plan')} shows what Kibana holds now.", ""])
+
+
+def _md_where(environment: str | None) -> str:
+    return f"Environment {_code(environment)} · " if environment is not None else ""
+
+
+def _md_result(result: ActionResult, name: str | None) -> str:
+    mark, _ = _MARK[result.status]
+    named = f" — {_md(name)}" if name else ""
+    said = f": {_md(result.message)}" if result.message else ""
+    return f"- {mark} <code>{result.action.value}</code> {_code(result.address)}{named}{said}"

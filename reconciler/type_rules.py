@@ -188,6 +188,30 @@ def _webhook_auth_type(value: Mapping[str, Any]) -> str | None:
     return None
 
 
+_HTTP = "error validation http action config"
+
+
+def _http_config(value: Mapping[str, Any]) -> str | None:
+    """stack_connectors/server/connector_types/http/validations.ts validateConnectorTypeConfig, after
+    the URL and allowedHosts checks: validateAuthType, validateAdditionalFields, validateOAuth2 (the
+    pfx check reads a kibana.yml setting, on by default, and is left to Kibana)."""
+    if value.get("authType") and not value.get("hasAuth"):
+        return f"{_HTTP}: authType must be null or undefined if hasAuth is false"
+    if extra := value.get("additionalFields"):
+        try:
+            parsed = json.loads(str(extra))
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or not parsed:
+            return f"{_HTTP}: additionalFields must be a valid JSON object"
+    if value.get("authType") == "webhook-oauth2-client-credentials":
+        missing = [label for key, label in (("accessTokenUrl", "Access Token URL (accessTokenUrl)"),
+                                             ("clientId", "Client ID (clientId)")) if not value.get(key)]
+        if missing:
+            return f"{_HTTP}: missing {', '.join(missing)} fields"
+    return None
+
+
 def _gen_ai_url(value: Mapping[str, Any]) -> str | None:
     """openai/lib/utils configValidator: assertURL (http(s) with a hostname), wrapped by the type."""
     try:
@@ -330,6 +354,7 @@ RULES: Mapping[str, TypeRules] = {
                        after_hosts={"config": _Rule(_TORQ_URL, _torq_host)}),
     ".gemini": TypeRules(before_hosts={"secrets": _Rule(("secrets", "credentialsJson"), _gemini_credentials)}),
     ".webhook": TypeRules(after_hosts={"config": _Rule(("config", "authType"), _webhook_auth_type)}),
+    ".http": TypeRules(after_hosts={"config": _Rule(("config",), _http_config)}),
     ".email": TypeRules(connector=_email_connector),
     catalog.SERVICENOW: TypeRules(connector=_servicenow_connector),
     ".xmatters": TypeRules(connector=_xmatters_connector),

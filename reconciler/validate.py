@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 
-from reconciler import catalog
 from reconciler.desired import load, owner_label
 from reconciler.errors import Problem
 from reconciler.model import ConnectorTypeInfo, DesiredState
 from reconciler.secrets import SecretResolver
+from reconciler.user_types import BUNDLED_ONLY, TypeCatalog
 
 
 @dataclass(frozen=True)
@@ -119,14 +119,16 @@ def format_problems_json(report: ValidationReport) -> str:
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
 
-def types_table(live: Mapping[str, ConnectorTypeInfo] | None = None) -> list[dict[str, Any]]:
-    """Rows for `kcr types`: what kcr knows from schemas/types, and with `live` (Kibana's connector_types)
-    whether the Kibana enables each type. Types only one side knows are listed too."""
+def types_table(live: Mapping[str, ConnectorTypeInfo] | None = None,
+                types: TypeCatalog = BUNDLED_ONLY) -> list[dict[str, Any]]:
+    """Rows for `kcr types`: the types kcr knows (bundled, and the repository's `types`) with where each
+    schema comes from, and with `live` (Kibana's connector_types) whether that Kibana has and enables
+    each. Types only one side knows are listed too; `only_in` says which side (`only_lists`)."""
     rows: list[dict[str, Any]] = []
-    known = catalog.types()
-    for type_id in sorted(set(known) | set(live or {})):
-        ct = known.get(type_id)
+    for type_id in sorted(set(types.ids()) | set(live or {})):
+        ct = types.get(type_id)
         info = (live or {}).get(type_id)
+        schemed = types.has_schema(type_id)
         row: dict[str, Any] = {
             "id": type_id,
             "name": ct.name if ct else (info.name if info else type_id),
@@ -135,6 +137,7 @@ def types_table(live: Mapping[str, ConnectorTypeInfo] | None = None) -> list[dic
             "required_secrets": list(ct.required("secrets")) if ct else [],
             "system_action": (ct.is_system_action if ct else bool(info and info.is_system_action_type)),
             "known": ct is not None,
+            "schema": types.source(type_id) if schemed else None,
         }
         if live is not None:
             row.update({
@@ -142,26 +145,54 @@ def types_table(live: Mapping[str, ConnectorTypeInfo] | None = None) -> list[dic
                 "enabled": bool(info and info.enabled),
                 "enabled_in_config": bool(info and info.enabled_in_config),
                 "enabled_in_license": bool(info and info.enabled_in_license),
+                # Kibana's list leaves system action types out, so their absence says nothing.
+                "only_in": "kibana" if info is not None and not schemed else
+                           "kcr" if info is None and schemed and not row["system_action"] else None,
             })
         rows.append(row)
     return rows
 
 
-def format_types_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A plain aligned table: readable in a terminal and in a CI log alike."""
+def only_lists(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The live rows the Kibana has and kcr has no schema for, and those kcr has a schema for and the
+    Kibana does not list."""
+    return ([r for r in rows if r.get("only_in") == "kibana"], [r for r in rows if r.get("only_in") == "kcr"])
+
+
+def format_types_text(rows: Sequence[Mapping[str, Any]], kibana_url: str | None = None) -> str:
+    """A plain aligned table: readable in a terminal and in a CI log alike. With live rows, the types
+    only one side knows follow side by side."""
     live = bool(rows) and "in_kibana" in rows[0]
-    header = ["TYPE", "NAME", "LICENCE", "REQUIRED CONFIG", "REQUIRED SECRETS"] + (["IN KIBANA"] if live else [])
+    header = ["TYPE", "NAME", "LICENCE", "REQUIRED CONFIG", "REQUIRED SECRETS", "SCHEMA"] + \
+        (["IN KIBANA"] if live else [])
     table = [header]
     for row in rows:
         cells = [row["id"], row["name"] + (" (system action)" if row["system_action"] else ""),
-                 row["minimum_license"] or "-", _cell(row["required_config"]), _cell(row["required_secrets"])]
+                 row["minimum_license"] or "-", _cell(row["required_config"]), _cell(row["required_secrets"]),
+                 row.get("schema") or "-"]
         if live:
             state = "no" if not row["in_kibana"] else "enabled" if row["enabled"] else (
                 "disabled (licence)" if not row["enabled_in_license"] else "disabled (config)")
             cells.append(state)
         table.append(cells)
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    text = _aligned(table)
+    if live:
+        kibana_only, kcr_only = only_lists(rows)
+        kibana = "Kibana"
+        text += f"\nTypes only one side knows ({kibana} {kibana_url or ''} and kcr):\n".replace(" )", ")")
+        left = [f"{kibana} has, kcr has no schema ({len(kibana_only)})"] + \
+            [f"  {r['id']}  {r['name']}" for r in kibana_only] + (["  (none)"] if not kibana_only else [])
+        right = [f"kcr has a schema, {kibana} does not list ({len(kcr_only)})"] + \
+            [f"  {r['id']}  {r['name']}" for r in kcr_only] + (["  (none)"] if not kcr_only else [])
+        depth = max(len(left), len(right))
+        pairs = [[left[i] if i < len(left) else "", right[i] if i < len(right) else ""] for i in range(depth)]
+        text += _aligned(pairs, gap="    ")
+    return text
+
+
+def _aligned(table: Sequence[Sequence[str]], gap: str = "  ") -> str:
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = [gap.join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
     return "\n".join(lines) + "\n"
 
 

@@ -73,7 +73,7 @@ CASES = [
         rf"{FILE_RE}:4:\d+", "did you mean '.slack'"),
     bad("near-miss-type-case", connector("id: a\nname: A\ntype: .Slack\nsecrets: {webhookUrl: '${env:X}'}"),
         rf"{FILE_RE}:4:\d+", ".slack"),
-    bad("unknown-type", connector("id: a\nname: A\ntype: .carrier-pigeon"), rf"{FILE_RE}:4:\d+",
+    bad("unknown-type", connector("id: a\nname: A\ntype: .opsgneie"), rf"{FILE_RE}:4:\d+",
         "unknown connector type"),
     bad("system-action", connector("id: a\nname: A\ntype: .cases"), rf"{FILE_RE}:4:\d+", "system action"),
     bad("config-schema", connector("id: a\nname: A\ntype: .index\nconfig: {index: 12}"), rf"{FILE_RE}:5:\d+",

@@ -47,6 +47,7 @@ def test_http_200_with_status_error_is_a_failure_with_kibanas_messages() -> None
     assert result.error_source == "user"
     text = render_text(result, "default/x")
     assert "error: an error occurred while running the action" in text and "status code 404" in text
+    assert "  error source: user (the params or the connector's settings: fix them and run again)" in text
     assert result.to_json()["status"] == "error"
 
 

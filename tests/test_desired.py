@@ -131,7 +131,8 @@ BAD: list[tuple[str, dict[str, str | bytes], str, int | None]] = [
     ("bad space dir", {"connectors/Prod/a.yaml": one()}, "is not a Kibana space id", None),
     ("dotted space dir", {"connectors/a.b/a.yaml": one()}, "is not a Kibana space id", None),
     ("file outside a space", {"connectors/a.yaml": one()}, "belong in a space directory", None),
-    ("unknown type", {"connectors/default/a.yaml": one(type=".nope")}, "unknown connector type '.nope'", 4),
+    ("misspelt type", {"connectors/default/a.yaml": one(type=".pagerdty")},
+     "unknown connector type '.pagerdty'; did you mean '.pagerduty'?", 4),
     ("near-miss type", {"connectors/default/a.yaml": one(type="slack")}, "did you mean '.slack'?", 4),
     ("system action", {"connectors/default/a.yaml": one(type=".cases")}, "system action", 4),
     ("config schema", {"connectors/default/a.yaml": one(type=".jira", rest="    config: {projectKey: K}\n"

@@ -1,13 +1,11 @@
-"""The pipeline file passes GitLab's own schema and has the jobs SPEC §9 promises; the MR comment
-is sticky (one per title) and the token never reaches an error message."""
+"""kcr's own pipeline passes GitLab's own schema and is `kcr init`'s template plus kcr's tests; its jobs
+run on the example repository against two sandboxes; the MR comment is sticky (one per title) and the
+token never reaches an error message."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +43,20 @@ def test_the_schema_is_the_shared_copy() -> None:
         assert SCHEMA.read_bytes() == SHARED_SCHEMA.read_bytes(), f"copy {SHARED_SCHEMA} to {SCHEMA}"
 
 
-def test_pipeline_has_the_promised_jobs() -> None:
-    ci = _pipeline()
-    for job in ("tests", "validate", "plan", "apply", "drift"):
-        assert job in ci, job
-    assert ci["plan"]["artifacts"]["reports"]["terraform"].startswith("tfplan-")
-    assert any("merge_request_event" in r["if"] for r in ci["plan"]["rules"])
-    assert ci["apply"]["resource_group"] == "kibana-$KCR_ENV"
-    assert ci["apply"]["interruptible"] is False
-    assert any("$CI_DEFAULT_BRANCH" in r["if"] for r in ci["apply"]["rules"])
-    assert any('"schedule"' in r["if"] for r in ci["drift"]["rules"])
-    assert ci[".kcr"]["parallel"]["matrix"][0]["KCR_ENV"] == ["staging", "production"]
-    assert "VAULT_ID_TOKEN" in ci[".kcr"]["id_tokens"]
-    assert "bash .ci/run" in ci["tests"]["script"]
+def test_pipeline_is_kcr_inits_template_plus_kcrs_tests() -> None:
+    """kcr's own pipeline is the one `kcr init` writes for a connectors repository, plus the `tests` job
+    and its stage, with kcr installed from this checkout instead of the pinned release; nothing else
+    may differ (tests/test_init.py runs the template's jobs)."""
+    from reconciler.init import template
+
+    own = _pipeline()
+    expected = yaml.safe_load(template("gitlab-ci.yml"))
+    del expected["variables"]["KCR_VERSION"]
+    expected["stages"] = ["test", *expected["stages"]]
+    expected["default"]["before_script"] = ["python -m pip install --quiet ."]
+    expected["tests"] = {"stage": "test", "before_script": [], "script": ["bash .ci/run"],
+                         "rules": [{"if": '$CI_PIPELINE_SOURCE != "schedule"'}]}
+    assert own == expected
 
 
 ENV = {"CI_API_V4_URL": "http://127.0.0.1:9/api/v4", "CI_PROJECT_ID": "7", "CI_MERGE_REQUEST_IID": "3",
@@ -122,86 +121,78 @@ SECRET_VARS = ("SLACK_WEBHOOK_URL", "TEAMS_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY"
                "JIRA_EMAIL", "JIRA_API_TOKEN", "SOAR_WEBHOOK_USER", "SOAR_WEBHOOK_PASSWORD")
 
 
-def _job_env(ci: dict[str, Any], job: str, bindir: Path, **extra: str) -> dict[str, str]:
-    """What GitLab gives the job's shell: the job's variables (`$KCR_ENV` expanded as GitLab does),
-    the secrets as environment-scoped variables would (canaries), and `kcr` on PATH. The record stays
-    a local file here instead of GitLab-managed Terraform state."""
-    from helpers.cli import process_env
-
-    env = process_env(**extra)
-    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
-    variables = {**ci.get(".kcr", {}).get("variables", {}), **ci[job].get("variables", {})} \
-        if ci[job].get("extends") == ".kcr" else dict(ci[job].get("variables", {}))
-    for name, value in variables.items():
-        env[name] = str(value).replace("$KCR_ENV", env.get("KCR_ENV", ""))
-    for name in SECRET_VARS:
-        value = f"CANARY-{name.lower()}-{env.get('KCR_ENV', 'none')}"
-        env[name] = f"https://hooks.example.com/{value}" if name.endswith("_URL") else value
-    env["KCR_FINGERPRINT_KEY"] = "CANARY-fingerprint-key"
-    return env
-
-
-def _run_job(ci: dict[str, Any], job: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The job's script lines in one shell that stops at the first failing line, as GitLab's runner does."""
-    script = "\n".join(ci[job]["script"])
-    proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "CANARY" not in proc.stdout + proc.stderr, f"a secret reached the {job} job's output"
-    return proc
-
-
-def _expanded(paths: list[str], env_name: str) -> list[str]:
-    return [p.replace("$KCR_ENV", env_name) for p in paths]
-
-
 def test_the_matrix_is_the_examples_environments() -> None:
-    """Every environment kcr.yaml declares gets plan, apply and drift jobs, and no job selects one
-    that is not declared."""
+    """Every environment kcr.yaml declares gets plan and drift jobs and an apply job, and no job selects
+    one that is not declared."""
     from reconciler.desired import load_settings
 
-    assert _pipeline()[".kcr"]["parallel"]["matrix"][0]["KCR_ENV"] == list(load_settings(ROOT).environments)
+    declared = list(load_settings(ROOT).environments)
+    ci = _pipeline()
+    for job in ("plan", "drift"):
+        assert ci[job]["parallel"]["matrix"] == [{"KCR_ENV": declared}], job
+    assert sorted(name.removeprefix("apply:") for name in ci if name.startswith("apply:")) == sorted(declared)
 
 
 def test_job_scripts_plan_apply_and_drift_each_environment(tmp_path: Path) -> None:
-    """validate (every environment), then per matrix entry plan -> apply of that plan -> drift, each
-    job's own script against its environment's sandbox: both converge to their own values."""
+    """The project's own jobs on its example: validate (every environment); per environment a merge
+    request's plan (no secrets), then the default branch's plan and the applies in order, then the
+    schedule's drift, each job's own script against its environment's sandbox: both converge to their
+    own values. The record stays a local file here instead of GitLab-managed Terraform state."""
+    from helpers.gitlab_ci import Runner
+
     from reconciler.model import derive_connector_id
     from reconciler.sandbox import Sandbox
     from reconciler.sandbox.server import running
 
     ci = _pipeline()
+    assert ci[".kcr"]["variables"].pop("KCR_RECORD_GITLAB_STATE") == "kcr-record-$KCR_ENV"
     repo = tmp_path / "repo"
     shutil.copytree(ROOT / "connectors", repo / "connectors")
     shutil.copy(ROOT / "kcr.yaml", repo / "kcr.yaml")
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "kcr").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m reconciler "$@"\n')
-    (bindir / "kcr").chmod(0o755)
-
-    proc = _run_job(ci, "validate", repo, _job_env(ci, "validate", bindir))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert json.loads((repo / "validate.json").read_text())["environments"] == ["production", "staging"]
-
     spaces = {"spaces": ["default", "observability", "security-team"]}
     sandboxes = {"staging": Sandbox.from_seed(spaces), "production": Sandbox.from_seed(spaces)}
+
+    def secrets(env_name: str) -> dict[str, str]:
+        values = {name: f"CANARY-{name.lower()}-{env_name}" for name in SECRET_VARS}
+        return {name: f"https://hooks.example.com/{v}" if name.endswith("_URL") else v for name, v in values.items()}
+
     with running(sandboxes["staging"]) as staging_url, running(sandboxes["production"]) as production_url:
         urls = {"staging": staging_url, "production": production_url}
-        for name in ci[".kcr"]["parallel"]["matrix"][0]["KCR_ENV"]:
-            env = _job_env(ci, "plan", bindir, KCR_ENV=name, KIBANA_URL=urls[name],
-                           KCR_RECORD=str(tmp_path / f"record-{name}.json"))
-            proc = _run_job(ci, "plan", repo, env)
+        scoped = {name: {"KIBANA_URL": urls[name], "KIBANA_API_KEY": "read", "KIBANA_APPLY_API_KEY": "all",
+                         "KCR_RECORD": str(tmp_path / f"record-{name}.json"), **secrets(name)} for name in urls}
+
+        def runner(kind: str) -> Runner:
+            return Runner(ci, repo, tmp_path / kind.replace(" ", "-"), kind,
+                          project={"KCR_FINGERPRINT_KEY": "CANARY-fingerprint-key"}, scoped=scoped,
+                          protected=frozenset({*SECRET_VARS, "KIBANA_APPLY_API_KEY", "KCR_FINGERPRINT_KEY"}),
+                          secrets=("CANARY",))
+
+        mr = runner("merge request")
+        assert set(mr.created) == {"tests", "validate", "plan: [staging]", "plan: [production]"}
+        proc = mr.run("validate")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert json.loads(mr.artifacts["validate"]["validate.json"])["environments"] == ["production", "staging"]
+        for name in urls:
+            proc = mr.run(f"plan: [{name}]")  # no secret is set in a merge request's pipeline
             assert proc.returncode == 0, proc.stdout + proc.stderr
-            plan = ci["plan"]["artifacts"]
-            for path in _expanded([*plan["paths"], plan["reports"]["terraform"]], name):
-                assert (repo / path).is_file(), path
-                assert "CANARY" not in (repo / path).read_text()
-            assert json.loads((repo / f"plan-{name}.json").read_text())["environment"] == name
-            proc = _run_job(ci, "apply", repo, env)
+            assert json.loads(mr.artifacts[f"plan: [{name}]"][f"plan-{name}.json"])["secrets_checked"] is False
+
+        main = runner("default branch")
+        for name in urls:
+            proc = main.run(f"plan: [{name}]")
             assert proc.returncode == 0, proc.stdout + proc.stderr
-            proc = _run_job(ci, "drift", repo, env)
+            assert sorted(main.artifacts[f"plan: [{name}]"]) == [f"plan-{name}.json", f"plan-{name}.md",
+                                                                  f"tfplan-{name}.json"]
+        for name in ("staging", "production"):
+            proc = main.run(f"apply:{name}")
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+
+        schedule = runner("schedule")
+        assert set(schedule.created) == {"drift: [staging]", "drift: [production]"}
+        for name in urls:
+            proc = schedule.run(f"drift: [{name}]")
             assert proc.returncode == 0, proc.stdout + proc.stderr  # no drift right after apply
-            assert all((repo / p).is_file() for p in _expanded(ci["drift"]["artifacts"]["paths"], name))
+            assert f"drift-{name}.md" in schedule.artifacts[f"drift: [{name}]"]
 
     def named(env_name: str, space: str) -> dict[str, str]:
         return {c["id"]: c["name"] for c in sandboxes[env_name].connectors_in(space)}

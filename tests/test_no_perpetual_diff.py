@@ -241,6 +241,22 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(".xsoar", "minimal", {"url": "https://xsoar.example.com"}, {"apiKey": "CANARY-xsoar"}),
     Variant(".xsoar", "explicit", {"url": "https://xsoar.example.com"},
             {"apiKey": "CANARY-xsoar", "apiKeyID": "7"}),
+    # --- current Kibana main (issue #14): .http and two spec connectors --------------------------------
+    Variant(".http", "no-auth", {"url": "https://api.example.com", "hasAuth": False}),
+    Variant(".http", "basic", {"url": "https://api.example.com"}, UP),
+    Variant(".http", "explicit", {"url": "https://api.example.com", "headers": {"X-Team": "sre"}, "hasAuth": True,
+                                  "authType": "webhook-authentication-basic", "proxyUrl": None,
+                                  "hasProxyAuth": False}, UP),
+    Variant(".http", "oauth2", {"url": "https://api.example.com", "hasAuth": True,
+                                "authType": "webhook-oauth2-client-credentials",
+                                "accessTokenUrl": "https://login.example.com/token", "clientId": "client-1"},
+            {"clientSecret": "CANARY-http-oauth"}),
+    Variant(".slack2", "bearer", None, {"authType": "bearer", "token": "CANARY-slack2"}),
+    Variant(".jira-cloud", "basic", {"subdomain": "acme"},
+            {"authType": "basic", "username": "bot@example.com", "password": "CANARY-jira-cloud"}),
+    Variant(".jira-cloud", "selected", {"subdomain": "acme", "cloudId": "cloud-1",
+                                        "selectedActions": ["createIssue", "addComment"]},
+            {"authType": "basic", "username": "bot@example.com", "password": "CANARY-jira-cloud"}),
 )
 
 

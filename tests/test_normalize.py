@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from helpers.builders import live, spec
+from helpers.builders import live, live_of, spec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -154,10 +154,13 @@ def test_live_key_unknown_to_the_catalogue_is_ignored() -> None:
     assert normalize.config_diffs(s, conn) == ()
 
 
-def test_unknown_type_compares_everything() -> None:
+def test_unknown_type_compares_what_the_files_declare() -> None:
+    """As for a key outside a bundled type's schema: a live key the files do not write is Kibana's."""
     s, conn = pair(".not-a-type", {"a": 1}, {"a": 1, "b": 2})
+    assert normalize.config_diffs(s, conn) == ()
+    s, conn = pair(".not-a-type", {"a": 1}, {"a": 3, "b": 2})
     (d,) = normalize.config_diffs(s, conn)
-    assert (d.path, d.kind) == ("config.b", "removed")
+    assert (d.path, d.kind, d.before, d.after) == ("config.a", "changed", 3, 1)
 
 
 def test_nested_paths_and_quoting() -> None:
@@ -293,3 +296,13 @@ def test_declared_config_has_no_type_defaults() -> None:
     assert "defaultModel" in normalize.desired_config(s)  # the compared form still has Kibana's defaults
     ix = spec("ix", ".index", config={"index": "a", "executionTimeField": None, "n": 2.0})
     assert normalize.declared_config(ix) == {"index": "a", "n": 2}  # canonical: nulls dropped, 2.0 is 2
+
+
+def test_a_type_without_a_schema_compares_only_what_the_files_declare() -> None:
+    """A type kcr does not bundle has no schema to say which keys Kibana fills in: a key the live
+    connector has and the files do not write is Kibana's (no perpetual diff), a declared one still counts."""
+    s = spec("abuse", ".abuseipdb", config={"apiUrl": "https://api.abuseipdb.com/api/v2"})
+    filled = live_of(s, config={"apiUrl": "https://api.abuseipdb.com/api/v2", "maxAgeInDays": 30})
+    assert normalize.config_diffs(s, filled) == ()
+    moved = live_of(s, config={"apiUrl": "https://other.example.com", "maxAgeInDays": 30})
+    assert [d.path for d in normalize.config_diffs(s, moved)] == ["config.apiUrl"]

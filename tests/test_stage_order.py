@@ -22,7 +22,7 @@ RANKS: dict[str, int] = {
                      "secret_backends.env", "secret_backends.file", "secret_backends.guard",
                      "secret_backends.vault"], 1),
     # files -> desired state
-    **dict.fromkeys(["file_problems", "repo_layout", "connector_checks", "desired"], 2),
+    **dict.fromkeys(["file_problems", "repo_layout", "user_types", "connector_checks", "desired"], 2),
     # references -> values
     "secrets": 3,
     # reading Kibana
@@ -38,7 +38,7 @@ RANKS: dict[str, int] = {
     # applying
     **dict.fromkeys(["apply_checks", "record_keeper", "applier", "outputs"], 9),
     # the other commands' stages
-    **dict.fromkeys(["export", "connector_test", "gitlab", "validate", "ci_generate"], 10),
+    **dict.fromkeys(["export", "connector_test", "gitlab", "gitlab_api", "validate", "ci_generate", "init"], 10),
     **dict.fromkeys(["pipeline", "envs_plan"], 11),
     **dict.fromkeys(["cli", "demo", "__main__"], 12),
 }

@@ -12,7 +12,9 @@ spaces plugin checks existence for `/app` paths only): they answer, list only pr
 and a create writes into that space. Only `GET /api/spaces/space/{id}` answers 404 for it. A client
 that must refuse unknown spaces asks the spaces API first, as kcr does.
 
-Versions. The seed's `kibana_version` is what a `kbn-version` request header must equal (core's
+Versions. The seed's `kibana_version` (an exact version, or "8.x"/"9.x" standing for 8.19.0/9.4.0)
+chooses the behaviour line where releases differ (kibana9.py: 9.3 and later answer as 9.x), and is
+what a `kbn-version` request header must equal (core's
 version-check onPostAuth handler, registered after the xsrf one: elastic/kibana
 src/core/packages/http/server-internal/src/lifecycle_handlers.ts). `response_fields: current` (the
 default) answers with what newer releases add: `is_connector_type_deprecated`, connector_types'

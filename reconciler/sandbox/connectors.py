@@ -12,6 +12,7 @@ from typing import Any
 
 from reconciler import catalog
 from reconciler.model import UUID_PATTERN
+from reconciler.sandbox import kibana9
 from reconciler.sandbox import validation as v
 from reconciler.sandbox.collation import collation_key
 from reconciler.sandbox.context import Ctx, not_found, now
@@ -23,7 +24,30 @@ MAX_ACTIONS_RETURNED = 10_000
 _UUID = re.compile(UUID_PATTERN)
 _READABLE_ID = re.compile(r"^[a-z0-9-]+$")
 READABLE_ID_MAX_LENGTH = 64  # CONNECTOR_ID_MAX_LENGTH was not found in Kibana's source; a guess
+# 8.x: action_type_registry.ts list() dropped these two from any feature_id list; 9.x filters on
+# supportedFeatureIds alone (x-pack/platform/plugins/shared/actions/server/action_type_registry.ts list()),
+# which lists them under `endpointSecurity`.
 _HIDDEN_FROM_FEATURE_LISTS = frozenset({".sentinelone", ".crowdstrike"})
+# `subFeature: 'endpointSecurity'` in each type's registration (stack_connectors/server/connector_types/
+# sentinelone, crowdstrike, microsoft_defender_endpoint); read from the catalogue once it carries it.
+_SUB_FEATURES = {".sentinelone": "endpointSecurity", ".crowdstrike": "endpointSecurity",
+                 ".microsoft_defender_endpoint": "endpointSecurity"}
+
+
+def line(settings: Settings) -> str:
+    """The behaviour line the seed's kibana_version selects (kibana9)."""
+    return kibana9.line_of(settings.kibana_version)
+
+
+def type_deprecated(type_id: str) -> bool:
+    """action_type_registry.ts isDeprecated: the registered type's own `isDeprecated` (false for an
+    unregistered type); the catalogue's `is_deprecated` when it carries one."""
+    ct = catalog.get(type_id)
+    return bool(getattr(ct, "is_deprecated", False)) if ct is not None else False
+
+
+def sub_feature(ct: catalog.ConnectorType) -> str | None:
+    return getattr(ct, "sub_feature", None) or _SUB_FEATURES.get(ct.id)
 
 
 # ---- connector shapes -------------------------------------------------------------------------
@@ -34,8 +58,8 @@ def _is_deprecated(type_id: str, config: Mapping[str, Any]) -> bool:
 
 
 def connector_json(rec: Mapping[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    """The create/get/update shape. Newer releases add `is_connector_type_deprecated` (false for every
-    type the catalogue holds; the actions plugin's transform_connector_response v1)."""
+    """The create/get/update shape. Newer releases add `is_connector_type_deprecated`, the type
+    registry's isDeprecated (the actions plugin's transform_connector_response v1)."""
     out = {
         "id": rec["id"],
         "name": rec["name"],
@@ -47,7 +71,7 @@ def connector_json(rec: Mapping[str, Any], settings: Settings | None = None) -> 
         "is_system_action": False,
     }
     if settings is None or settings.current_fields:
-        out["is_connector_type_deprecated"] = False
+        out["is_connector_type_deprecated"] = type_deprecated(rec["connector_type_id"])
     return out
 
 
@@ -61,7 +85,7 @@ def preconfigured_json(p: Preconfigured, settings: Settings | None = None) -> di
         "is_deprecated": _is_deprecated(p.type, p.config),
     }
     if settings is None or settings.current_fields:
-        out["is_connector_type_deprecated"] = False
+        out["is_connector_type_deprecated"] = type_deprecated(p.type)
     return out
 
 
@@ -78,7 +102,7 @@ def _check_enabled(settings: Settings, type_id: str) -> None:
         raise HttpError(
             403, f'action type "{type_id}" is not enabled in the Kibana config xpack.actions.enabledActionTypes'
         )
-    ct = catalog.get(type_id)
+    ct = catalog.get(type_id) or settings.extra_types.get(type_id)
     if ct is not None and not catalog.license_allows(settings.license, ct.minimum_license):
         raise HttpError(
             403,
@@ -87,8 +111,8 @@ def _check_enabled(settings: Settings, type_id: str) -> None:
         )
 
 
-def _registered(type_id: str) -> catalog.ConnectorType:
-    ct = catalog.get(type_id)
+def _registered(type_id: str, settings: Settings | None = None) -> catalog.ConnectorType:
+    ct = catalog.get(type_id) or (settings.extra_types.get(type_id) if settings is not None else None)
     if ct is None:
         raise HttpError(400, f'Action type "{type_id}" is not registered.')
     return ct
@@ -96,11 +120,14 @@ def _registered(type_id: str) -> catalog.ConnectorType:
 
 def _validated(ctx: Ctx, type_id: str, config: Mapping[str, Any], secrets: Mapping[str, Any]) -> tuple[dict[str, Any],
                                                                                                      dict[str, Any]]:
+    if type_id in ctx.settings.extra_types:  # a seed's extra type: no schema to validate against
+        return dict(config), dict(secrets)
     hosts = ctx.settings.allowed_hosts
     current = ctx.settings.current_fields
-    v.check_config_values(type_id, config)
-    valid_config = v.validate_part(type_id, "config", config, hosts, current=current)
-    valid_secrets = v.validate_part(type_id, "secrets", secrets, hosts, current=current)
+    ln = line(ctx.settings)
+    v.check_config_values(type_id, config, ln)
+    valid_config = v.validate_part(type_id, "config", config, hosts, current=current, line=ln)
+    valid_secrets = v.validate_part(type_id, "secrets", secrets, hosts, current=current, line=ln)
     v.validate_connector(type_id, config, valid_config, valid_secrets, secrets)
     return valid_config, valid_secrets
 
@@ -116,12 +143,15 @@ def _reject_unknown_query(ctx: Ctx, known: frozenset[str]) -> None:
 
 # Kibana lists connector types in registration order (stack_connectors' registerConnectorTypes), the
 # order of the catalogue's source (shared/kibana/connector-types.json); catalogue types not named here
-# follow in id order.
+# follow in id order. Spec connectors (`.slack2`, `.jira-cloud`) are virtual types the registry lists
+# in the place of the one action type that serves them (action_type_registry.ts list()), put last here;
+# the places of `.http` and of the system types (never listed) were not read from Kibana: a guess.
 TYPE_ORDER = (
     ".email", ".slack", ".slack_api", ".pagerduty", ".jira", ".servicenow", ".servicenow-sir", ".servicenow-itom",
-    ".webhook", ".cases-webhook", ".index", ".server-log", ".opsgenie", ".teams", ".gen-ai", ".bedrock", ".gemini",
-    ".inference", ".crowdstrike", ".sentinelone", ".microsoft_defender_endpoint", ".thehive", ".tines", ".torq",
-    ".swimlane", ".resilient", ".d3security", ".xmatters", ".jira-service-management", ".xsoar", ".mcp", ".cases",
+    ".webhook", ".http", ".cases-webhook", ".index", ".server-log", ".opsgenie", ".teams", ".gen-ai", ".bedrock",
+    ".gemini", ".inference", ".crowdstrike", ".sentinelone", ".microsoft_defender_endpoint", ".thehive", ".tines",
+    ".torq", ".swimlane", ".resilient", ".d3security", ".xmatters", ".jira-service-management", ".xsoar", ".mcp",
+    ".cases", ".http-system", ".observability-ai-assistant", ".slack2", ".jira-cloud",
 )
 
 
@@ -133,11 +163,12 @@ def _registration_order() -> list[catalog.ConnectorType]:
 def list_types(ctx: Ctx, _: dict[str, str]) -> SandboxResponse:
     _reject_unknown_query(ctx, frozenset({"feature_id"}))
     feature = ctx.query.get("feature_id", [None])[-1]
+    hidden = _HIDDEN_FROM_FEATURE_LISTS if line(ctx.settings) == kibana9.LINE_8 else frozenset()
     out = []
-    for ct in _registration_order():
+    for ct in [*_registration_order(), *ctx.settings.extra_types.values()]:
         if ct.is_system_action:
             continue
-        if feature is not None and (feature not in ct.supported_feature_ids or ct.id in _HIDDEN_FROM_FEATURE_LISTS):
+        if feature is not None and (feature not in ct.supported_feature_ids or ct.id in hidden):
             continue
         in_config = ctx.settings.type_enabled_in_config(ct.id)
         in_license = catalog.license_allows(ctx.settings.license, ct.minimum_license)
@@ -153,9 +184,12 @@ def list_types(ctx: Ctx, _: dict[str, str]) -> SandboxResponse:
         }
         if ctx.settings.current_fields:
             # action_type_registry.ts list(): `source: actionType.source || 'stack'`, `isDeprecated:
-            # !!actionType.isDeprecated`; sub_feature, description, allow_multiple_system_actions and
-            # is_experimental are undefined for these stack types, so the v1 transform omits them.
-            item.update(source="stack", is_deprecated=False)
+            # !!actionType.isDeprecated`, `subFeature: actionType.subFeature`; description,
+            # allow_multiple_system_actions and is_experimental are undefined for these stack types,
+            # so the v1 transform omits them (as it omits an undefined sub_feature).
+            item.update(source="stack", is_deprecated=type_deprecated(ct.id))
+            if (sub := sub_feature(ct)) is not None:
+                item["sub_feature"] = sub
         out.append(item)
     return json_response(200, out)
 
@@ -217,7 +251,7 @@ def create_connector(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
         raise HttpError(400, f"System action creation is forbidden. Action type: {type_id}.")
     if id is not None and id in ctx.settings.preconfigured:
         raise HttpError(400, f"This {id} already exists in a preconfigured action.")
-    _registered(type_id)
+    _registered(type_id, ctx.settings)
     config, secrets = _validated(ctx, type_id, body["config"], body["secrets"])
     _check_enabled(ctx.settings, type_id)
     if id is None:
@@ -241,7 +275,7 @@ def update_connector(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
         raise HttpError(400, f"Preconfigured action {id} can not be updated.")
     rec = _record_in_space(ctx, id)
     type_id = rec["connector_type_id"]
-    _registered(type_id)
+    _registered(type_id, ctx.settings)
     config, secrets = _validated(ctx, type_id, body["config"], body["secrets"])
     _check_enabled(ctx.settings, type_id)
     rec.update(name=body["name"], config=config, secrets=secrets, is_missing_secrets=False)
@@ -274,7 +308,13 @@ def execute_connector(ctx: Ctx, p: dict[str, str]) -> SandboxResponse:
     _registered(type_id)
     _check_enabled(ctx.settings, type_id)
     # The executor validates params after the enabled check; failures are a 200 with status "error".
-    result = execute_result(id, type_id, config, body["params"])
+    from reconciler.sandbox import subactions  # sub-action framework and typed-params types
+
+    if subactions.handles(type_id):
+        result = subactions.execute_result(id, type_id, body["params"], ctx.settings.kibana_version,
+                                           _registered(type_id).name)
+    else:
+        result = execute_result(id, type_id, config, body["params"])
     if result["status"] == "ok":
         ctx.store.executions.append({"connector_id": id, "space": ctx.space, "connector_type_id": type_id,
                                      "params": body["params"], "at": now()})

@@ -17,6 +17,7 @@ from typing import Any
 from reconciler import catalog
 from reconciler.errors import ConfigError, Problem
 from reconciler.file_problems import FileChecker, file_validator
+from reconciler.sandbox import kibana9
 from reconciler.sandbox.store import (
     DEFAULT_KIBANA_VERSION,
     Faults,
@@ -69,6 +70,9 @@ def _cross_check(seed: Mapping[str, Any], checker: FileChecker) -> None:
     """Spaces must be declared; connector ids are global across spaces and must not be a preconfigured
     connector's; rule ids are unique."""
     space_ids = tuple(_spaces(_given(seed, "spaces", [])))
+    for type_id in _given(seed, "extra_types", {}):
+        if catalog.get(type_id) is not None:
+            checker.add(f"extra_types.{type_id}", f"extra_types: {type_id!r} is a type of kcr's catalogue already")
     preconfigured = set(_given(seed, "preconfigured", {}))
     for kind in ("connectors", "rules"):
         seen: set[str] = set()
@@ -134,9 +138,18 @@ def _settings(seed: Mapping[str, Any]) -> Settings:
             drop_rate=float(_given(faults, "drop_rate", 0)),
             seed=int(_given(faults, "seed", 1)),
         ),
-        kibana_version=_given(seed, "kibana_version", DEFAULT_KIBANA_VERSION),
+        kibana_version=kibana9.resolve_version(_given(seed, "kibana_version", DEFAULT_KIBANA_VERSION)),
         response_fields=_given(seed, "response_fields", "current"),
+        extra_types={str(t): _extra_type(str(t), raw or {}) for t, raw in _given(seed, "extra_types", {}).items()},
     )
+
+
+def _extra_type(type_id: str, raw: Mapping[str, Any]) -> catalog.ConnectorType:
+    """A type registered beyond kcr's catalogue, with open schemas (the sandbox validates nothing of it)."""
+    return catalog.ConnectorType(
+        id=type_id, name=_given(raw, "name", type_id), minimum_license=_given(raw, "minimum_license", "basic"),
+        supported_feature_ids=tuple(_given(raw, "supported_feature_ids", ["alerting"])), is_system_action=False,
+        config_schema={"type": "object"}, secrets_schema={"type": "object"}, allowed_hosts_checked=(), notes=())
 
 
 def _store(seed: Mapping[str, Any]) -> Store:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler import catalog
 from reconciler.errors import ConfigError
 from reconciler.files import write_atomic
 
@@ -63,6 +64,9 @@ class Settings:
     # the `elastic-api-version` response header); "legacy" is the 8.x shape without them.
     kibana_version: str = DEFAULT_KIBANA_VERSION
     response_fields: str = "current"
+    # Types this Kibana registers beyond kcr's catalogue (seed `extra_types`): listed, and accepted with
+    # any config and secrets objects (no schema is known for them).
+    extra_types: Mapping[str, catalog.ConnectorType] = field(default_factory=dict)
 
     @property
     def current_fields(self) -> bool:

@@ -4,7 +4,9 @@
    `[request body.<path>]: <reason>`; unknown keys and blank strings are refused.
 2. The connector type's config and secrets: the JSON Schemas of schemas/types (via `catalog`) in
    config-schema's words, then Kibana's per-type rules (`reconciler.type_rules`, which `kcr validate`
-   reads too): `error validating action type config|secrets|connector: <detail>`.
+   reads too): `error validating action type config|secrets|connector: <detail>`. In the 9.x line
+   (`kibana9`: the zod schemas of Kibana 9.3+) config and secrets are `connector type`, the schema's
+   detail is zod's (every failing field), and allowedHosts refusals are wrapped as each type wraps them.
 
 The rules are the product's; this module only turns their first finding into Kibana's 400 and adds
 what only a server does (the stored form of a config). Messages never quote a submitted value: a
@@ -12,12 +14,14 @@ secret would travel back into a client's error text."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from reconciler import catalog, type_rules
 from reconciler.jsurl import js_trim
+from reconciler.sandbox import kibana9
 from reconciler.sandbox.http import HttpError
 
 _MISSING: Any = object()
@@ -148,58 +152,137 @@ def _detail(error: Any) -> str:
     return f"[{path}]: failed validation ({validator})"
 
 
-def _schema_errors(type_id: str, part: str, filled: Mapping[str, Any]) -> list[Any]:
+def _schema_errors(type_id: str, part: str, filled: Mapping[str, Any], line: str) -> list[Any]:
     errors = list(catalog.validator(type_id, part).iter_errors(filled))
     if catalog.family(type_id) == catalog.WEBHOOKS and part == "config":
         # Kibana's webhook validator checks "authType with hasAuth false" after the URL checks, in its
         # own words (type_rules' after-hosts rules); the catalogue's if/then must not pre-empt it.
         errors = [e for e in errors if list(e.absolute_path) != ["authType"] or e.validator != "type"]
+        if line == kibana9.LINE_9 and type_id == ".webhook":
+            # 9.x: the OAuth2 fields are optional in the zod schema; the custom validator names the
+            # missing ones after the URL checks (`_webhook_oauth2`).
+            errors = [e for e in errors if not _oauth2_field_error(e)]
     if (type_id, part) == (".gen-ai", "secrets") and isinstance(filled, Mapping):
         errors = [e for e in errors if list(e.absolute_path) or e.validator != "anyOf"]
     return errors
 
 
+def _oauth2_field_error(error: Any) -> bool:
+    path = list(error.absolute_path)
+    return (error.validator == "required" and set(error.validator_value) == set(_OAUTH2_FIELDS)) or \
+        (bool(path) and path[0] in _OAUTH2_FIELDS and error.validator == "minLength")
 
 
-def _refuse(findings: Sequence[type_rules.Finding]) -> None:
+# webhook/index.test.ts (Kibana main), describe('OAuth2 Client Credentials')
+_OAUTH2 = "webhook-oauth2-client-credentials"
+_OAUTH2_FIELDS = {"accessTokenUrl": "Access Token URL", "clientId": "Client ID"}
+_WEBHOOK_SECRETS = ("must specify one of the following schemas: user and password; crt and key (with optional "
+                    "password); pfx (with optional password); or clientSecret (for OAuth2)")
+_WEBHOOK_CONFIG = "error validation webhook action config"
+
+
+def _webhook_oauth2(config: Mapping[str, Any], line: str) -> str | None:
+    """The webhook validator's OAuth2 client-credentials checks (webhook/index.test.ts: the missing
+    fields, then `additionalFields`, which must be the JSON text of a non-empty object)."""
+    if config.get("authType") != _OAUTH2:
+        return None
+    missing = [f"{label} ({key})" for key, label in _OAUTH2_FIELDS.items() if not config.get(key)]
+    if missing and line == kibana9.LINE_9:
+        # Kibana's test names both fields ("... fields"); the wording for one alone was not seen.
+        return f"{_WEBHOOK_CONFIG}: missing {', '.join(missing)} field{'s' if len(missing) > 1 else ''}"
+    extra = config.get("additionalFields")
+    if isinstance(extra, str):
+        try:
+            parsed = json.loads(extra)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or not parsed:
+            return f"{_WEBHOOK_CONFIG}: additionalFields must be a non-empty JSON object."
+    return None
+
+
+_SN_OAUTH_CONFIG = ("clientId", "userIdentifierValue", "jwtKeyId")
+
+
+def _servicenow_auth(part: str, value: Mapping[str, Any]) -> str | None:
+    """ServiceNow's own auth messages, in place of the schema's (servicenow_sir.ts API test, 'OAuth
+    connector with missing fields' and 'without secrets'; the same validators serve every ServiceNow type)."""
+    if part == "config":
+        if value.get("isOAuth") is True:
+            for key in _SN_OAUTH_CONFIG:
+                if not value.get(key):
+                    return f"{key} must be provided when isOAuth = true"
+        return None
+    if bool(value.get("clientSecret")) != bool(value.get("privateKey")):
+        return "clientSecret and privateKey must both be specified"
+    if not (value.get("username") and value.get("password")) and not value.get("clientSecret"):
+        return "Either basic auth or OAuth credentials must be specified"
+    return None
+
+
+def _schema_refusal(type_id: str, part: str, errors: list[Any], line: str,
+                    filled: Mapping[str, Any] | None = None) -> str:
+    if catalog.family(type_id) == catalog.SERVICENOW and filled is not None \
+            and (detail := _servicenow_auth(part, filled)) is not None:
+        return detail
+    if type_id == ".webhook" and part == "secrets" and any(e.validator == "anyOf" and not list(e.absolute_path)
+                                                          for e in errors):
+        # webhook secrets schema's object-level check (webhook/index.test.ts), one message in both lines
+        return _WEBHOOK_SECRETS
+    if line == kibana9.LINE_9:
+        ct = catalog.get(type_id)
+        order = list((ct.schema(part).get("properties") or {}) if ct else ())
+        return kibana9.zod_detail(errors, order)
+    import jsonschema.exceptions  # deferred: only failures pay for it
+
+    return _detail(jsonschema.exceptions.best_match(errors))
+
+
+def _refuse(findings: Sequence[type_rules.Finding], type_id: str = "", line: str = kibana9.LINE_8,
+            secret_url: str | None = None) -> None:
     """Kibana answers the first rule broken with a 400 in its words (each step returns at most one)."""
     if findings:
-        raise HttpError(400, findings[0].message)
+        message = findings[0].message
+        if line == kibana9.LINE_9:
+            message = kibana9.wrap_hosts(type_id, kibana9.reprefix(message, line), secret_url)
+        raise HttpError(400, message)
 
 
 def validate_part(type_id: str, part: str, value: Mapping[str, Any], allowed_hosts: Sequence[str],
-                  *, current: bool = True) -> dict[str, Any]:
+                  *, current: bool = True, line: str = kibana9.LINE_8) -> dict[str, Any]:
     """Config or secrets as Kibana stores them (defaults filled), or a 400 with Kibana's prefix.
-    `current` adds the defaults newer releases store (webhook `authType`)."""
+    `current` adds the defaults newer releases store (webhook `authType`); `line` words the refusal."""
     filled = catalog.with_defaults(type_id, part, value)
-    errors = _schema_errors(type_id, part, filled)
+    errors = _schema_errors(type_id, part, filled, line)
     if errors:
-        import jsonschema.exceptions  # deferred: only failures pay for it
+        raise HttpError(400, f"{kibana9.prefix(line, part)}: {_schema_refusal(type_id, part, errors, line, filled)}")
+    secret_url = filled.get("webhookUrl") if part == "secrets" else None
+    _refuse(type_rules.part_rules(type_id, part, filled, allowed_hosts), type_id, line,
+            secret_url if isinstance(secret_url, str) else None)
+    if type_id == ".webhook" and part == "config" and (detail := _webhook_oauth2(filled, line)):
+        raise HttpError(400, f"{kibana9.prefix(line, part)}: {detail}")
+    return _stored(type_id, part, filled, current=current, line=line)
 
-        best = jsonschema.exceptions.best_match(errors)
-        raise HttpError(400, f"error validating action type {part}: {_detail(best)}")
-    _refuse(type_rules.part_rules(type_id, part, filled, allowed_hosts))
-    return _stored(type_id, part, filled, current=current)
 
-
-def _stored(type_id: str, part: str, filled: dict[str, Any], *, current: bool) -> dict[str, Any]:
+def _stored(type_id: str, part: str, filled: dict[str, Any], *, current: bool, line: str) -> dict[str, Any]:
     """What Kibana saves of a valid config: unknown keys dropped where its schema is not strict (zod
-    without .strict()), and the webhook `authType` newer releases fill in."""
+    without .strict()), and the webhook `authType` that 8.x releases with the field fill in."""
     ct = catalog.get(type_id)
     if part == "config" and ct is not None and ct.strips_unknown:
         known = set(ct.config_schema.get("properties") or {})
         filled = {k: v for k, v in filled.items() if k in known}
-    if current and part == "config" and catalog.family(type_id) == catalog.WEBHOOKS \
+    if current and line == kibana9.LINE_8 and part == "config" and catalog.family(type_id) == catalog.WEBHOOKS \
             and filled.get("hasAuth") is True and "authType" not in filled:
-        # Newer releases store basic auth for `hasAuth: true` with no authType (webhook.ts API tests
-        # expect `authType: 'webhook-authentication-basic'` in the created config).
+        # Releases with config-schema store basic auth for `hasAuth: true` with no authType (webhook.ts
+        # API tests expect `authType: 'webhook-authentication-basic'`); 9.x's zod schema
+        # (kbn-connector-schemas) declares authType optional with no default, so nothing is stored.
         filled["authType"] = "webhook-authentication-basic"
     return filled
 
 
-def check_config_values(type_id: str, raw_config: Mapping[str, Any]) -> None:
+def check_config_values(type_id: str, raw_config: Mapping[str, Any], line: str = kibana9.LINE_8) -> None:
     """Config rules the JSON Schema leaves open (a free-string field with a closed set of values)."""
-    _refuse(type_rules.closed_values(type_id, raw_config))
+    _refuse(type_rules.closed_values(type_id, raw_config), type_id, line)
 
 
 def validate_connector(type_id: str, raw_config: Mapping[str, Any], config: Mapping[str, Any],
