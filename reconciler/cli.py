@@ -7,115 +7,31 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler import __version__
+from reconciler import __version__, cli_team
+from reconciler.cli_options import (
+    Globals,
+    all_envs_options,
+    common_options,
+    echo_text,
+    plan_exit,
+    plan_options,
+    selective,
+    use_color,
+)
 from reconciler.errors import ConfigError, ExitCode, ReconcilerError
 
 if TYPE_CHECKING:
     from reconciler.pipeline import Session
     from reconciler.plan import Plan
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass
-class Globals:
-    """What a process gives every command: the environment and Kibana's transport (passed in, so tests
-    can call main()), and whether an internal error shows its traceback (KCR_DEBUG)."""
-
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    transport: Any = None  # an httpx transport for Kibana (tests, the demo); None: the network
-    debug: bool = False
-
-
-_pass_globals = click.make_pass_decorator(Globals, ensure=True)
-
-
-def _common(f: Callable[..., int]) -> Callable[..., int]:
-    """--dir, --space, --kibana-url and -v on every command that reads the repository or Kibana; the
-    command receives them, with the process's environment, as one Session."""
-
-    @functools.wraps(f)
-    def command(*args: Any, root: Path | None, spaces: tuple[str, ...], kibana_url: str | None, verbose: int,
-                environment: str | None, **kwargs: Any) -> int:
-        from reconciler.environments import asked
-        from reconciler.pipeline import Session
-
-        g: Globals = click.get_current_context().ensure_object(Globals)
-        _logging(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-        session = Session(root=root or Path("."), env=g.env, spaces=tuple(spaces), kibana_url=kibana_url,
-                          transport=g.transport, environment_name=asked(environment, g.env))
-        return f(session, *args, **kwargs)
-
-    options = [
-        click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="The repository (default: the current directory)."),
-        click.option("--space", "spaces", multiple=True, help="Limit the work to this space (repeatable)."),
-        click.option("--env", "environment", default=None, metavar="NAME",
-                     help="The kcr.yaml environment to work on (default: $KCR_ENV)."),
-        click.option("--kibana-url", default=None, help="Kibana's URL (default: $KIBANA_URL or $KIBANA_ENDPOINT)."),
-        click.option("-v", "--verbose", count=True,
-                     help="Log every request and apply result to stderr (-vv: debug). Never secrets."),
-    ]
-    return functools.reduce(lambda g, option: option(g), options, command)
-
-
-def _selective(f: Callable[..., int]) -> Callable[..., int]:
-    """--target and --exclude (under @_common): the Session carries them as one Selection."""
-
-    @functools.wraps(f)
-    def command(s: Session, *args: Any, target: tuple[str, ...], exclude: tuple[str, ...], **kwargs: Any) -> int:
-        from reconciler.selection import Selection
-
-        return f(replace(s, selection=Selection.of(target, exclude)), *args, **kwargs)
-
-    glob = " (repeatable; KEY, ID, SPACE/KEY, SPACE/ID or a glob of them)"
-    command = click.option("--exclude", multiple=True, metavar="KEY|ID|GLOB",
-                           help="Leave this connector alone" + glob + ".")(command)
-    return click.option("--target", multiple=True, metavar="KEY|ID|GLOB",
-                        help="Plan only this connector" + glob + ".")(command)
-
-
-class _KcrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """kcr's own stderr handler (one, whatever the number of commands a process runs)."""
-
-
-def _logging(level: int) -> None:
-    """Warnings (a stale lock taken over, TLS verification off) always reach stderr; -v adds requests."""
-    logger = logging.getLogger("kcr")
-    for old in [h for h in logger.handlers if isinstance(h, _KcrHandler)]:
-        logger.removeHandler(old)
-    handler = _KcrHandler(sys.stderr)
-    handler.setLevel(level)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(min(level, logger.level or logging.WARNING))
-
-
-def _out(text: str) -> None:
-    click.echo(text, nl=not text.endswith("\n"))
-
-
-def _color(session: Session, no_color: bool) -> bool:
-    return not no_color and sys.stdout.isatty() and "NO_COLOR" not in session.env
-
-
-def _plan_exit(plan: Plan, detailed: bool) -> int:
-    if plan.has_errors:
-        return ExitCode.ERROR
-    if detailed and plan.has_changes:
-        return ExitCode.CHANGES
-    return ExitCode.OK
-
 
 # --- commands ---------------------------------------------------------------------------------------------
 
@@ -132,7 +48,7 @@ def cli() -> None:
 
 
 @cli.command(short_help="Check the repository offline.")
-@_common
+@common_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.option("--resolve-secrets", is_flag=True, help="Also resolve every secret reference (reads env, files, Vault).")
 @click.option("--allow-plaintext-secrets", is_flag=True, help="Local experiments only: literal secrets warn.")
@@ -150,7 +66,7 @@ def validate(s: Session, fmt: str, resolve_secrets: bool, allow_plaintext_secret
 
 
 @cli.command(short_help="List connector types, licences, required keys.")
-@_common
+@common_options
 @click.option("--live", is_flag=True, help="Also ask Kibana (GET connector_types): enabled, licence.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def types(s: Session, live: bool, fmt: str) -> int:
@@ -180,31 +96,6 @@ def types(s: Session, live: bool, fmt: str) -> int:
     return ExitCode.OK
 
 
-def _plan_options(f: F) -> F:
-    f = click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
-                     help="What to print on stdout.")(f)
-    f = click.option("--gitlab-report", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="Write GitLab's MR-widget report (artifacts:reports:terraform).")(f)
-    f = click.option("--markdown-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="Also write the Markdown rendering (for an MR comment).")(f)
-    f = click.option("--no-color", is_flag=True, help="Plain text even on a terminal.")(f)
-    f = click.option("--sync-secrets", is_flag=True, help="Plan an update of every connector's secrets.")(f)
-    f = click.option("--no-secrets", is_flag=True,
-                     help="Compare types, names and config only; resolve no secret (for MR pipelines). "
-                          "Such a plan cannot be applied.")(f)
-    f = click.option("--allow-plaintext-secrets", is_flag=True,
-                     help="Local experiments only: literal secrets warn (and never reach a saved plan).")(f)
-    return f
-
-
-def _all_envs_options(f: F) -> F:
-    f = click.option("--env-parallelism", type=click.IntRange(1, 64), default=None, metavar="N",
-                     help="With --all-envs: plan at most N environments at a time (default 8).")(f)
-    return click.option("--all-envs", is_flag=True,
-                        help="Plan every kcr.yaml environment (each with its own Kibana URL) into one report, "
-                             "a section per environment; exit 1 if any errored.")(f)
-
-
 def _plan_all_envs(s: Session, all_envs: bool, parallelism: int | None, *, fmt: str, gitlab_report: Path | None,
                    markdown_out: Path | None, color: bool, out: Path | None, sync_secrets: bool, no_secrets: bool,
                    allow_plaintext_secrets: bool, detailed: bool,
@@ -224,20 +115,20 @@ def _plan_all_envs(s: Session, all_envs: bool, parallelism: int | None, *, fmt: 
                                 parallelism=parallelism or envs_plan.DEFAULT_PARALLELISM)
     result = envs_plan.plan_all(replace(s, environment_name=None), options)
     envs_plan.write_reports(result, gitlab_report, markdown_out)
-    _out(envs_plan.view(result, fmt, color))
+    echo_text(envs_plan.view(result, fmt, color))
     if then is not None:
         then([(o.name, o.plan if o.error is None else None) for o in result.outcomes])
     return result.exit_code(detailed)
 
 
 @cli.command(short_help="Show what apply would change in Kibana.")
-@_common
-@_selective
-@_plan_options
+@common_options
+@selective
+@plan_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save the plan as JSON for `kcr apply PLAN`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (0 none, 1 error).")
-@_all_envs_options
+@all_envs_options
 def plan(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path | None, no_color: bool,
          sync_secrets: bool, no_secrets: bool, allow_plaintext_secrets: bool, out: Path | None,
          detailed_exitcode: bool, all_envs: bool, env_parallelism: int | None) -> int:
@@ -246,22 +137,22 @@ def plan(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path | 
 
     if all_envs or env_parallelism is not None:
         return _plan_all_envs(s, all_envs, env_parallelism, fmt=fmt, gitlab_report=gitlab_report,
-                              markdown_out=markdown_out, color=_color(s, no_color), out=out, sync_secrets=sync_secrets,
-                              no_secrets=no_secrets, allow_plaintext_secrets=allow_plaintext_secrets,
-                              detailed=detailed_exitcode)
+                              markdown_out=markdown_out, color=use_color(s, no_color), out=out,
+                              sync_secrets=sync_secrets, no_secrets=no_secrets,
+                              allow_plaintext_secrets=allow_plaintext_secrets, detailed=detailed_exitcode)
     planned = pipeline.make_plan(s, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets,
                                  check_secrets=not no_secrets)
     key = s.fingerprint_key
     outputs.write_reports(planned.plan, out, gitlab_report, markdown_out, key=key)
-    _out(outputs.plan_view(planned.plan, fmt, _color(s, no_color), key=key))
-    return _plan_exit(planned.plan, detailed_exitcode)
+    echo_text(outputs.plan_view(planned.plan, fmt, use_color(s, no_color), key=key))
+    return plan_exit(planned.plan, detailed_exitcode)
 
 
 @cli.command(short_help="Plan for cron: exit 2 when Kibana drifted.")
-@_common
-@_selective
-@_plan_options
-@_all_envs_options
+@common_options
+@selective
+@plan_options
+@all_envs_options
 @click.option("--gitlab-issue", is_flag=True,
               help="Keep one GitLab issue per environment open while drift stands (the Markdown report), and "
                    "close it once drift is gone (needs KCR_GITLAB_TOKEN; exit codes unchanged).")
@@ -277,16 +168,16 @@ def drift(s: Session, fmt: str, gitlab_report: Path | None, markdown_out: Path |
                           "gone: drop --space/--target/--exclude")
     if all_envs or env_parallelism is not None:
         return _plan_all_envs(s, all_envs, env_parallelism, fmt=fmt, gitlab_report=gitlab_report,
-                              markdown_out=markdown_out, color=_color(s, no_color), out=None, sync_secrets=sync_secrets,
-                              no_secrets=no_secrets, allow_plaintext_secrets=allow_plaintext_secrets, detailed=True,
-                              then=issues)
+                              markdown_out=markdown_out, color=use_color(s, no_color), out=None,
+                              sync_secrets=sync_secrets, no_secrets=no_secrets,
+                              allow_plaintext_secrets=allow_plaintext_secrets, detailed=True, then=issues)
     planned = pipeline.make_plan(s, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets,
                                  check_secrets=not no_secrets)
     outputs.write_reports(planned.plan, None, gitlab_report, markdown_out)
-    _out(outputs.plan_view(planned.plan, fmt, _color(s, no_color)))
+    echo_text(outputs.plan_view(planned.plan, fmt, use_color(s, no_color)))
     if issues is not None:
         issues([(planned.plan.environment, planned.plan)])
-    return _plan_exit(planned.plan, detailed=True)
+    return plan_exit(planned.plan, detailed=True)
 
 
 def _drift_issues(env: Mapping[str, str], plans: Sequence[tuple[str | None, Plan | None]]) -> None:
@@ -306,8 +197,8 @@ def _drift_issues(env: Mapping[str, str], plans: Sequence[tuple[str | None, Plan
 
 
 @cli.command(short_help="Apply a saved plan, or plan and apply.")
-@_common
-@_selective
+@common_options
+@selective
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (CI).")
 @click.option("--parallelism", type=click.IntRange(1, 64), default=4, show_default=True)
@@ -348,7 +239,7 @@ def _apply(s: Session, plan_file: Path | None, *, auto_approve: bool, parallelis
     from reconciler import outputs, pipeline, render
     from reconciler.apply_report import ApplyReport, exit_code
 
-    color = _color(s, no_color)
+    color = use_color(s, no_color)
     if plan_file is not None:
         if s.spaces:
             raise ConfigError("a saved plan is applied whole: --space limits planning (`kcr plan --space ... --out`)")
@@ -358,7 +249,7 @@ def _apply(s: Session, plan_file: Path | None, *, auto_approve: bool, parallelis
         job = pipeline.saved_plan(s, plan_file)
     else:
         planned = pipeline.make_plan(s, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets)
-        _out(outputs.plan_view(planned.plan, "text", color))
+        echo_text(outputs.plan_view(planned.plan, "text", color))
         if planned.plan.has_errors:
             raise ConfigError("the plan has errors (above); fix them before applying")
         if not planned.plan.has_changes:
@@ -377,12 +268,12 @@ def _apply(s: Session, plan_file: Path | None, *, auto_approve: bool, parallelis
     if fmt == "json":
         click.echo(json.dumps(render.report_json(report), indent=2))
     else:
-        _out(render.report_text(report, color))
+        echo_text(render.report_text(report, color))
     return exit_code(report), render.report_markdown(report, job.plan)
 
 
 @cli.command(short_help="Write live connectors as kcr files.")
-@_common
+@common_options
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write (default: <dir>/connectors).")
 @click.option("--overwrite", is_flag=True, help="Replace files a previous export wrote.")
@@ -406,7 +297,7 @@ def export(s: Session, out_dir: Path | None, overwrite: bool) -> int:
 
 
 @cli.command("test", short_help="Run a connector once through Kibana.")
-@_common
+@common_options
 @click.argument("connector_id")
 @click.option("--params", default="{}", help="The action's params as JSON (default {}).")
 def test_connector(s: Session, connector_id: str, params: str) -> int:
@@ -417,12 +308,12 @@ def test_connector(s: Session, connector_id: str, params: str) -> int:
     connector_id = kibana_id(s.root, space, connector_id)
     with s.client() as client:
         result = run_connector_test(client, space, connector_id, parse_params(params))
-    _out(render_text(result, f"{space}/{connector_id}"))
+    echo_text(render_text(result, f"{space}/{connector_id}"))
     return exit_code(result)
 
 
 @cli.command("force-unlock", short_help="Release the lock of a run that died.")
-@_common
+@common_options
 @click.argument("lock_id")
 def force_unlock(s: Session, lock_id: str) -> int:
     """Release the record's lock left by an apply that died (the lock id is in the "locked by" error),
@@ -433,97 +324,8 @@ def force_unlock(s: Session, lock_id: str) -> int:
     return ExitCode.OK
 
 
-@cli.command("mr-comment", short_help="Post a Markdown plan or apply report as a sticky MR comment.")
-@click.argument("markdown_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--title", default=None,
-              help="One sticky comment per title and environment (default: the report's heading, e.g. kcr plan).")
-@click.option("--env", "environment", default=None, metavar="NAME",
-              help="The environment the report is about, named in the title (default: $KCR_ENV).")
-@_pass_globals
-def mr_comment(g: Globals, markdown_file: Path, title: str | None, environment: str | None) -> int:
-    """Post (or update) a Markdown plan or apply report as a merge-request comment: on the pipeline's MR,
-    or else on the MR the commit came from (needs KCR_GITLAB_TOKEN)."""
-    from reconciler.environments import asked
-    from reconciler.gitlab import comment_on_mr
-
-    try:
-        markdown = markdown_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{markdown_file}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
-    posted = comment_on_mr(markdown, g.env, title=title, environment=asked(environment, g.env))
-    if posted.merge_request is None:
-        click.echo(f"No merge request for commit {g.env.get('CI_COMMIT_SHA', '')[:12]}: nothing posted.")
-    else:
-        click.echo(f"MR !{posted.merge_request} comment {posted.verb}.")
-    return ExitCode.OK
-
-
-@cli.group(short_help="Generate CI configuration.")
-def ci() -> None:
-    """Generate CI configuration from kcr.yaml."""
-
-
-@ci.command("generate", short_help="Write a GitLab child pipeline: plan and apply jobs per environment.")
-@click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The repository (default: the current directory).")
-@click.option("--output", default="-", show_default=True, metavar="FILE|-", help="Where to write the pipeline.")
-@click.option("--install", default=None, metavar="CMD",
-              help=f"How each job installs kcr (default: python -m pip install --quiet kcr=={__version__}).")
-@click.option("--image", default=None, metavar="IMG", help="The jobs' image (default: python:3.11-slim).")
-@click.option("--manual", multiple=True, metavar="ENV", help="This environment's apply waits for a click (repeatable).")
-def ci_generate(root: Path | None, output: str, install: str | None, image: str | None,
-                manual: tuple[str, ...]) -> int:
-    """Write a GitLab child pipeline (a dynamic child pipeline, `trigger: include: artifact:`) with a plan
-    job per kcr.yaml environment and, on the default branch, an apply job per environment that needs only
-    its own plan. Prints the parent pipeline's jobs to add on stderr."""
-    from reconciler.ci_generate import generate
-    from reconciler.outputs import write_file
-
-    generated = generate(root or Path("."), output=output, install=install, image=image, manual=manual)
-    if output == "-":
-        click.echo(generated.text, nl=False)
-    else:
-        write_file(Path(output), generated.text)
-    click.echo(generated.note, err=True, nl=False)
-    return ExitCode.OK
-
-
-@cli.command(short_help="Run the offline Kibana API on loopback.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5601, show_default=True, type=int)
-@click.option("--seed", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
-@click.option("--state", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Persist the store here (JSON, secrets in clear: a test double, never real credentials).")
-def sandbox(host: str, port: int, seed: Path | None, state: Path | None) -> None:
-    """Run the offline Kibana connectors API on loopback."""
-    from reconciler.sandbox.server import main_options
-
-    main_options(host, port, seed, state)
-
-
-@cli.command(short_help="Try kcr against an embedded sandbox.")
-@click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
-@_pass_globals
-def demo(g: Globals, root: Path) -> int:
-    """Validate, plan, apply and re-plan the example connectors/ against embedded sandboxes on loopback
-    ports, one per environment of kcr.yaml: no Kibana, no credentials (unset secret variables get
-    obviously fake values)."""
-    from reconciler.demo import run_demo
-
-    return run_demo(root, invoke=lambda args, env: run(args, Globals(env=dict(env), debug=g.debug)))
-
-
-@cli.command(short_help="Start a connectors repository: kcr.yaml, an example, .gitlab-ci.yml.")
-@click.argument("directory", required=False, default=Path("."), type=click.Path(file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Replace files that exist (.gitignore is only given .kcr/).")
-def init(directory: Path, force: bool) -> int:
-    """Write kcr.yaml (environments staging and production), connectors/default/example.yaml,
-    .gitignore and a .gitlab-ci.yml that installs this kcr version, then print what to set in GitLab.
-    Never overwrites a file without --force."""
-    from reconciler.init import report, scaffold
-
-    click.echo(report(scaffold(directory, force=force)), nl=False)
-    return ExitCode.OK
+for _command in cli_team.COMMANDS:
+    cli.add_command(_command)
 
 
 def run(args: Sequence[str] | None, obj: Globals) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import reconciler
 
 PACKAGE = Path(reconciler.__file__).resolve().parent
-MAY_START_THE_SANDBOX = {"cli.py", "demo.py"}
+MAY_START_THE_SANDBOX = {"cli_team.py", "demo.py"}
 
 
 def _imported(tree: ast.Module, module: str) -> set[str]:

@@ -40,7 +40,7 @@ RANKS: dict[str, int] = {
     # the other commands' stages
     **dict.fromkeys(["export", "connector_test", "gitlab", "gitlab_api", "validate", "ci_generate", "init"], 10),
     **dict.fromkeys(["pipeline", "envs_plan"], 11),
-    **dict.fromkeys(["cli", "demo", "__main__"], 12),
+    **dict.fromkeys(["cli", "cli_options", "cli_team", "demo", "__main__"], 12),
 }
 
 
