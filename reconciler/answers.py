@@ -10,10 +10,12 @@ referenced_by_count, is refused as malformed rather than read as "new" or "unuse
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
@@ -63,10 +65,73 @@ def _kibana_message(response: httpx.Response, mask: Masker) -> str:
 
 
 _AUTH_HINT = "check the Kibana credentials (KIBANA_API_KEY, KIBANA_USERNAME/KIBANA_PASSWORD or KIBANA_BEARER_TOKEN)"
-_PRIVILEGE_HINT = (
-    "the credentials lack a privilege: the user needs the Actions and Connectors feature (all) in this space"
-)
+_PRIVILEGE_HINT = "the credentials lack a privilege"
 _TYPE_DISABLED_HINT = "the type needs a higher licence or is not in xpack.actions.enabledActionTypes"
+_README = '(README: "Kibana privileges" gives each key\'s role descriptor)'
+
+# What each request kcr sends needs from Kibana's privileges (Kibana's feature privileges: the
+# `actions` feature's read grants get/find and running connectors, its all adds create/update/delete,
+# x-pack/platform/plugins/shared/actions/server/feature.ts; rules come with their solution's feature,
+# e.g. Stack Rules `stackAlerts`; spaces are listed where the credentials hold any privilege,
+# x-pack/platform/plugins/shared/security/server/spaces/secure_spaces_client_wrapper.ts).
+_ACTIONS_READ = "the `read` privilege on Actions and Connectors (`feature_actions.read`)"
+_ACTIONS_ALL = "the `all` privilege on Actions and Connectors (`feature_actions.all`)"
+_READ_ADVICE = f"plan and drift need a key with `feature_actions.read` in every space they read {_README}"
+_WRITE_ADVICE = ("a read-only key is for plan and drift; apply needs a key with `feature_actions.all` in every "
+                 f"space it changes {_README}")
+
+
+def _refusal(method: str, path: str) -> tuple[str, str, str] | None:
+    """(what was refused, what it needs, what to do) for a 403 on one of kcr's requests, from the
+    method and path alone; None for a path kcr does not send."""
+    m = re.match(r"^(?:/s/([^/]+))?(/api/.*)$", path)
+    if m is None:
+        return None
+    space, route = unquote(m.group(1) or "default"), m.group(2)
+    where = f"in space `{space}`"
+    if route == "/api/spaces/space" or route.startswith("/api/spaces/space/"):
+        return ("list the spaces" if route == "/api/spaces/space" else f"read space {unquote(route[18:])}",
+                "a Kibana privilege in each space kcr manages (Kibana lists only the spaces the credentials hold "
+                "one in)", _READ_ADVICE)
+    if route == "/api/alerting/rules/_find":
+        return (f"find the rules that use a connector {where}",
+                f"the `read` privilege {where} on the Kibana feature of those rules (`feature_stackAlerts.read` for "
+                "Stack rules; each solution's own feature for its rules)",
+                f"kcr reads them to name the rules a delete would break {_README}")
+    if route == "/api/actions/connectors" and method == "GET":
+        return f"list the connectors {where}", f"{_ACTIONS_READ} {where}", _READ_ADVICE
+    m = re.match(r"^/api/actions/connector(?:/([^/]+))?(/_execute)?$", route)
+    if m is None:
+        return None
+    id, execute = unquote(m.group(1) or ""), m.group(2)
+    connector = f"connector {id} {where}" if id else f"a connector {where}"
+    if execute and method == "POST":
+        return (f"run {connector}", f"{_ACTIONS_READ} {where}, which includes running connectors",
+                f"kcr test needs a key with `feature_actions.read` {_README}")
+    verb = {"GET": "read", "POST": "create", "PUT": "update", "DELETE": "delete"}.get(method)
+    if verb is None or execute:
+        return None
+    if verb == "read":
+        return f"read {connector}", f"{_ACTIONS_READ} {where}", _READ_ADVICE
+    return f"{verb} {connector}", f"{_ACTIONS_ALL} {where}", _WRITE_ADVICE
+
+
+def _forbidden_text(method: str, path: str, response: httpx.Response, message: str) -> str | None:
+    """A 403 on a known request: what was refused and the privilege it needs, from the status and the
+    request alone; Kibana's message can only add a hint (`Unauthorized to ...`: the credentials lack it;
+    `action type ...`: the type is disabled by licence or config)."""
+    refusal = _refusal(method, path)
+    if refusal is None:
+        return None
+    what, needs, advice = refusal
+    said = f"{response.status_code} {response.reason_phrase}".rstrip() + (f": {message}" if message else "")
+    text = f"Kibana refused to {what} ({said}; {method} {path}): "
+    if message.startswith("Unauthorized to"):
+        return text + f"{_PRIVILEGE_HINT}: this needs {needs}; {advice}"
+    text += f"this needs {needs}"
+    if message.lower().startswith("action type "):
+        text += f"; if the credentials have it, {_TYPE_DISABLED_HINT}"
+    return text
 
 
 def _hint(status: int, message: str) -> str | None:
@@ -77,7 +142,7 @@ def _hint(status: int, message: str) -> str | None:
         return _AUTH_HINT
     if status == 403:
         if message.startswith("Unauthorized to"):
-            return _PRIVILEGE_HINT
+            return f"{_PRIVILEGE_HINT}: the user needs the Actions and Connectors feature (all) in this space"
         if message.lower().startswith("action type "):
             return _TYPE_DISABLED_HINT
     return None
@@ -86,6 +151,9 @@ def _hint(status: int, message: str) -> str | None:
 def error_for(method: str, path: str, response: httpx.Response, mask: Masker) -> KibanaError:
     status = response.status_code
     message = _kibana_message(response, mask)
+    forbidden = _forbidden_text(method, path, response, message) if status == 403 else None
+    if forbidden is not None:
+        return _status_error(status)(forbidden, status)
     text = f"{method} {path}: Kibana answered {status} {response.reason_phrase}".rstrip()
     if message:
         text += f": {message}"

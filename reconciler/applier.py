@@ -32,7 +32,7 @@ from reconciler.apply_checks import AllowReferenced, Lists, Outcome, describe
 from reconciler.apply_report import ActionResult, ApplyReport, Status
 from reconciler.errors import ConfigError, KibanaConflict, KibanaNotFound, StateError
 from reconciler.masking import Masker
-from reconciler.model import LiveConnector, SecretDigest, owner_label
+from reconciler.model import LiveConnector, RuleRef, SecretDigest, owner_label
 from reconciler.plan import MUTATING, Action, Change, Plan, has_plaintext_marker
 from reconciler.record_keeper import Record, RecordKeeper
 
@@ -136,6 +136,19 @@ class _Run:
             live = self.client.get_connector(change.space, change.id)
         checks.check_live(change, live)
 
+    def rules_using(self, change: Change) -> tuple[RuleRef, ...]:
+        """The rules that use a connector apply blocks, read now as the plan read them (a client
+        without the lookup, or a failed one, leaves the plan's names: the block stands either way)."""
+        lookup = getattr(self.client, "rules_referencing", None)
+        if not callable(lookup):
+            return ()
+        try:
+            found = lookup(change.space, change.id)
+        except Exception as exc:  # only names are lost
+            log.info("rules using %s not read: %s", change.address, self.scrub(describe(exc)))
+            return ()
+        return tuple(sorted(found, key=lambda r: (r.space or "", r.name, r.id)))
+
     # -- actions
 
     def _create(self, change: Change) -> None:
@@ -176,7 +189,7 @@ class _Run:
         self.check_live(change)
         if change.action in (Action.DELETE, Action.RECREATE):
             connectors = checks.listed(change, self.lists, "referenced_by_count")
-            checks.check_references(change, connectors, self.allow_referenced)
+            checks.check_references(change, connectors, self.allow_referenced, lambda: self.rules_using(change))
         if change.action is Action.CREATE:
             self._create(change)
         elif change.action is Action.UPDATE:

@@ -9,12 +9,12 @@ apply refuses an action can be read, and tested, in one place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 from reconciler.apply_report import Status
 from reconciler.errors import ReconcilerError
-from reconciler.model import LiveConnector, SecretDigest
+from reconciler.model import LiveConnector, RuleRef, SecretDigest
 from reconciler.plan import Action, Change, live_fingerprint
 
 AllowReferenced = frozenset[str] | Literal["all"]
@@ -110,10 +110,12 @@ def check_live(change: Change, live: LiveConnector | None) -> None:
 
 
 def check_references(change: Change, connectors: Mapping[str, LiveConnector],
-                     allow_referenced: AllowReferenced) -> None:
+                     allow_referenced: AllowReferenced,
+                     rules: Callable[[], Sequence[RuleRef]] | None = None) -> None:
     """Fails closed: a connector missing from the list (cut at 10,000, or a partial answer) or
     listed without a count blocks whatever --allow-referenced says, since that flag lifts a known
-    count, not an unknown one."""
+    count, not an unknown one. A block names the rules as the plan does: `rules` reads them now (a
+    rule may have been added since the plan), else the plan's are named."""
     found = connectors.get(change.id)
     if found is None:
         raise Outcome(Status.BLOCKED, f"{UNKNOWN_COUNT}: Kibana's list of space {change.space} "
@@ -127,8 +129,9 @@ def check_references(change: Change, connectors: Mapping[str, LiveConnector],
     names_for = {change.id, change.address} | keys
     allowed = allow_referenced == "all" or bool(names_for & set(allow_referenced))
     if count > 0 and not allowed:
-        names = ", ".join(f"{r.name} ({r.id})" for r in change.guard.rules)
-        used_by = f" (rules: {names})" if names else ""
+        named = (rules() if rules is not None else ()) or change.guard.rules
+        names = ", ".join(f'"{r.name}" ({r.id})' for r in named)
+        used_by = f"; used by rules: {names}" if names else ""
         raise Outcome(
             Status.BLOCKED,
             f"referenced by {count} saved object{'s' if count != 1 else ''}{used_by}; "

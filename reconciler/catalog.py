@@ -87,6 +87,22 @@ class ConnectorType:
         props = self.secrets_schema.get("properties") or {}
         return bool(props) or self.secrets_schema.get("additionalProperties") not in (False, None)
 
+    def plain_secrets(self) -> dict[str, Mapping[str, Any]]:
+        """The secrets properties marked `x-kcr-plain: true`: a selector Kibana keeps among the secrets
+        but that is no secret (a spec connector's `authType`), so a file writes it as a plain value, kcr
+        checks it offline and `kcr export` writes it as it is (schemas/README)."""
+        props = self.secrets_schema.get("properties") or {}
+        return {k: p for k, p in props.items() if isinstance(p, Mapping) and p.get("x-kcr-plain") is True}
+
+    def is_plain_value(self, key: str, value: Any) -> bool:
+        """`value` is a literal the plain secrets key `key` may hold: a string its schema's `enum` (or
+        `const`) names. Anything else among the secrets stays a secret (fail closed)."""
+        prop = self.plain_secrets().get(key)
+        if prop is None or not isinstance(value, str):
+            return False
+        allowed = prop.get("enum", [prop["const"]] if "const" in prop else [])
+        return value in allowed
+
     def secret_keys(self) -> tuple[str, ...]:
         return tuple(sorted((self.secrets_schema.get("properties") or {}).keys()))
 

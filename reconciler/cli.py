@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -125,7 +126,7 @@ def _plan_all_envs(s: Session, all_envs: bool, parallelism: int | None, *, fmt: 
 @common_options
 @selective
 @plan_options
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save the plan as JSON for `kcr apply PLAN`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (0 none, 1 error).")
 @all_envs_options
@@ -191,7 +192,7 @@ def _drift_issues(env: Mapping[str, str], plans: Sequence[tuple[str | None, Plan
         if plan is None or plan.has_errors:
             click.echo(f"{which} left as it is: the plan has errors", err=True)
             continue
-        done = track_drift(plan.has_changes, render.markdown(plan), name, env)
+        done = track_drift(plan.has_drift, render.markdown(plan), name, env)
         numbers = ", ".join(f"#{iid}" for iid in done.issues)
         click.echo(f"{which}: {done.verb}{f' {numbers}' if numbers else ''}", err=True)
 
@@ -240,6 +241,8 @@ def _apply(s: Session, plan_file: Path | None, *, auto_approve: bool, parallelis
     from reconciler.apply_report import ApplyReport, exit_code
 
     color = use_color(s, no_color)
+    # With --format json, stdout carries the report alone (for jq): the plan and the prompt go to stderr.
+    to_stderr = fmt == "json"
     if plan_file is not None:
         if s.spaces:
             raise ConfigError("a saved plan is applied whole: --space limits planning (`kcr plan --space ... --out`)")
@@ -249,19 +252,24 @@ def _apply(s: Session, plan_file: Path | None, *, auto_approve: bool, parallelis
         job = pipeline.saved_plan(s, plan_file)
     else:
         planned = pipeline.make_plan(s, sync_secrets=sync_secrets, allow_plaintext_secrets=allow_plaintext_secrets)
-        echo_text(outputs.plan_view(planned.plan, "text", color))
+        text = outputs.plan_view(planned.plan, "text", color and not to_stderr)
+        click.echo(text, nl=not text.endswith("\n"), err=to_stderr)
         if planned.plan.has_errors:
             raise ConfigError("the plan has errors (above); fix them before applying")
         if not planned.plan.has_changes:
-            return ExitCode.OK, render.report_markdown(ApplyReport((), record_updated=False), planned.plan)
+            empty = ApplyReport((), record_updated=False)
+            if to_stderr:
+                click.echo(json.dumps(render.report_json(empty), indent=2))
+            return ExitCode.OK, render.report_markdown(empty, planned.plan)
         if not auto_approve:
             if not sys.stdin.isatty():
                 raise ConfigError("no terminal to ask for confirmation: review the plan and pass --auto-approve, "
                                   "or save it with `kcr plan --out plan.json` and run `kcr apply plan.json`")
-            if not click.confirm("Apply these changes?", default=False):
-                click.echo("Apply cancelled.")
-                return ExitCode.OK, render.apply_stopped_markdown("Apply cancelled at the prompt: nothing was applied.",
-                                                                  planned.plan.environment)
+            if not click.confirm("Apply these changes?", default=False, err=to_stderr):
+                # Terraform's answer to a "no": exit 1, so a script never reads a refusal as an apply.
+                click.echo("Apply cancelled.", err=to_stderr)
+                return ExitCode.ERROR, render.apply_stopped_markdown(
+                    "Apply cancelled at the prompt: nothing was applied.", planned.plan.environment)
         job = pipeline.one_run(planned)
     progress = functools.partial(outputs.progress_bar, color=color)
     report = pipeline.apply(s, job, parallelism=parallelism, allow_referenced=allow_referenced, progress=progress)
@@ -296,20 +304,57 @@ def export(s: Session, out_dir: Path | None, overwrite: bool) -> int:
     return ExitCode.OK
 
 
-@cli.command("test", short_help="Run a connector once through Kibana.")
+@cli.command("import", short_help="Adopt one live connector into a file.")
 @common_options
 @click.argument("connector_id")
+@click.option("--into", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The connector file to append to, relative to the repository (default: "
+                   "connectors/SPACE/imported.yaml); created when missing.")
+def import_(s: Session, connector_id: str, into: Path | None) -> int:
+    """Append the live connector CONNECTOR_ID of --space to a connector file, keeping its id (so the next
+    plan neither creates nor deletes it), with ${env:..} placeholders for its secrets."""
+    from reconciler.adopt import import_connector
+
+    if len(s.spaces) != 1:
+        raise ConfigError("kcr import reads one space: give exactly one --space (the connector's space in Kibana)")
+    with s.client() as client:
+        result = import_connector(client, s.root, s.spaces[0], connector_id, into=into, env=s.env,
+                                  environment=s.environment.name if s.environment is not None else None)
+    verb = "created" if result.created else "appended to"
+    click.echo(f"{verb} {result.file}: {result.connector.name!r} ({result.connector.type}, id {result.connector.id})")
+    if result.environment:
+        click.echo(f"declared for environment {result.environment} only (`environments: [{result.environment}]`); "
+                   "drop that line to create it in the other environments too")
+    if result.variables:
+        click.echo("\nSet these variables (Kibana never returns secrets) before `kcr plan`:")
+        for name in result.variables:
+            click.echo(f"  {name}")
+    return ExitCode.OK
+
+
+@cli.command("test", short_help="Run a connector once through Kibana.")
+@common_options
+@click.argument("connector_id", metavar="KEY|SPACE/KEY|ID")
 @click.option("--params", default="{}", help="The action's params as JSON (default {}).")
 def test_connector(s: Session, connector_id: str, params: str) -> int:
-    """Run a connector once through Kibana's _execute (this sends a real notification)."""
-    from reconciler.connector_test import exit_code, kibana_id, parse_params, render_text, run_connector_test
+    """Run a connector once through Kibana's _execute (this sends a real notification). A key is tested
+    in the space whose files declare it (--space when several do); an id in --space (default: default)."""
+    from reconciler import connector_test as ct
+    from reconciler.model import UUID_PATTERN
 
-    space = s.spaces[0] if s.spaces else "default"
-    connector_id = kibana_id(s.root, space, connector_id)
+    parsed = ct.parse_params(params)
+    declared: dict[str, list[tuple[str, str]]] = {}
+    if (s.root / "connectors").is_dir() and not re.fullmatch(UUID_PATTERN, connector_id.rsplit("/", 1)[-1]):
+        from reconciler.desired import load_repository
+
+        environment = s.environment
+        declared = ct.declarations(load_repository(s.root, None, env=s.env, allow_plaintext_secrets=True,
+                                                   environment=environment.name if environment else None))
+    target = ct.find_target(s.root, connector_id, s.spaces, declared)
     with s.client() as client:
-        result = run_connector_test(client, space, connector_id, parse_params(params))
-    echo_text(render_text(result, f"{space}/{connector_id}"))
-    return exit_code(result)
+        cid, result = ct.run_target(client, target, connector_id, parsed)
+    echo_text(ct.render_text(result, f"{target.space}/{cid}"))
+    return ct.exit_code(result)
 
 
 @cli.command("force-unlock", short_help="Release the lock of a run that died.")

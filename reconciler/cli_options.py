@@ -110,7 +110,7 @@ def use_color(session: Session, no_color: bool) -> bool:
 def plan_exit(plan: Plan, detailed: bool) -> int:
     if plan.has_errors:
         return ExitCode.ERROR
-    if detailed and plan.has_changes:
+    if detailed and plan.has_drift:  # changes, or a connector removed from the files still in Kibana
         return ExitCode.CHANGES
     return ExitCode.OK
 

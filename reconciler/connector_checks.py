@@ -182,7 +182,8 @@ class ConnectorChecks:
         blanks = {under(base, b) for b in _blank_strings({"config": config})}
         ctype = self.connector_type(type_id, base, checker)
         secrets_path = join_path(base, "secrets")
-        placeholders = self.secret_leaves(secrets, secrets_path, checker) if isinstance(secrets, dict) else None
+        plain = ctype.plain_secrets() if ctype is not None else {}
+        placeholders = self.secret_leaves(secrets, secrets_path, checker, plain) if isinstance(secrets, dict) else None
         if ctype is not None and isinstance(config, dict):
             checker.schema(self.types.validator(ctype, "config"), config, join_path(base, "config"), "config",
                            skip=blanks.__contains__)
@@ -191,7 +192,10 @@ class ConnectorChecks:
                 checker.add(base, f"secrets: type {ctype.id} needs secrets ({', '.join(ctype.required('secrets'))}); "
                             "add a `secrets:` block of references")
             else:
-                checker.schema(self.types.validator(ctype, "secrets"), placeholders or {}, secrets_path, "secrets")
+                # A plain value given as a reference is a placeholder here: only Kibana can check it.
+                referenced = {join_path(secrets_path, k) for k in plain if (placeholders or {}).get(k) == PLACEHOLDER}
+                checker.schema(self.types.validator(ctype, "secrets"), placeholders or {}, secrets_path, "secrets",
+                               skip=referenced.__contains__)
         if ctype is not None and isinstance(config, dict):
             for finding in type_rules.stored_differently(ctype.id, config):
                 checker.add(under(base, finding.path), finding.message, finding.severity)
@@ -259,10 +263,14 @@ class ConnectorChecks:
                         f"checks its config at apply{hint}. To check it here, add its schema under `types:` in "
                         "kcr.yaml or in schemas/types/", "warning")
 
-    def secret_leaves(self, value: Any, path: str, checker: FileChecker) -> Any:
-        """Check every secret leaf; return the value with each leaf replaced by a placeholder."""
+    def secret_leaves(self, value: Any, path: str, checker: FileChecker,
+                      plain: Mapping[str, Any] | None = None) -> Any:
+        """Check every secret leaf; return the value with each leaf replaced by a placeholder. A top-level
+        key of `plain` (`x-kcr-plain` in the type's schema: a selector, not a secret) keeps its literal
+        value, so the schema checks it; written as a reference it is allowed, with a warning."""
         if isinstance(value, dict):
-            return {k: self.secret_leaves(v, join_path(path, k), checker) for k, v in value.items()}
+            return {k: self.plain_leaf(v, join_path(path, k), checker) if plain and k in plain and isinstance(v, str)
+                    else self.secret_leaves(v, join_path(path, k), checker) for k, v in value.items()}
         if isinstance(value, list):
             return [self.secret_leaves(v, join_path(path, i), checker) for i, v in enumerate(value)]
         if value is None:
@@ -277,12 +285,27 @@ class ConnectorChecks:
                 checker.add(path, f"{field}: malformed secret reference: {exc}")
                 return PLACEHOLDER
             for ref in refs:
-                refusal = guard_refusal(ref.target, self.settings, self.jwt_var) if ref.scheme == "env" else None
+                name = ref.env_name  # `${env:NAME}`, or `${file:${env:NAME}}` (NAME holds a path)
+                refusal = guard_refusal(name, self.settings, self.jwt_var) if name is not None else None
                 if refusal:
                     checker.add(path, f"{field}: {refusal}")
             if refs:
                 return PLACEHOLDER
         self.plaintext(path, field, checker)
+        return PLACEHOLDER
+
+    def plain_leaf(self, value: str, path: str, checker: FileChecker) -> str:
+        """A plain value among the secrets: its literal text, or a placeholder when it is a reference."""
+        field = path.split(".", 1)[1] if "." in path else path
+        try:
+            refs = parse_template(value).references
+        except ReferenceSyntaxError as exc:
+            checker.add(path, f"{field}: malformed secret reference: {exc}")
+            return PLACEHOLDER
+        if not refs:
+            return value
+        checker.add(path, f"{field} is not a secret but a plain setting of this type; write its value here "
+                    "(not a reference) so that kcr can check it before Kibana does", "warning")
         return PLACEHOLDER
 
     def plaintext(self, path: str, field: str, checker: FileChecker) -> None:

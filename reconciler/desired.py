@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from fnmatch import fnmatchcase
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from reconciler.model import (
 )
 from reconciler.model import owner_label as connector_label
 from reconciler.repo_layout import SETTINGS_FILE, Walker
+from reconciler.secret_backends.file import RootError, expand_root
 from reconciler.user_types import BUNDLED_ONLY, TypeCatalog
 from reconciler.user_types import load as load_types
 from reconciler.variables import Scope, VarError
@@ -71,8 +73,11 @@ class _File:
     uses_vars: tuple[bool, ...]  # per item: does it read any ${var:}? (one that does not reads the same everywhere)
 
 
-def _settings(walker: Walker, allow_plaintext: bool) -> Settings:
-    """kcr.yaml, or the defaults when there is none or it has problems (which `walker` then holds)."""
+def _settings(walker: Walker, allow_plaintext: bool, env: Mapping[str, str] | None = None,
+              offline: bool = False) -> Settings:
+    """kcr.yaml, or the defaults when there is none or it has problems (which `walker` then holds).
+    `env`: the run's variables, which `file_roots` entries may read (None: unknown, as for
+    `load_settings`, where an entry reading one is left out, never kept as written)."""
     fallback = Settings(allow_plaintext_secrets=allow_plaintext)
     found = walker.settings_file()
     if found is None:
@@ -91,7 +96,7 @@ def _settings(walker: Walker, allow_plaintext: bool) -> Settings:
             checker.add(join_path("environments", name), f"environment {name!r} has both kibana_url and "
                         "kibana_url_env; keep one (the URL itself, or the name of the variable holding it)")
     vault = value.get("vault") or {}
-    return Settings(
+    settings = Settings(
         id_mode=value.get("id_mode", "uuid5"),
         vault_mounts=tuple(vault.get("mounts") or ()),
         allow_env=tuple(value.get("allow_env") or ()),
@@ -100,6 +105,21 @@ def _settings(walker: Walker, allow_plaintext: bool) -> Settings:
         vars=dict(value.get("vars") or {}),
         environments={name: _environment(name, body or {}) for name, body in (value.get("environments") or {}).items()},
     )
+    return replace(settings, file_roots=_file_roots(settings, env, offline, checker))
+
+
+def _file_roots(settings: Settings, env: Mapping[str, str] | None, offline: bool,
+                checker: FileChecker) -> tuple[str, ...]:
+    """The entries with their `${env:..}` expanded; one that cannot be is an error at its line (an unset
+    variable: a warning offline, as for env-fed vars), and is left out, never kept as written."""
+    roots: list[str] = []
+    for i, entry in enumerate(settings.file_roots):
+        try:
+            roots.append(expand_root(entry, env or {}, settings))
+        except RootError as exc:
+            if not (exc.unset and env is None):
+                checker.add(join_path("file_roots", i), str(exc), "warning" if exc.unset and offline else "error")
+    return tuple(roots)
 
 
 def _environment(name: str, body: Mapping[str, Any]) -> Environment:
@@ -108,6 +128,7 @@ def _environment(name: str, body: Mapping[str, Any]) -> Environment:
         name=name, kibana_url=body.get("kibana_url"), kibana_url_env=body.get("kibana_url_env"),
         credentials=dict(body.get("credentials") or {}), spaces=None if spaces is None else tuple(spaces),
         record=dict(body.get("record") or {}), vars=dict(body.get("vars") or {}),
+        preconfigured=tuple(pre) if isinstance(pre := body.get("preconfigured", False), list) else bool(pre),
     )
 
 
@@ -156,7 +177,7 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
     connectors are checked once per environment, after their ${var:} are substituted."""
     walker = Walker(root)
     problems = walker.problems
-    settings = _settings(walker, allow_plaintext_secrets)
+    settings = _settings(walker, allow_plaintext_secrets, env, offline)
     found = walker.space_directories()
     if found is None:
         return LoadResult({}, tuple(problems))
@@ -331,7 +352,7 @@ def _one_environment(read: _Read, name: str | None, wanted: Sequence[str],
             for space in _copies(f, item, wanted):
                 spec = _checked(read, checks, checker, f, i, item, scope.for_space(space))
                 if spec is not None:
-                    specs[space].append(spec)
+                    specs[space].append(_placed(spec, item, settings.environments.get(name) if name else None))
     _duplicates(checks.declared, problems)
     if any(p.severity == "error" for p in problems):
         return None
@@ -339,6 +360,22 @@ def _one_environment(read: _Read, name: str | None, wanted: Sequence[str],
                                    directory=walker.rel(directories[space]) if space in directories else "")
                for space in wanted}
     return DesiredState(desired, settings, str(walker.root), environment=name)
+
+
+def _placed(spec: ConnectorSpec, item: Mapping[str, Any], environment: Environment | None) -> ConnectorSpec:
+    """Whether kibana.yml holds the connector here: its own `preconfigured: true|false`, else its
+    environment's `preconfigured:` (true, or a glob of its key or space/key). Decided after the checks,
+    which environments share, since the same connector may be API-managed in one and preconfigured in
+    another."""
+    own = item.get("preconfigured")
+    wanted = environment.preconfigured if environment is not None else False
+    if isinstance(own, bool):
+        placed = own
+    elif isinstance(wanted, tuple):
+        placed = any(fnmatchcase(spec.key, g) or fnmatchcase(f"{spec.space}/{spec.key}", g) for g in wanted)
+    else:
+        placed = wanted
+    return replace(spec, preconfigured=True) if placed else spec
 
 
 def _checked(read: _Read, checks: ConnectorChecks, checker: FileChecker, f: _File, index: int,

@@ -71,10 +71,10 @@ class AllEnvs:
     outcomes: tuple[Outcome, ...]
 
     def exit_code(self, detailed: bool) -> int:
-        """1 when any environment errored, else 2 (with `detailed`) when any has changes, else 0."""
+        """1 when any environment errored, else 2 (with `detailed`) when any has changes or drift, else 0."""
         if any(o.failed for o in self.outcomes):
             return ExitCode.ERROR
-        if detailed and any(o.has_changes for o in self.outcomes):
+        if detailed and any(o.plan is not None and o.plan.has_drift for o in self.outcomes):
             return ExitCode.CHANGES
         return ExitCode.OK
 

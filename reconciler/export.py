@@ -20,7 +20,9 @@ plus `<out>/<space>/_space.yaml` with `prune: false`, so that adopting never del
        MCP), the shape that config selects (`x-kcr-credential-shapes` in the type's schema file);
     3. else the required keys of the first branch of the schema's anyOf/oneOf;
     4. else none.
-  Optional secrets (e.g. a webhook's `secretHeaders`) are not guessed: add them by hand.
+  Optional secrets (e.g. a webhook's `secretHeaders`) are not guessed: add them by hand. A key the
+  schema marks `x-kcr-plain` (a selector kept among the secrets, no secret) is written as a literal: its
+  `const`, else the first value of its `enum`.
 """
 
 from __future__ import annotations
@@ -141,6 +143,19 @@ def export_config(space: str, conn: LiveConnector) -> dict[str, Any]:
     return config
 
 
+def _plain_values(type_id: str) -> dict[str, str]:
+    """The literal each plain secrets key (`x-kcr-plain`, a selector such as a spec connector's
+    `authType`) is exported with: its `const`, else the first of its `enum`, the value that goes with
+    the credential keys exported beside it. Kibana never returns it, so this is the schema's choice."""
+    ct = catalog.get(type_id)
+    out: dict[str, str] = {}
+    for key, prop in (ct.plain_secrets() if ct else {}).items():
+        values = [prop["const"]] if "const" in prop else list(prop.get("enum") or ())
+        if values and isinstance(values[0], str):
+            out[key] = values[0]
+    return out
+
+
 def connector_entry(space: str, conn: LiveConnector, stem: str) -> tuple[dict[str, Any], list[str]]:
     entry: dict[str, Any] = {"id": conn.id, "name": conn.name, "type": conn.type}
     config = export_config(space, conn)
@@ -150,7 +165,11 @@ def connector_entry(space: str, conn: LiveConnector, stem: str) -> tuple[dict[st
     keys = secret_keys_for(conn.type, conn.config)
     if keys:
         secrets: dict[str, str] = {}
+        plain = _plain_values(conn.type)
         for key in keys:
+            if key in plain:
+                secrets[key] = plain[key]
+                continue
             name = f"{stem}_{env_word(key) or 'SECRET'}"
             secrets[key] = f"${{env:{name}}}"
             variables.append(name)

@@ -59,8 +59,9 @@ class FileChecker:
             cut = max(probe.rfind("."), probe.rfind("["))
             probe = probe[:cut] if cut > 0 else ""
 
-    def add(self, path: str, message: str, severity: str = "error") -> None:
-        loc = self.where(path)
+    def add(self, path: str, message: str, severity: str = "error", *, at_key: bool = False) -> None:
+        """`at_key`: place it where the field's key is written (an unknown key), not where its value starts."""
+        loc = (self.doc.keys.get(path) if at_key else None) or self.where(path)
         self.problems.append(Problem(self.file, message, loc.line if loc else None, loc.column if loc else None,
                                      path or None, severity))
 
@@ -82,6 +83,11 @@ class FileChecker:
             if skip is not None and err.validator not in ("required", "type") and skip(under(base, field_parts)):
                 continue
             field = under(label, field_parts)
+            if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
+                for key, message in _unknown_keys(err):  # each on its own line
+                    self.add(under(base, [*parts, key]), f"{field}: {message}" if field else message, at_key=True)
+                    count += 1
+                continue
             message = _human(err, redact=_SECRET_FIELD.match(under(base, parts)) is not None)
             self.add(under(base, parts), f"{field}: {message}" if field else message)
             count += 1
@@ -115,8 +121,11 @@ def _redacted(value: Any) -> str:
 
 
 def _human(err: jsonschema.ValidationError, redact: bool = False) -> str:
-    """jsonschema's message; under `secrets` it quotes the value (a plaintext secret), so it is replaced
-    by what kind of value it is."""
+    """jsonschema's message in words a person acts on (`must be a number, not "abc"`), never its raw regex
+    or Python repr; under `secrets` the value is never quoted (a plaintext secret), only its kind."""
+    phrased = _phrase(err, redact)
+    if phrased is not None:
+        return phrased
     if redact:
         message = err.message.replace(repr(err.instance), _redacted(err.instance))
         if isinstance(err.instance, str) and err.instance in message:
@@ -127,22 +136,90 @@ def _human(err: jsonschema.ValidationError, redact: bool = False) -> str:
         if description:
             return f"matches none of the allowed shapes: {description}"
         best = jsonschema.exceptions.best_match(err.context or ())
-        detail = f" (closest: {best.message[:200]})" if best is not None else ""
+        detail = f" (closest: {_human(best)[:200]})" if best is not None else ""
         return f"matches none of the allowed shapes{detail}"
-    if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
-        return _unknown_keys(err)
     return err.message if len(err.message) <= 300 else err.message[:300] + "..."
 
 
-def _unknown_keys(err: jsonschema.ValidationError) -> str:
-    """`refreshh` → did you mean `refresh`? The schema's own property names are the candidates."""
+_NUMERIC = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"  # where Kibana coerces a numeric string
+# The patterns kcr's own and bundled schemas use, in words; another (a user's type schema) is quoted.
+_PATTERNS = {
+    _NUMERIC: "must be a number",
+    r"^https?://": "must start with http:// or https://",
+    r"\S": "must not be blank",
+    r"^[a-z0-9_-]+$": "may hold only lowercase letters, digits, '-' and '_'",
+    r"^[a-z0-9][a-z0-9_-]{0,62}$": "must be a name of lowercase letters, digits, '-' and '_' (63 at most, not "
+                                   "starting with '-' or '_')",
+    r"^[a-z0-9][a-z0-9_-]{0,127}$": "must be a key of lowercase letters, digits, '-' and '_' (128 at most, not "
+                                    "starting with '-' or '_')",
+    r"^[A-Za-z_][A-Za-z0-9_]{0,127}$": "must be a variable name: a letter or '_', then letters, digits or '_'",
+    r"^\.[a-z0-9][a-z0-9_.-]*$": "must be a connector type id: '.' then lowercase letters, digits, '.', '-' or '_' "
+                                 "(e.g. .webhook)",
+    r"^[^:]+(:(v?[12]))?$": "must be a KV mount path, optionally with :v1 or :v2 (e.g. kv/team-a or legacy:v1)",
+    r"\$\{[a-z][a-z0-9_-]*:[^}]+\}": "must be a secret reference such as ${env:NAME}",
+}
+_TYPES = {"number": "a number", "integer": "a whole number", "string": "a string", "boolean": "true or false",
+          "array": "a list", "object": "a mapping", "null": "null"}
+
+
+def _shown(value: Any, redact: bool) -> str:
+    """The value as the file would write it (JSON, not Python's repr), or only its kind."""
+    if redact or isinstance(value, dict | list):
+        return _redacted(value)
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _phrase(err: jsonschema.ValidationError, redact: bool) -> str | None:
+    rule, expected, value = err.validator, err.validator_value, err.instance
+    schema: Mapping[str, Any] = err.schema if isinstance(err.schema, Mapping) else {}
+    got = _shown(value, redact)
+    if rule == "type" and isinstance(expected, str | list):
+        names = [expected] if isinstance(expected, str) else [str(n) for n in expected]
+        if schema.get("pattern") == _NUMERIC or schema.get("x-kibana-coerce") == "number":
+            names = ["number"]  # a numeric string is accepted too, but a number is what is meant
+        kinds = [_TYPES.get(n, n) for n in names if n != "null" or len(names) == 1]
+        return f"must be {' or '.join(kinds)}, not {got}"
+    if rule == "pattern" and isinstance(expected, str):
+        words = _PATTERNS.get(expected)
+        if words is None and schema.get("description"):
+            words = f"does not have the expected form ({schema['description']})"
+        return f"{words or f'must match {expected} (a pattern of its schema)'}, not {got}"
+    if rule == "enum" and isinstance(expected, list):
+        allowed = ", ".join(json.dumps(x, ensure_ascii=False) for x in expected[:12]) + (", ..." if len(expected) > 12
+                                                                                          else "")
+        close = [] if redact or not isinstance(value, str) else difflib.get_close_matches(
+            value, [x for x in expected if isinstance(x, str)], n=1, cutoff=0.75)
+        return f"must be one of {allowed}, not {got}" + (f" (did you mean {json.dumps(close[0])}?)" if close else "")
+    if rule == "const":
+        return f"must be {json.dumps(expected, ensure_ascii=False)}, not {got}"
+    bounds = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "greater than",
+              "exclusiveMaximum": "less than"}
+    if rule in bounds:
+        return f"must be {bounds[rule]} {expected}, not {got}"
+    sizes = {"minLength": ("at least", "character"), "maxLength": ("at most", "character"),
+             "minItems": ("at least", "item"), "maxItems": ("at most", "item")}
+    if rule in sizes and isinstance(expected, int):
+        if rule in ("minLength", "minItems") and expected == 1:
+            return "must not be empty"
+        bound, unit = sizes[rule]
+        return f"must have {bound} {expected} {unit}{'s' if expected != 1 else ''}"
+    if rule == "uniqueItems":
+        return "lists the same item more than once"
+    if rule == "minProperties" and expected == 1:
+        return "must not be empty"
+    return None
+
+
+def _unknown_keys(err: jsonschema.ValidationError) -> list[tuple[str, str]]:
+    """Each unknown key and what to say of it: `refreshh` → did you mean `refresh`? The schema's own
+    property names are the candidates."""
     schema = err.schema if isinstance(err.schema, Mapping) else {}
     known = sorted(schema.get("properties") or {})
     instance = err.instance if isinstance(err.instance, Mapping) else {}
-    unknown = [k for k in instance if k not in known]
-    parts = []
-    for key in unknown:
-        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.7)
-        parts.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
     allowed = f"; known keys: {', '.join(known)}" if known and len(known) <= 12 else ""
-    return f"unknown key{'s' if len(parts) != 1 else ''} {', '.join(parts)}{allowed}"
+    out = []
+    for key in (k for k in instance if k not in known):
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.7)
+        out.append((str(key), f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else "") + allowed))
+    return out

@@ -59,7 +59,15 @@ log = logging.getLogger("kcr.kibana")
 
 RULES_PER_PAGE = 100
 MAX_RULE_PAGES = 100
-READ_LIVE_WORKERS = 4
+READ_LIVE_WORKERS = 4  # lists read at once by a plan, unless KCR_READ_CONCURRENCY says otherwise
+MAX_READ_CONCURRENCY = 32  # a Kibana answers each list from its saved objects: more at once only queues there
+# Idle connections the pool keeps: as many as the most requests kcr sends at once (--parallelism is at
+# most 64). With httpx's default (20), an apply at --parallelism 64 closed a connection after most
+# requests and opened another for the next, and that churn could overflow the server's queue of
+# connections waiting to be accepted: a connection then stalls until a retransmission gets through,
+# up to the whole timeout. The number in use is not capped: each of kcr's threads holds at most one,
+# so a worker never waits for the pool.
+KEEPALIVE_CONNECTIONS = 64
 MISSING: Any = object()  # a 404 where absence is an answer, not an error
 
 
@@ -74,12 +82,14 @@ class KibanaClient:
         transport: httpx.BaseTransport | None = None,
         retries: int = 4,
         throttled: int = 10,
+        read_concurrency: int = READ_LIVE_WORKERS,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.conn = conn
+        self.read_concurrency = read_concurrency
         # The run's own credential is masked in every message, with the secrets of the request at hand:
         # a 401 page or a proxy may echo the Authorization header back.
         self._mask = Masker(list(conn.auth_secrets))
@@ -97,6 +107,7 @@ class KibanaClient:
             transport=transport,
             trust_env=True,
             follow_redirects=False,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=KEEPALIVE_CONNECTIONS),
         )
 
     def __repr__(self) -> str:
@@ -278,7 +289,7 @@ class KibanaClient:
         # A proxy that drops /s/<space> answers every space with the default space's list; when the
         # default space is not planned, its list is read as a witness (one request) so that shows.
         witness = [DEFAULT_SPACE] if DEFAULT_SPACE not in wanted and DEFAULT_SPACE in known and wanted else []
-        workers = max(1, min(READ_LIVE_WORKERS, len(wanted) + len(witness)))
+        workers = max(1, min(self.read_concurrency, len(wanted) + len(witness)))
         caller = contextvars.copy_context()  # its log label (`--all-envs`: the environment) on the readers' lines
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kcr-read") as pool:
             lists = list(pool.map(lambda space: caller.copy().run(self.list_connectors, space), [*wanted, *witness]))
@@ -378,6 +389,22 @@ class KibanaClient:
         if not isinstance(body, dict):
             raise malformed("POST", path, "expected an object")
         return body
+
+
+def read_concurrency(env: Mapping[str, str]) -> int:
+    """KCR_READ_CONCURRENCY: how many spaces' lists a plan reads at once (default READ_LIVE_WORKERS),
+    a whole number from 1 to MAX_READ_CONCURRENCY."""
+    raw = env.get("KCR_READ_CONCURRENCY", "").strip()
+    if not raw:
+        return READ_LIVE_WORKERS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_READ_CONCURRENCY:
+        raise ConfigError(f"KCR_READ_CONCURRENCY={raw!r} is not a whole number from 1 to {MAX_READ_CONCURRENCY}: "
+                          f"it is how many spaces' connector lists a plan reads at once (default {READ_LIVE_WORKERS})")
+    return value
 
 
 def _with_suggestion(space: str, known: Sequence[str]) -> str:

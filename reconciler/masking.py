@@ -6,17 +6,17 @@ clean text with it, and none of them should depend on how a value was found."""
 from __future__ import annotations
 
 import base64
+import bisect
 import hmac
 import html
 import json
-import re
+import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 MASK = "***"
 MIN_MASKED_LEN = 4  # shorter values would garble ordinary words; no real credential is that short
-_PERCENT = re.compile(r"%[0-9A-F]{2}")
 
 
 class Secret:
@@ -65,12 +65,26 @@ def _html_forms(text: str) -> Iterator[str]:
         yield escaped.replace("/", "&#47;")
 
 
+def _percent_table(safe: bytes, plus: bool, digits: str) -> tuple[str, ...]:
+    """What each byte becomes in urllib's `quote` (`quote_plus` when `plus`), with hex digits in either
+    case: a table, since building every form of every secret of a large apply with `quote` itself
+    costs more than the whole apply (tests/test_apply_scale.py compares the two on every byte)."""
+    kept = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~" + safe)
+    return tuple(chr(b) if b in kept else "+" if plus and b == 0x20 else "%" + digits[b >> 4] + digits[b & 15]
+                 for b in range(256))
+
+
+# quote(safe=""), quote_plus, quote (safe="/"), each with upper- then lower-case hex digits
+_PERCENT_TABLES = tuple(_percent_table(safe, plus, digits) for safe, plus in ((b"", False), (b"", True), (b"/", False))
+                        for digits in ("0123456789ABCDEF", "0123456789abcdef"))
+
+
 def _url_forms(text: str) -> Iterator[str]:
     """A server that repeats a URL or a form field shows the value percent-encoded, in either case
     of hex digit."""
-    for encoded in (quote(text, safe=""), quote_plus(text), quote(text)):
-        yield encoded
-        yield _PERCENT.sub(lambda m: m.group(0).lower(), encoded)
+    raw = text.encode("utf-8")
+    for table in _PERCENT_TABLES:
+        yield "".join([table[b] for b in raw])
 
 
 def _base64_forms(text: str) -> Iterator[str]:
@@ -114,18 +128,94 @@ def _masked_forms(value: Any) -> Iterator[str]:
         yield str(text)
 
 
+@dataclass(frozen=True)
+class _Forms:
+    """Every form, sorted, with the set of their first MIN_MASKED_LEN characters: where a text holds
+    none of those, no form starts."""
+
+    sorted: tuple[str, ...]
+    heads: frozenset[str]
+    longest: int
+
+    @classmethod
+    def of(cls, payloads: tuple[Any, ...]) -> _Forms:
+        forms = sorted({f for p in payloads for f in _masked_forms(p)})
+        return cls(tuple(forms), frozenset(f[:MIN_MASKED_LEN] for f in forms), max(map(len, forms), default=0))
+
+    def longest_at(self, text: str, i: int) -> int:
+        """The length of the longest form that `text` holds at `i`, 0 when none does. By bisection:
+        the greatest form not above the text's next characters is either a prefix of them, or shares
+        with them a prefix that bounds every form that is (all forms between a prefix and the text
+        start with that prefix), so each step shortens what is searched."""
+        hi = min(len(text) - i, self.longest)
+        while hi >= MIN_MASKED_LEN:
+            wanted = text[i:i + hi]
+            j = bisect.bisect_right(self.sorted, wanted)
+            if j == 0:
+                return 0
+            form = self.sorted[j - 1]
+            if wanted.startswith(form):
+                return len(form)
+            common = 0
+            for a, b in zip(form, wanted, strict=False):
+                if a != b:
+                    break
+                common += 1
+            hi = common
+        return 0
+
+
 class Masker:
     """Replaces every resolved secret value (and its JSON-, HTML-, URL- and base64-encoded forms) in a
     text with `***`. The one place text from outside — Kibana's and Vault's messages, exceptions — is
-    cleaned before it is reported, for the client, the applier and the Vault login alike."""
+    cleaned before it is reported, for the client, the applier and the Vault login alike.
+
+    Built for an apply of many thousand secrets, where most texts are empty: the forms are computed
+    on the first non-empty text, not when the Masker is made (a create builds one for its request),
+    and a text is scanned once for all of them, whatever their number and however many characters
+    they share (URLs of one host): at each position, the longest form there is found by bisection in
+    the sorted forms. Every occurrence of every form is masked; where occurrences overlap (an escaped
+    form holds the raw one; two secrets share characters) their union becomes one `***`, so no
+    character of any occurrence survives."""
 
     def __init__(self, *payloads: Any) -> None:
         self.payloads = payloads  # to build a Masker that covers more
-        forms = {f for p in payloads for f in _masked_forms(p)}
-        self._forms = sorted(forms, key=len, reverse=True)  # longest first: an escaped form holds the raw one
+        self._built: _Forms | None = None
+        self._building = threading.Lock()
+
+    def _forms(self) -> _Forms:
+        built = self._built
+        if built is None:
+            with self._building:
+                built = self._built
+                if built is None:
+                    built = self._built = _Forms.of(self.payloads)
+        return built
 
     def __call__(self, text: str) -> str:
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, MASK)
-        return text
+        if len(text) < MIN_MASKED_LEN:  # empty (most results) or too short to hold any form
+            return text
+        forms = self._forms()
+        if not forms.heads:
+            return text
+        heads = forms.heads
+        spans: list[list[int]] = []  # the union of every occurrence, as [start, end), in order
+        for i in range(len(text) - MIN_MASKED_LEN + 1):
+            if text[i:i + MIN_MASKED_LEN] not in heads:
+                continue
+            length = forms.longest_at(text, i)
+            if not length:
+                continue
+            if spans and i < spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], i + length)
+            else:
+                spans.append([i, i + length])
+        if not spans:
+            return text
+        out: list[str] = []
+        at = 0
+        for start, end in spans:
+            out += (text[at:start], MASK)
+            at = end
+        out.append(text[at:])
+        return "".join(out)

@@ -79,6 +79,9 @@ class Environment:
     spaces: tuple[str, ...] | None = None  # None: every space of the repository
     record: Mapping[str, str] = field(default_factory=dict)  # path | gitlab_state | http_address
     vars: Mapping[str, JSON] = field(default_factory=dict)
+    # kcr.yaml `preconfigured:`: True (every connector of the environment) or globs of `key`/`space/key`
+    # naming the connectors kibana.yml holds there; a connector's own `preconfigured:` wins (render_kibana)
+    preconfigured: bool | tuple[str, ...] = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,9 @@ class ConnectorSpec:
     location: Location | None = None
     # where each field was written, keyed like "name", "config.apiUrl", "secrets.routingKey"
     locations: Mapping[str, Location] = field(default_factory=dict)
+    # kibana.yml `xpack.actions.preconfigured` holds it in this environment: never sent to the API, only
+    # checked against what Kibana lists (`kcr render kibana-yml` writes it)
+    preconfigured: bool = False
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from reconciler.apply_report import ActionResult, ApplyReport
 from reconciler.connection import Connection, redact_url
 from reconciler.desired import load_repository, load_settings, owner_label
 from reconciler.errors import ConfigError, PlanFileError, Problem, ValidationError
-from reconciler.kibana import KibanaClient
+from reconciler.kibana import KibanaClient, read_concurrency
 from reconciler.model import DesiredState, Environment, SecretDigest, Settings
 from reconciler.plan import Action, Plan
 from reconciler.plancheck import check_against_repository
@@ -95,7 +95,8 @@ class Session:
 
     @contextmanager
     def client(self) -> Iterator[KibanaClient]:
-        client = KibanaClient(self.connection, transport=self.transport)
+        client = KibanaClient(self.connection, transport=self.transport,
+                              read_concurrency=read_concurrency(self.kibana_env))
         try:
             yield client
         finally:

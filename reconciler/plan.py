@@ -108,6 +108,9 @@ class Change:
     live_fingerprint: str | None = None  # None: the connector did not exist
     desired: Desired | None = None
     secret_digest: SecretDigest | None = None  # what the record holds after this change applies
+    # An unmanaged connector kcr's record says it applied, that no file declares any more: drift that
+    # apply leaves alone (the space does not prune), reported as "removed from the files".
+    removed_from_files: bool = False
 
     @property
     def address(self) -> str:
@@ -139,6 +142,12 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return any(c.action in MUTATING for c in self.changes)
+
+    @property
+    def has_drift(self) -> bool:
+        """What `drift` and `plan --detailed-exitcode` report as exit 2: changes to apply, or a connector
+        removed from the files that Kibana still holds (which apply leaves alone)."""
+        return self.has_changes or any(c.removed_from_files for c in self.changes)
 
     @property
     def has_errors(self) -> bool:

@@ -14,6 +14,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from reconciler import catalog
 from reconciler.errors import PlanFileError
 from reconciler.model import (
     KEY_PATTERN,
@@ -159,6 +160,8 @@ def _guard_problem(c: Mapping[str, Any], spaces: frozenset[str]) -> str | None:
             return f"{' and '.join(facts)}, yet guard.blocked is false for a {action}"
     elif blocked and action in (Action.NOOP.value, Action.UNMANAGED.value):
         return f"guard.blocked is true on a {action}, which sends nothing to guard"
+    if c.get("removed_from_files") and action != Action.UNMANAGED.value:
+        return f"removed_from_files is set on a {action}, which only an unmanaged connector can be"
     return None
 
 
@@ -179,7 +182,10 @@ def _secrets_problem(c: Mapping[str, Any], spaces: frozenset[str]) -> str | None
         if extra:
             return f"secret_digest.hmacs covers {', '.join(extra)}, which desired.secret_refs does not declare"
     if desired is not None:
-        literal = _literal_secret_paths(desired["secret_refs"], "desired.secret_refs")
+        known = catalog.get(desired["type"]) if isinstance(desired.get("type"), str) else None
+        refs = {k: v for k, v in desired["secret_refs"].items()
+                if known is None or not known.is_plain_value(k, v)}  # x-kcr-plain: a selector, no secret
+        literal = _literal_secret_paths(refs, "desired.secret_refs")
         if literal:
             return f"{', '.join(literal)} holds a literal value, not a reference such as ${{env:NAME}}"
     return None

@@ -53,7 +53,7 @@ PLAN_MAX_DEPTH = jsondepth.MAX_DEPTH + 8
 
 
 def _change_to_json(c: Change) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "address": c.address,
         "space": c.space,
         "id": c.id,
@@ -85,6 +85,9 @@ def _change_to_json(c: Change) -> dict[str, Any]:
         },
         "secret_digest": None if c.secret_digest is None else c.secret_digest.to_json(),
     }
+    if c.removed_from_files:  # only then: every other change reads as it always did
+        body["removed_from_files"] = True
+    return body
 
 
 def to_json(plan: Plan, key: bytes | None = None) -> dict[str, Any]:
@@ -233,6 +236,7 @@ def _change_from_json(d: Mapping[str, Any]) -> Change:
             file=desired.get("file"),
         ),
         secret_digest=None if digest is None else SecretDigest.from_json(digest),
+        removed_from_files=bool(d.get("removed_from_files", False)),
     )
 
 

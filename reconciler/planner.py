@@ -5,7 +5,7 @@ What the planner cannot know: Kibana's `xpack.actions.allowedHosts` is not expos
 URL outside it surfaces only when apply sends the request (Kibana answers 400). Nor can it read
 secrets back from Kibana: `reconciler.plansecrets` decides from the record whether they changed.
 
-About 410 lines, over the house's 400: one planning pass over spaces, declared and live connectors
+About 435 lines, over the house's 400: one planning pass over spaces, declared and live connectors
 reads best whole; the matching of `--target`/`--exclude` lives apart in `reconciler.selection`.
 """
 
@@ -29,8 +29,9 @@ from reconciler.model import (
     SpaceSettings,
 )
 from reconciler.plan import Action, Change, Desired, FieldDiff, Guard, Plan, SecretsStatus, live_fingerprint
-from reconciler.plansecrets import Status, new_secrets, plaintext_problems, secrets_status, without_plaintext
+from reconciler.plansecrets import Status, new_secrets, plaintext_problems, secrets_status
 from reconciler.selection import Selection
+from reconciler.yamlload import join_path
 
 ACTION_ORDER: Mapping[Action, int] = {
     Action.CREATE: 0,
@@ -42,6 +43,10 @@ ACTION_ORDER: Mapping[Action, int] = {
 }
 MISSING_SECRETS = "secrets missing in Kibana (e.g. after a saved-object import)"
 SYNC_SECRETS = "--sync-secrets"
+# kcr's record of applied secrets holds an entry for every connector kcr created or updated (and drops it
+# when kcr deletes one): the only memory kcr has of what it applied, so the source of "removed".
+REMOVED = ("removed from the files; still in Kibana (kcr applied it, and the space does not prune): declare it "
+           "again, delete it in Kibana, or set prune: true in the space's _space.yaml")
 # Kibana's in-memory system actions are listed nowhere public; their ids follow this pattern.
 _SYSTEM_ID_PREFIX = "system-connector-"
 
@@ -203,6 +208,9 @@ def _plan_space(
             changes.append(_live_only(space, conn, Action.UNMANAGED, _declared_elsewhere(elsewhere)))
         elif want.settings.prune and not truncated:
             changes.append(_delete(space, conn))
+        elif not want.settings.prune and conn.id in ctx.record:
+            gone = _live_only(space, conn, Action.UNMANAGED, REMOVED)
+            changes.append(dataclasses.replace(gone, removed_from_files=True))
         else:
             why = ("not declared; the list may be truncated, so it is left alone" if want.settings.prune
                    else "not declared (the space does not prune)")
@@ -272,7 +280,7 @@ def _desired(spec: ConnectorSpec) -> Desired:
         name=spec.name,
         type=spec.type,
         config=dict(spec.config),
-        secret_refs=without_plaintext(spec.secrets),
+        secret_refs=plansecrets.plan_secret_refs(spec),
         key=spec.key,
         protect=spec.protect,
         file=spec.location.file if spec.location is not None else None,
@@ -288,7 +296,8 @@ def _create(ctx: _Context, spec: ConnectorSpec) -> Change:
 def _recreate(ctx: _Context, spec: ConnectorSpec, conn: LiveConnector) -> Change:
     reason = (f"connector_type_id changes from {conn.type} to {spec.type}, which Kibana cannot update: "
               "delete, then create with the same id")
-    diffs = (FieldDiff("connector_type_id", conn.type, spec.type, "changed"), *_field_diffs(spec, conn))
+    diffs = (FieldDiff("connector_type_id", conn.type, spec.type, "changed"), *_field_diffs(spec, conn),
+             *_lost_config(spec, conn))
     return _declared(ctx, spec, conn, Action.RECREATE, reason, diffs, new_secrets(spec),
                      guard=_guard(conn.referenced_by_count, spec))
 
@@ -309,6 +318,15 @@ def _update_or_noop(ctx: _Context, spec: ConnectorSpec, conn: LiveConnector) -> 
         reasons.append(SYNC_SECRETS)
     action, reason = (Action.UPDATE, "; ".join(reasons)) if reasons else (Action.NOOP, "up to date")
     return _declared(ctx, spec, conn, action, reason, diffs, (status, keys))
+
+
+def _lost_config(spec: ConnectorSpec, conn: LiveConnector) -> tuple[FieldDiff, ...]:
+    """What a recreate's delete takes with it: the old type's keys that the new config lacks, which
+    `config_diffs` leaves out (keys outside the new type's schema are Kibana's for an update)."""
+    shown = {d.path for d in normalize.config_diffs(spec, conn)}
+    want = normalize.desired_config(spec)
+    return tuple(FieldDiff(path, value, None, "removed") for key, value in sorted(normalize.live_config(conn).items())
+                 if key not in want and (path := join_path("config", key)) not in shown)
 
 
 def _field_diffs(spec: ConnectorSpec, conn: LiveConnector) -> tuple[FieldDiff, ...]:

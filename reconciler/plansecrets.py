@@ -31,8 +31,17 @@ def without_plaintext(value: JSON) -> JSON:
     return dict(PLAINTEXT_MARKER) if is_plaintext(value) else value
 
 
+def plan_secret_refs(spec: ConnectorSpec) -> JSON:
+    """`without_plaintext` of the connector's secrets, except a plain value (`x-kcr-plain`, e.g. a spec
+    connector's `authType: bearer`), which is no secret and stays as written."""
+    known = catalog.get(spec.type)
+    return {str(k): v if known is not None and known.is_plain_value(str(k), v) else without_plaintext(v)
+            for k, v in spec.secrets.items()}
+
+
 def plaintext_problems(spec: ConnectorSpec) -> list[Problem]:
-    keys = [str(k) for k, v in spec.secrets.items() if without_plaintext(v) != v]
+    refs = plan_secret_refs(spec)
+    keys = [str(k) for k, v in spec.secrets.items() if refs.get(str(k)) != v]
     if not keys:
         return []
     first = spec.locations.get(f"secrets.{keys[0]}") or spec.location

@@ -6,6 +6,8 @@ Inside any string of a connector's `secrets`:
     ${file:PATH}                   a file's content, one trailing newline stripped; PATH is relative to
                                    the repository unless absolute; confined to the repository and the
                                    `file_roots` of kcr.yaml (after resolving symlinks)
+    ${file:${env:NAME}}            the same, for the path variable NAME holds (a GitLab file variable);
+                                   the one nesting there is
     ${vault:MOUNT/PATH#KEY}        a field of a HashiCorp Vault KV secret (the logical path, no `data/`)
     ${vault:MOUNT/PATH#KEY@N}      ... pinned to KV v2 version N (digits only)
     $${                            a literal "${" (the escape; a lone "$" needs none)
@@ -23,6 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.secret_backends import BACKENDS
+from reconciler.secret_backends.file import ENV_IN_FILE, env_target
+
+_FILE_OF_ENV = "${file:" + ENV_IN_FILE  # `${file:${env:NAME}}`: the one reference inside another
 
 
 class ReferenceSyntaxError(ValueError):
@@ -37,6 +42,14 @@ class Reference:
     @property
     def text(self) -> str:
         return f"${{{self.scheme}:{self.target}}}"
+
+    @property
+    def env_name(self) -> str | None:
+        """The environment variable this reference reads, for the exfiltration guard: NAME of
+        `${env:NAME}` and of `${file:${env:NAME}}` (whose variable holds a path), else None."""
+        if self.scheme == "env":
+            return self.target
+        return env_target(self.target) if self.scheme == "file" else None
 
     def __str__(self) -> str:
         return self.text
@@ -98,6 +111,18 @@ def parse_template(text: str) -> Template:
         if text.startswith("$${", j):
             buf.append("${")
             i = j + 3
+        elif text.startswith(_FILE_OF_ENV, j):
+            # GitLab writes a file-type variable to a temporary file and puts its path in the variable
+            end = text.find("}", j + len(_FILE_OF_ENV))
+            if end < 0 or not text.startswith("}", end + 1):
+                raise ReferenceSyntaxError(f"'${{file:${{env:' at column {j + 1} must be closed by '}}}}': "
+                                           "write ${file:${env:NAME}}")
+            literal = "".join(buf)
+            if literal:
+                parts.append(literal)
+            buf = []
+            parts.append(_reference(text[j + 2:end + 1], j + 1))
+            i = end + 2
         elif text.startswith("${", j):
             end = text.find("}", j + 2)
             if end < 0:
@@ -105,7 +130,8 @@ def parse_template(text: str) -> Template:
                     f"'${{' at column {j + 1} is never closed by '}}'; a literal '${{' is written '$${{'")
             inner = text[j + 2:end]
             if "${" in inner or "{" in inner:
-                raise ReferenceSyntaxError(f"references cannot be nested (column {j + 1})")
+                raise ReferenceSyntaxError(f"references cannot be nested (column {j + 1}), except "
+                                           "${file:${env:NAME}} (a file whose path a variable holds)")
             literal = "".join(buf)
             if literal:
                 parts.append(literal)

@@ -6,7 +6,7 @@ for apply, and the views show only the names of the secret keys that change. Nam
 values come from Kibana and the repository, so text output strips terminal control characters and
 Markdown output escapes HTML.
 
-At about 400 lines on purpose: the text, Markdown and report views share their helpers (the
+At about 490 lines on purpose: the text, Markdown and report views share their helpers (the
 escaping above, the symbols, the summary), and splitting them would put those helpers in a third place.
 """
 
@@ -71,9 +71,18 @@ def unchanged_line(plan: Plan) -> str | None:
     return f"{noop} unchanged" + (f" ({UNKNOWN_SECRETS.format(n=unknown)})" if unknown else "")
 
 
+def removed(plan: Plan) -> list[Change]:
+    """Connectors kcr applied that no file declares any more, left in Kibana (drift, not a change)."""
+    return [c for c in plan.changes if c.removed_from_files]
+
+
 def summary_line(plan: Plan) -> str:
+    gone = len(removed(plan))
+    still = f"{gone} connector{'s' if gone != 1 else ''} removed from the files still in Kibana" if gone else ""
     if plan.has_errors and not plan.has_changes:
         return PLAN_ERRORS
+    if not plan.has_changes and gone:
+        return f"No changes to apply, but {still} (drift)."
     if not plan.has_changes:
         unsure = (plan.has_errors or not plan.secrets_checked
                   or any(c.secrets is SecretsStatus.UNKNOWN for c in plan.changes))
@@ -81,7 +90,7 @@ def summary_line(plan: Plan) -> str:
     s = plan.summary()
     return (
         f"Plan: {s['create']} to create, {s['update']} to update, {s['recreate']} to recreate, "
-        f"{s['delete']} to delete, {s['blocked']} blocked."
+        f"{s['delete']} to delete, {s['blocked']} blocked." + (f" {still[0].upper()}{still[1:]}." if gone else "")
     )
 
 
@@ -156,7 +165,14 @@ def text(plan: Plan, color: bool) -> str:
             guard = _clean(guard)
             lines.append(f"      guard: {paint(_COLOUR['!'], guard, color) if change.guard.blocked else guard}")
         lines.append("")
-    unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
+    gone = removed(plan)
+    if gone:
+        lines.append("Removed from the files, still in Kibana (kcr applied them; the space does not prune):")
+        for c in gone:
+            line = f"  ? {c.address}  {json.dumps(c.name, ensure_ascii=False)}  [{c.type}]  {c.reason}"
+            lines.append(paint(_COLOUR["!"], _clean(line), color))
+        lines.append("")
+    unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED and not c.removed_from_files]
     if unmanaged:
         lines.append("Unmanaged (not declared in this space, left alone):")
         for c in unmanaged:
@@ -262,7 +278,10 @@ def _md_inline_code(s: str) -> str:
 def markdown(plan: Plan) -> str:
     """For a merge-request note; MARKER lets CI find and update its one sticky comment."""
     s = plan.summary()
-    out = [MARKER, "### kcr plan", "", f"**{_md(summary_line(plan))}**", ""]
+    changed = [c for c in plan.changes if c.action in MUTATING]
+    # What someone must act on comes first: problems and blocked actions, above the summary.
+    out = [MARKER, "### kcr plan", "", *_md_problems(plan), *_md_blocked(changed),
+           f"**{_md(summary_line(plan))}**", ""]
     if not plan.secrets_checked:
         out += [_md_inline_code(SECRETS_NOT_CHECKED.replace("--no-secrets", "`--no-secrets`")), ""]
     if plan.selection is not None:
@@ -272,26 +291,17 @@ def markdown(plan: Plan) -> str:
     out.append(f"{where}Kibana {_code(plan.kibana_url)} · spaces: {spaces}")
     out += ["", "| action | count |", "|---|---:|"]
     out += [f"| {name} | {s[name]} |" for name in ("create", "update", "recreate", "delete", "no-op", "unmanaged")]
-    out += [f"| blocked | {s['blocked']} |", ""]
-    changed = [c for c in plan.changes if c.action in MUTATING]
+    gone = removed(plan)
+    out += [f"| blocked | {s['blocked']} |", *([f"| removed from the files | {len(gone)} |"] if gone else []), ""]
     if changed:
         out += ["#### Changes", ""]
         for c in changed:
             out += _md_change(c)
-    blocked = [c for c in changed if c.guard.blocked]
-    if blocked:
-        out += ["#### Blocked", ""]
-        for c in blocked:
-            rules = "; ".join(f"{_md(r.name)} ({_code(r.id)})" for r in c.guard.rules)
-            used = f" — used by rules: {rules}" if rules else ""
-            out.append(f"- {_code(c.address)} {_md(c.name)}: {c.action.value} BLOCKED, "
-                       f"{_md('; '.join(c.guard.reasons))}{used}")
+    if gone:
+        out += ["#### Removed from the files, still in Kibana", ""]
+        out += [f"- {_code(c.address)} {_md(c.name)} ({_code(c.type)}): {_md(c.reason)}" for c in gone]
         out.append("")
-    if plan.problems:
-        out += ["#### Problems", ""]
-        out += [f"- **{_md(p.severity)}** {_code(p.where().rstrip(': '))}: {_md(p.message)}" for p in plan.problems]
-        out.append("")
-    unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
+    unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED and not c.removed_from_files]
     if unmanaged:
         out += [f"<details><summary>Unmanaged connectors ({len(unmanaged)}), left alone</summary>", ""]
         out += [f"- {_code(c.address)} {_md(c.name)} ({_code(c.type)})" for c in unmanaged]
@@ -301,6 +311,23 @@ def markdown(plan: Plan) -> str:
         also = f" ({_md_inline_code(UNKNOWN_SECRETS.format(n=unknown))})" if unknown else ""
         out += [f"{s['no-op']} connector{'s' if s['no-op'] != 1 else ''} unchanged{also}.", ""]
     return "\n".join(out)
+
+
+def _md_problems(plan: Plan) -> list[str]:
+    if not plan.problems:
+        return []
+    return ["#### Problems", "",
+            *(f"- **{_md(p.severity)}** {_code(p.where().rstrip(': '))}: {_md(p.message)}" for p in plan.problems), ""]
+
+
+def _md_blocked(changed: list[Change]) -> list[str]:
+    out = []
+    for c in (c for c in changed if c.guard.blocked):
+        rules = "; ".join(f"{_md(r.name)} ({_code(r.id)})" for r in c.guard.rules)
+        used = f" — used by rules: {rules}" if rules else ""
+        out.append(f"- {_code(c.address)} {_md(c.name)}: {c.action.value} BLOCKED, "
+                   f"{_md('; '.join(c.guard.reasons))}{used}")
+    return ["#### Blocked", "", *out, ""] if out else []
 
 
 def _md_change(c: Change) -> list[str]:

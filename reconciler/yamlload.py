@@ -7,14 +7,16 @@ nodes into Python values is ours, so that:
 - duplicate keys are refused, naming both lines;
 - every alias expansion counts against a node budget, so an alias bomb ("billion laughs") stops
   after `max_nodes` visited nodes instead of eating memory, and a recursive alias is refused;
-- each value's position is kept under its field path ("connectors[2].config.apiUrl").
+- each value's position is kept under its field path ("connectors[2].config.apiUrl"), and each key's
+  own position too, so an unknown key is reported on its line, not on its mapping's;
+- a quoted string left open is reported where it opens, not where the parser gave up.
 Every failure is a `YamlError` carrying `errors.Problem`s, never another exception.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ class YamlError(ReconcilerError):
 class Document:
     value: Any
     locations: Mapping[str, Location]  # field path ("" is the document) -> where its value starts
+    keys: Mapping[str, Location] = field(default_factory=dict)  # field path -> where its key is written
 
 
 def join_path(base: str, key: str | int) -> str:
@@ -71,6 +74,7 @@ class _Builder:
         self.max_depth = max_depth
         self.visited = 0
         self.locations: dict[str, Location] = {}
+        self.keys: dict[str, Location] = {}
         self.active: set[int] = set()  # nodes being built: an alias to one of them is a cycle
         self._scalars = yaml.constructor.SafeConstructor()
 
@@ -130,7 +134,9 @@ class _Builder:
                 raise self.fail(key_node, f"duplicate key {key!r} (first defined at line {first}, "
                                 f"again at line {key_node.start_mark.line + 1})", join_path(path, key))
             seen[key] = key_node
-            out[key] = self.build(value_node, join_path(path, key), depth + 1)
+            sub = join_path(path, key)
+            self.keys.setdefault(sub, self.loc(key_node))
+            out[key] = self.build(value_node, sub, depth + 1)
         for value_node, _ in merges:  # `<<: *base` fills in keys not written out, as YAML 1.1 says
             sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
             for source in sources:
@@ -142,8 +148,45 @@ class _Builder:
         return out
 
 
-def _mark_problem(file: str, exc: yaml.YAMLError) -> Problem:
+_QUOTED = "while scanning a quoted scalar"
+
+
+def _open_quote(text: str, exc: yaml.MarkedYAMLError) -> Problem | None:
+    """Where a quote left open starts. At the end of the file PyYAML says where it opened; when a later
+    quote closed it, the error comes lines below, so the last quoted string spanning lines before the
+    error is the likely culprit and is named with the parser's own complaint."""
+    def opened(mark: yaml.Mark) -> str:
+        quote = text[mark.index] if mark.index < len(text) and text[mark.index] in "'\"" else "quote"
+        return f"the quoted string opened here ({quote})"
+
+    if exc.context == _QUOTED and exc.context_mark is not None:
+        mark = exc.context_mark
+        return Problem("", f"malformed YAML: {opened(mark)} is never closed: the file ends before its closing "
+                       "quote", mark.line + 1, mark.column + 1)
+    if exc.problem_mark is None:
+        return None
+    suspect: yaml.Mark | None = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if token.start_mark.index >= exc.problem_mark.index:
+                break
+            if isinstance(token, yaml.ScalarToken) and token.style in ("'", '"') \
+                    and token.end_mark.line > token.start_mark.line:
+                suspect = token.start_mark
+    except yaml.YAMLError:
+        pass
+    if suspect is None:
+        return None
+    said = " ".join(part for part in (exc.context, exc.problem) if part)
+    return Problem("", f"malformed YAML: {opened(suspect)} runs on to line {exc.problem_mark.line + 1}, where the "
+                   f"parser stops ({said}): is its closing quote missing?", suspect.line + 1, suspect.column + 1)
+
+
+def _mark_problem(file: str, exc: yaml.YAMLError, text: str = "") -> Problem:
     if isinstance(exc, yaml.MarkedYAMLError):
+        quoted = _open_quote(text, exc)
+        if quoted is not None:
+            return Problem(file, quoted.message, quoted.line, quoted.column)
         mark = exc.problem_mark or exc.context_mark
         text = " ".join(part for part in (exc.context, exc.problem) if part) or "malformed YAML"
         if mark is not None:
@@ -168,14 +211,14 @@ def parse(data: bytes, file: str, *, max_bytes: int = MAX_BYTES, max_nodes: int 
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise YamlError([_mark_problem(file, exc)]) from None
+        raise YamlError([_mark_problem(file, exc, text)]) from None
     except RecursionError:
         raise YamlError([Problem(file, f"nesting deeper than {max_depth} levels")]) from None
     if node is None:
         return Document(None, {"": Location(file, 1, 1)})
     builder = _Builder(file, max_nodes, max_depth)
     value = builder.build(node, "", 0)
-    return Document(value, builder.locations)
+    return Document(value, builder.locations, builder.keys)
 
 
 def load_file(path: Path, file: str, *, max_bytes: int = MAX_BYTES) -> Document:

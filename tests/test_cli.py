@@ -240,7 +240,7 @@ def test_connector_test_ok_and_errors(world: World) -> None:
     assert f"default/{SLACK_ID}: ok" in out
     assert world.sb.executions[-1]["params"] == {"message": "hi"}
     code, out, err = world.kcr("test", str(uuid.uuid4()))
-    assert code == 1 and "404" in err
+    assert code == 1 and "unknown connector" in err and "404" not in err  # said in words, not Kibana's raw 404
     code, out, err = world.kcr("test", SLACK_ID, "--params", "[1]")
     assert code == 1 and "JSON object" in err
     code, out, err = world.kcr("test", HISTORY_ID, "--space", "ops", "--params", "{")

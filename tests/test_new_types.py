@@ -69,7 +69,7 @@ BAD: dict[str, tuple[dict[str, Any], str, str]] = {
                              "secrets": {"clientSecret": REF}},
                             "config", "missing Client ID (clientId) fields"),
     "http-bad-secrets": ({"type": ".http", "config": {"url": "https://a.example.com"},
-                          "secrets": {"user": REF, "token": REF}}, "secrets", "'token' was unexpected"),
+                          "secrets": {"user": REF, "token": REF}}, "secrets", "unknown key 'token'"),
     "slack2-no-auth-type": ({"type": ".slack2", "secrets": {"token": REF}}, "secrets", "authType"),
     "slack2-no-token": ({"type": ".slack2", "secrets": {"authType": REF}}, "secrets", "token"),
     "jira-cloud-no-subdomain": ({"type": ".jira-cloud", "config": {"cloudId": "x"},

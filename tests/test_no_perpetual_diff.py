@@ -324,7 +324,11 @@ def _exported_env(out_dir: Path, v: Variant) -> tuple[dict[str, str], list[dict[
     entries: list[dict[str, Any]] = doc["connectors"]
     env: dict[str, str] = {}
     for entry in entries:
+        known = catalog.get(entry["type"])
         for key, ref in (entry.get("secrets") or {}).items():
+            if known is not None and known.is_plain_value(key, ref):  # x-kcr-plain: exported as a literal
+                assert ref == v.secrets.get(key), f"export wrote {key}: {ref!r}, the variant declares another"
+                continue
             m = _REF.match(str(ref))
             assert m, f"export wrote a secret that is not an ${{env:..}} reference: {key}"
             original = v.secrets.get(key)

@@ -28,7 +28,8 @@ RANKS: dict[str, int] = {
     # reading Kibana
     **dict.fromkeys(["connection", "answers", "kibana"], 4),
     # the record of applied secrets
-    **dict.fromkeys(["state", "state.backend", "state.config", "state.file", "state.http", "state.record"], 5),
+    **dict.fromkeys(["state", "state.backend", "state.config", "state.file", "state.http", "state.journal",
+                     "state.record"], 5),
     # one canonical form for both sides
     "normalize": 6,
     # the plan (pure) and its file
@@ -38,7 +39,8 @@ RANKS: dict[str, int] = {
     # applying
     **dict.fromkeys(["apply_checks", "record_keeper", "applier", "outputs"], 9),
     # the other commands' stages
-    **dict.fromkeys(["export", "connector_test", "gitlab", "gitlab_api", "validate", "ci_generate", "init"], 10),
+    **dict.fromkeys(["export", "adopt", "connector_test", "gitlab", "gitlab_api", "validate", "ci_generate",
+                     "init"], 10),
     **dict.fromkeys(["pipeline", "envs_plan"], 11),
     **dict.fromkeys(["cli", "cli_options", "cli_team", "demo", "__main__"], 12),
 }

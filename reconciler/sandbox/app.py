@@ -21,7 +21,10 @@ default) answers with what newer releases add: `is_connector_type_deprecated`, c
 `is_deprecated`/`is_experimental`, and the `elastic-api-version: 2023-10-31` header that core puts
 on every `access: public` route's response (router-server-internal/src/route.ts); `legacy` omits them.
 
-Not emulated: privileges (every authenticated user is a superuser, so no 403 `Unauthorized to ...`).
+Privileges. A credential the seed gives privileges to (`auth.api_keys` as a mapping, `auth.users`
+entries with `privileges`) gets Kibana's 403s for what they do not grant (privileges.py: Kibana's
+feature privileges, the check of each route and its message); the list forms are superusers. Refusals
+are counted under `forbidden` in the stats, next to the route's own count.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, parse_qsl
 
-from reconciler.sandbox import routes
+from reconciler.sandbox import privileges, routes
 from reconciler.sandbox.context import Ctx
 from reconciler.sandbox.http import HttpError, SandboxResponse, error_response, json_response
 from reconciler.sandbox.seed import IN_MEMORY, read_seed, settings_and_store
@@ -205,28 +208,36 @@ class Sandbox:
                 return None, True
         return None, False
 
-    def _authenticated(self, headers: Mapping[str, str]) -> bool:
+    def _principal(self, headers: Mapping[str, str]) -> str | None:
+        """Who authenticated (`apikey:<key>`, `user:<name>`, `anonymous` without `auth`), or None (401)."""
         if not self.settings.auth_enabled:
-            return True
+            return "anonymous"
         value = headers.get("authorization", "")
         scheme, _, credentials = value.partition(" ")
         if scheme.lower() == "basic":
             try:
                 user, sep, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError, ValueError):
-                return False
-            return bool(sep) and self.settings.users.get(user) == password
+                return None
+            return f"user:{user}" if sep and self.settings.users.get(user) == password else None
         if scheme.lower() == "apikey":
             key = credentials.strip()
             if key in self.settings.api_keys:
-                return True
+                return f"apikey:{key}"
             # A seeded `id:api_key` pair is sent as Kibana wants it, base64-encoded.
             try:
                 decoded = base64.b64decode(key, validate=True).decode()
             except (binascii.Error, UnicodeDecodeError, ValueError):
-                return False
-            return ":" in decoded and decoded in self.settings.api_keys
-        return False
+                return None
+            return f"apikey:{decoded}" if ":" in decoded and decoded in self.settings.api_keys else None
+        return None
+
+    def _authorize(self, principal: str, route: routes.Route, ctx: Ctx, params: dict[str, str]) -> None:
+        try:
+            privileges.authorize(self.settings.grants.get(principal), route.name, ctx, params)
+        except HttpError:
+            self._counters["forbidden"] = self._counters.get("forbidden", 0) + 1
+            raise
 
     def _lifecycle(
         self, method: str, space: str, route: routes.Route | None, params: dict[str, str], query: str,
@@ -237,7 +248,8 @@ class Sandbox:
             if route is None:
                 raise HttpError(404, "Not Found")
             headers = {k.lower(): val for k, val in raw_headers.items()}
-            if not self._authenticated(headers):
+            principal = self._principal(headers)
+            if principal is None:
                 raise HttpError(401, "Unauthorized", {"www-authenticate": 'Basic realm="kibana", ApiKey'})
             payload = self._payload(headers, body) if route.parses_body else None
             if method not in _SAFE_METHODS and "kbn-xsrf" not in headers and "kbn-version" not in headers:
@@ -247,6 +259,7 @@ class Sandbox:
             in_route = True
             with self._lock:
                 ctx.store = self._store
+                self._authorize(principal, route, ctx, params)
                 response: SandboxResponse = route.handler(ctx, params)
                 if ctx.changed and self._state_path is not None:
                     self._store.save(self._state_path)

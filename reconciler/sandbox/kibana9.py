@@ -62,44 +62,80 @@ def reprefix(message: str, line: str) -> str:
 
 
 # ---- allowedHosts refusals, wrapped as each type's validator wraps ensureUriAllowed's error -------------
+# The wrapping is the type's own validator code, not its schema library, so both lines wrap alike: the
+# 8.x-era API tests (x-pack/test/alerting_api_integration/security_and_spaces/group2/tests/actions/
+# connector_types/jira.ts, servicenow_itsm.ts, swimlane.ts, opsgenie.ts, tines.ts, xsoar.ts, d3security.ts,
+# thehive.ts, pagerduty.ts, openai.ts, gemini.ts) expect `error validating action type config: <wrapper>
+# target url ...` where main's (x-pack/platform/test/...) expect `error validating connector type config:`
+# and the same wrapper.
 
 _SUB_ACTION_URL = "error validating url: {msg}"  # sub_action_framework/helpers/validators.ts urlAllowListValidator
 _CONNECTOR_ACTION = "error configuring connector action: {msg}"
 HOSTS_WRAPPERS: Mapping[str, str] = {
-    # jira/translations.ts, servicenow translations WHITE_LISTED_ERROR, resilient/translations.ts;
-    # swimlane.ts, jira.ts and servicenow_itsm.ts API tests
+    # jira/translations.ts, servicenow translations WHITE_LISTED_ERROR; swimlane.ts, jira.ts and
+    # servicenow_itsm.ts API tests
     ".jira": _CONNECTOR_ACTION, ".servicenow": _CONNECTOR_ACTION, ".servicenow-sir": _CONNECTOR_ACTION,
-    ".servicenow-itom": _CONNECTOR_ACTION, ".swimlane": _CONNECTOR_ACTION, ".resilient": _CONNECTOR_ACTION,
+    ".servicenow-itom": _CONNECTOR_ACTION, ".swimlane": _CONNECTOR_ACTION,
     ".cases-webhook": "error configuring cases webhook action: {msg}",  # cases_webhook.ts API test
     ".torq": "error configuring send to Torq action: {msg}",  # torq.ts API test
     ".xmatters": "Error configuring xMatters action: {msg}",  # xmatters.ts API test
-    ".webhook": "error validation webhook action config: {msg}",  # webhook/validators.ts ensureUriAllowed
+    ".webhook": "error validation webhook action config: {msg}",  # webhook/validations.ts ensureUriAllowed
+    ".http": "error validation http action config: {msg}",  # http/validations.ts ensureUriAllowed
     ".teams": "error configuring teams action: {msg}",  # teams/index.ts validateConnectorTypeConfig
+    ".pagerduty": "error configuring pagerduty action: {msg}",  # pagerduty/index.ts; pagerduty.ts API test
+    ".slack": "error configuring slack action: {msg}",  # slack/index.ts validateConnectorTypeSecrets
+    ".slack_api": "error configuring slack action: {msg}",  # slack_api/index.ts validateSlackUrl
     ".gen-ai": "Error configuring OpenAI action: Error: error validating url: {msg}",  # openai.ts API test
     ".bedrock": "Error configuring Amazon Bedrock action: Error: error validating url: {msg}",  # bedrock.ts
     ".gemini": "Error configuring Google Gemini action: Error: error validating url: {msg}",  # gemini.ts
-    # sub-action framework connectors registering urlAllowListValidator
+    # sub-action framework connectors registering urlAllowListValidator (resilient/index.ts since IBM
+    # Resilient moved onto the framework: x-pack/platform/.../connector_types/resilient.ts API test;
+    # mcp/index.ts configValidator on serverUrl)
     ".tines": _SUB_ACTION_URL, ".d3security": _SUB_ACTION_URL, ".thehive": _SUB_ACTION_URL,
     ".sentinelone": _SUB_ACTION_URL, ".crowdstrike": _SUB_ACTION_URL, ".opsgenie": _SUB_ACTION_URL,
     ".microsoft_defender_endpoint": _SUB_ACTION_URL, ".xsoar": _SUB_ACTION_URL,
-    ".jira-service-management": _SUB_ACTION_URL,
+    ".jira-service-management": _SUB_ACTION_URL, ".resilient": _SUB_ACTION_URL, ".mcp": _SUB_ACTION_URL,
 }
+_QUOTED = re.compile(r'^target (?:url|hostname) "(.*)" ' + re.escape(ALLOWED_HOSTS_PHRASE) + "$")
+REDACTED = "[redacted]"
 
 
-def wrap_hosts(type_id: str, message: str, secret_url: str | None = None) -> str:
-    """`message` (prefix: detail) with an allowedHosts detail wrapped as the type wraps it. Teams checks
-    the whole secret URL (ensureUriAllowed, teams/index.ts), so Kibana quotes it; the sandbox quotes its
-    origin only, since the path of a Teams webhook is its credential."""
+def redacted_origin(url: str) -> str:
+    """A secret URL as the sandbox shows it: its origin, then `/[redacted]` (the path and query of a
+    Slack, Teams or xMatters URL are its credential)."""
+    origin = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@]*", url)
+    return f"{origin[0] if origin else ''}/{REDACTED}"
+
+
+def wrap_hosts(type_id: str, message: str, shown_url: str | None = None) -> str:
+    """`message` (prefix: detail) with an allowedHosts detail wrapped as the type wraps it. Kibana's
+    ensureUriAllowed quotes the whole URL (`target url "<url>"`); `shown_url` replaces it where the
+    sandbox must not echo it (a secret URL) or where type_rules named a host for a fixed URL."""
     template = HOSTS_WRAPPERS.get(type_id) or HOSTS_WRAPPERS.get(catalog.family(type_id))
     head, sep, detail = message.partition(": ")
-    if not sep or template is None or ALLOWED_HOSTS_PHRASE not in detail \
-            or not detail.startswith(("target url", "target hostname")):
+    if not sep or _QUOTED.match(detail) is None:
         return message
-    if type_id == ".teams" and secret_url is not None:
-        origin = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*", secret_url)
-        shown = f"{origin[0] if origin else ''}/[redacted]"
-        detail = f'target url "{shown}" {ALLOWED_HOSTS_PHRASE}'
-    return f"{head}: {template.format(msg=detail)}"
+    if shown_url is not None:
+        detail = f'target url "{shown_url}" {ALLOWED_HOSTS_PHRASE}'
+    return f"{head}: {template.format(msg=detail) if template else detail}"
+
+
+def email_hosts(message: str, key: str | None, config: Mapping[str, Any]) -> str:
+    """email/index.ts validateConfig's own words for a host not allowed (isHostnameAllowed, not
+    ensureUriAllowed; email.ts API test 'with a server not added to allowedHosts')."""
+    head, sep, detail = message.partition(": ")
+    quoted = _QUOTED.match(detail) if sep else None
+    if quoted is None:
+        return message
+    target = quoted[1]
+    if key == "oauthTokenUrl":
+        detail = f"[oauthTokenUrl]: host name value for '{target}' is not in the allowedHosts configuration"
+    elif key == "host":
+        detail = f"[host] value '{target}' is not in the allowedHosts configuration"
+    else:
+        detail = (f"[service] value '{config.get('service')}' resolves to host '{target}' which is not in the "
+                  "allowedHosts configuration")
+    return f"{head}: {detail}"
 
 
 # ---- zod's detail (format_zod_error.ts) from JSON Schema errors -----------------------------------------

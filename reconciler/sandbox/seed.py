@@ -18,6 +18,7 @@ from reconciler import catalog
 from reconciler.errors import ConfigError, Problem
 from reconciler.file_problems import FileChecker, file_validator
 from reconciler.sandbox import kibana9
+from reconciler.sandbox.privileges import Grant, grant_from_seed
 from reconciler.sandbox.store import (
     DEFAULT_KIBANA_VERSION,
     Faults,
@@ -109,15 +110,34 @@ def _spaces(raw: Iterable[Any]) -> dict[str, str]:
     return out
 
 
+def _auth(auth: Mapping[str, Any]) -> tuple[dict[str, str], frozenset[str], dict[str, Grant]]:
+    """(passwords by user, accepted keys, grants by principal). A password alone or a list of keys is a
+    superuser, as before privileges existed; an entry with `privileges` gets exactly those."""
+    users: dict[str, str] = {}
+    grants: dict[str, Grant] = {}
+    for user, raw in _given(auth, "users", {}).items():
+        if isinstance(raw, Mapping):
+            users[str(user)] = str(raw["password"])
+            grants[f"user:{user}"] = grant_from_seed(raw)
+        else:
+            users[str(user)] = str(raw)
+    keys = _given(auth, "api_keys", [])
+    if isinstance(keys, Mapping):
+        grants.update({f"apikey:{key}": grant_from_seed(raw) for key, raw in keys.items()})
+    return users, frozenset(str(k) for k in keys), grants
+
+
 def _settings(seed: Mapping[str, Any]) -> Settings:
     auth = seed.get("auth")
     faults = _given(seed, "faults", {})
+    users, api_keys, grants = _auth(auth or {})
     return Settings(
         license=_given(seed, "license", "trial"),
         spaces=tuple(_spaces(_given(seed, "spaces", [])).items()),
-        users={str(user): str(password) for user, password in _given(auth or {}, "users", {}).items()},
-        api_keys=frozenset(_given(auth or {}, "api_keys", [])),
+        users=users,
+        api_keys=api_keys,
         auth_enabled=auth is not None,
+        grants=grants,
         preconfigured={
             str(pid): Preconfigured(
                 id=str(pid),

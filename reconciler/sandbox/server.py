@@ -25,6 +25,16 @@ Scope = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 START_TIMEOUT_S = 10.0
+# Connections the kernel holds for the server before it accepts them (uvicorn's own default when it
+# binds; the kernel caps it at net.core.somaxconn). At 128, a client opening connections faster than a
+# busy event loop accepts them (an apply at --parallelism 64 whose pool closed most connections after
+# each request) overflowed the queue: Linux then drops the handshake's last ACK, the client believes
+# it is connected and its request waits for a retransmission, up to its whole timeout.
+BACKLOG = 2048
+# How long an idle connection stays open: Kibana's `server.keepaliveTimeout` default, 120 s (elastic/kibana
+# src/core/packages/http/server-internal/src/http_config.ts). uvicorn's 5 s equals httpx's keep-alive
+# expiry, so a client could send a request on a connection the server was closing that same moment.
+KEEPALIVE_TIMEOUT_S = 120
 
 
 class _Dropped(Exception):
@@ -42,10 +52,15 @@ def _quiet_drops() -> None:
         log.addFilter(_QuietDrops())
 
 
-def asgi_app(sb: Sandbox) -> Callable[[Scope, Receive, Send], Any]:
+def asgi_app(sb: Sandbox, clients: set[tuple[str, int]] | None = None) -> Callable[[Scope, Receive, Send], Any]:
+    """`clients`, when given, collects the (host, port) of every connection a request came on: how many
+    connections a client opened (tests of the client's pool)."""
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if clients is not None and scope.get("client"):
+            clients.add(tuple(scope["client"]))
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -83,7 +98,7 @@ class _Server:
 
     @staticmethod
     def create(sb: Sandbox, *, log_level: str, on_ready: Callable[[], None] | None,
-               on_stop: Callable[[], None] | None) -> Any:
+               on_stop: Callable[[], None] | None, clients: set[tuple[str, int]] | None = None) -> Any:
         import uvicorn
 
         class Server(uvicorn.Server):
@@ -99,8 +114,9 @@ class _Server:
                     if on_stop is not None:
                         on_stop()
 
-        config = uvicorn.Config(asgi_app(sb), lifespan="off", log_level=log_level, access_log=False,
-                                timeout_graceful_shutdown=5)
+        config = uvicorn.Config(asgi_app(sb, clients), lifespan="off", log_level=log_level, access_log=False,
+                                timeout_graceful_shutdown=5, backlog=BACKLOG,
+                                timeout_keep_alive=KEEPALIVE_TIMEOUT_S)
         _quiet_drops()
         return Server(config)
 
@@ -113,7 +129,7 @@ def _bind(host: str, port: int) -> socket.socket:
     # response waits ~40 ms for the client's delayed ACK (asyncio sets it only on sockets it creates).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
-    sock.listen(128)
+    sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -166,11 +182,13 @@ def _signals_stop(server: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def running(sb: Sandbox, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """A real server in a background thread for tests; yields its base URL, stops and joins on exit."""
+def running(sb: Sandbox, host: str = "127.0.0.1", port: int = 0, *,
+            clients: set[tuple[str, int]] | None = None) -> Iterator[str]:
+    """A real server in a background thread for tests; yields its base URL, stops and joins on exit.
+    `clients`: see `asgi_app`."""
     sock = _bind(host, port)
     ready = threading.Event()
-    server = _Server.create(sb, log_level="warning", on_ready=ready.set, on_stop=None)
+    server = _Server.create(sb, log_level="warning", on_ready=ready.set, on_stop=None, clients=clients)
     failure: list[BaseException] = []
 
     def run() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from reconciler import catalog
 from reconciler.errors import ConfigError
 from reconciler.files import write_atomic
+from reconciler.sandbox.privileges import Grant
 
 SYSTEM_CONNECTOR_ID = "system-connector-.cases"
 STATE_VERSION = 1
@@ -54,6 +55,9 @@ class Settings:
     users: Mapping[str, str] = field(default_factory=dict)
     api_keys: frozenset[str] = frozenset()
     auth_enabled: bool = False
+    # The privileges of the credentials seeded with some (`apikey:<key>`, `user:<name>`); any other
+    # authenticated credential may do everything (privileges.py).
+    grants: Mapping[str, Grant] = field(default_factory=dict)
     preconfigured: Mapping[str, Preconfigured] = field(default_factory=dict)
     enabled_action_types: tuple[str, ...] = ("*",)
     allowed_hosts: tuple[str, ...] = ("*",)

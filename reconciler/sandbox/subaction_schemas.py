@@ -7,15 +7,12 @@ language, and its two failure dialects:
 - zod v4 issues (9.x `schema.parse`): every failure as an issue object; objects strip unknown keys
   unless strict.
 
-Schemas follow elastic/kibana x-pack/platform/plugins/shared/stack_connectors/{common,server/
-connector_types}/<type>/schema.ts, cited per table. A sub-action with no modelled schema (None) is
-checked by name only; a type whose sub-action list is None accepts any name (not modelled yet).
+The tables of schemas are `subaction_tables`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 MISSING: Any = object()
@@ -62,7 +59,7 @@ class AnyValue(Node):
 
 @dataclass(frozen=True)
 class Lit(Node):
-    value: str
+    value: str | None  # None: config-schema's `literal(null)`, the second branch of `nullable`
 
 
 @dataclass(frozen=True)
@@ -137,7 +134,8 @@ def _cs(node: Node, value: Any, path: list[str]) -> Failure | None:
     if isinstance(node, Bool):
         return None if isinstance(value, bool) or value in ("true", "false") else _type_fail(path, "boolean", value)
     if isinstance(node, Lit):
-        return None if value == node.value else (path, f"expected value to equal [{node.value}]")
+        shown = "null" if node.value is None else node.value
+        return None if value == node.value and value is not MISSING else (path, f"expected value to equal [{shown}]")
     if isinstance(node, Enum):
         if value in node.values:
             return None
@@ -237,7 +235,7 @@ def check_zod(node: Node, value: Any, path: list[str]) -> list[dict[str, Any]]:
         values = (node.value,) if isinstance(node, Lit) else node.values
         if value in values:
             return []
-        quoted = "|".join(f'"{v}"' for v in values)
+        quoted = "|".join("null" if v is None else f'"{v}"' for v in values)
         message = (f"Invalid input: expected {quoted}" if len(values) == 1
                    else f"Invalid option: expected one of {quoted}")
         return [{"code": "invalid_value", "values": list(values), "path": _zpath(path), "message": message}]
@@ -277,136 +275,3 @@ def check_zod(node: Node, value: Any, path: list[str]) -> list[dict[str, Any]]:
             errors.append(found)
         return [{"code": "invalid_union", "errors": errors, "path": _zpath(path), "message": "Invalid input"}]
     raise TypeError(f"unknown schema node {node!r}")
-
-
-# ---- the tables --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Spec:
-    # None: any sub-action name is accepted (the list is not modelled); a None schema: name only.
-    sub_actions: Mapping[str, Node | None] | None = field(default=None)
-
-
-_RESPONDER = Enum(("team", "user", "escalation", "schedule"))
-_STR_ITEMS = Arr(Str(max=50), max=10)
-
-# server/connector_types/opsgenie/schema.ts (CreateAlertParamsSchema, CloseAlertParamsSchema); the
-# message's 130-character cap is left out: newer connectors truncate instead (opsgenie/connector.ts).
-_CLOSE_ALERT = Obj((F("alias", Str()), opt("user", Str(max=100)), opt("source", Str(max=100)),
-                    opt("note", Str(max=25000))), strict=True)
-_ALERT_TAIL = (
-    opt("actions", _STR_ITEMS), opt("tags", Arr(Str(max=50), max=20)), opt("details", Rec(Str())),
-    opt("entity", Str(max=512)), opt("source", Str(max=100)), opt("priority", Enum(("P1", "P2", "P3", "P4", "P5"))),
-    opt("user", Str(max=100)), opt("note", Str(max=25000)),
-)
-_OPSGENIE_CREATE = Obj((
-    F("message", Str(min=1)), opt("alias", Str()), opt("description", Str(max=15000)),
-    opt("responders", Arr(OneOf((
-        Obj((F("name", Str()), F("type", _RESPONDER)), strict=True),
-        Obj((F("id", Str()), F("type", _RESPONDER)), strict=True),
-        Obj((F("username", Str()), F("type", Lit("user"))), strict=True),
-    )), max=50)),
-    opt("visibleTo", Arr(OneOf((
-        Obj((F("name", Str()), F("type", Lit("team"))), strict=True),
-        Obj((F("id", Str()), F("type", Lit("team"))), strict=True),
-        Obj((F("id", Str()), F("type", Lit("user"))), strict=True),
-        Obj((F("username", Str()), F("type", Lit("user"))), strict=True),
-    )), max=50)),
-    *_ALERT_TAIL,
-), strict=True)
-# server/connector_types/jira-service-management/schema.ts: responders by id only, visibleTo by id.
-_JSM_CREATE = Obj((
-    F("message", Str(min=1)), opt("alias", Str()), opt("description", Str(max=15000)),
-    opt("responders", Arr(Obj((F("id", Str()), F("type", _RESPONDER)), strict=True), max=50)),
-    opt("visibleTo", Arr(OneOf((
-        Obj((F("id", Str()), F("type", Lit("team"))), strict=True),
-        Obj((F("id", Str()), F("type", Lit("user"))), strict=True),
-    )), max=50)),
-    *_ALERT_TAIL,
-), strict=True)
-
-_COMMENTS = opt("comments", Arr(Obj((F("comment", Str()), F("commentId", Str())))), nullable=True)
-# common/thehive/schema.ts (ExecutorSubActionPushParamsSchema, ...CreateAlertParamsSchema; `isRuleSeverity`
-# as connector_types/thehive.ts sends it).
-_THEHIVE_PUSH = Obj((F("incident", Obj((
-    F("title", Str()), F("description", Str()), opt("externalId", Str(), True), opt("severity", Num(), True),
-    opt("tlp", Num(), True), opt("tags", Arr(Str()), True)))), _COMMENTS))
-_THEHIVE_ALERT = Obj((
-    F("title", Str()), F("description", Str()), F("type", Str()), F("source", Str()), F("sourceRef", Str()),
-    opt("severity", Num(), True), opt("isRuleSeverity", Bool(), True), opt("tlp", Num(), True),
-    opt("tags", Arr(Str()), True), opt("body", Str(), True)))
-# common/xsoar/schema.ts (XSOARRunActionParamsSchema; getPlaybooks takes none).
-_XSOAR_RUN = Obj((F("name", Str()), opt("playbookId", Str(), True), F("createInvestigation", Bool()),
-                  F("severity", Num()), opt("isRuleSeverity", Bool(), True), opt("body", Str(), True)))
-# common/d3security/schema.ts (D3SecurityRunActionParamsSchema, for run and test).
-_D3_RUN = Obj((opt("body", Str()), opt("severity", Str()), opt("eventType", Str())))
-# common/tines/schema.ts (TinesWebhooksActionParamsSchema, TinesRunActionParamsSchema for run and test).
-_TINES_RUN = Obj((opt("webhook", Obj((F("id", Num()), F("name", Str()), F("storyId", Num())), unknowns="ignore")),
-                  opt("webhookUrl", Str()), F("body", Str())))
-# common/openai|bedrock|gemini/schema.ts: RunActionParamsSchema (run and test); DashboardActionParamsSchema.
-_SIGNAL = (opt("signal", AnyValue()), opt("timeout", Num()))
-_OPENAI_RUN = Obj((F("body", Str()), *_SIGNAL))
-_BEDROCK_RUN = Obj((F("body", Str()), opt("model", Str()), *_SIGNAL, opt("raw", Bool())))
-_GEMINI_RUN = Obj((F("body", Str()), opt("model", Str()), *_SIGNAL, opt("temperature", Num()),
-                   opt("stopSequences", Arr(Str())), opt("raw", Bool())))
-_DASHBOARD = Obj((F("dashboardId", Str()),))
-
-FRAMEWORK: Mapping[str, Spec] = {
-    ".opsgenie": Spec({"createAlert": _OPSGENIE_CREATE, "closeAlert": _CLOSE_ALERT}),
-    ".jira-service-management": Spec({"createAlert": _JSM_CREATE, "closeAlert": _CLOSE_ALERT}),
-    # CaseConnector (sub_action_framework/case.ts) registers pushToService; TheHive adds createAlert.
-    ".thehive": Spec({"pushToService": _THEHIVE_PUSH, "createAlert": _THEHIVE_ALERT}),
-    ".xsoar": Spec({"getPlaybooks": None, "run": _XSOAR_RUN}),
-    ".d3security": Spec({"run": _D3_RUN, "test": _D3_RUN}),
-    ".tines": Spec({"stories": None, "webhooks": Obj((F("storyId", Num()),)), "run": _TINES_RUN,
-                    "test": _TINES_RUN}),
-    # common/openai/constants.ts SUB_ACTION; invokeAI and the streams are checked by name only.
-    ".gen-ai": Spec({"run": _OPENAI_RUN, "test": _OPENAI_RUN, "invokeAI": None, "invokeStream": None,
-                     "invokeAsyncIterator": None, "stream": None, "getDashboard": _DASHBOARD}),
-    # common/bedrock/constants.ts SUB_ACTION.
-    ".bedrock": Spec({"run": _BEDROCK_RUN, "test": _BEDROCK_RUN, "invokeAI": None, "invokeAIRaw": None,
-                      "invokeStream": None, "converse": None, "converseStream": None, "bedrockClientSend": None,
-                      "getDashboard": _DASHBOARD}),
-    # common/gemini/constants.ts SUB_ACTION.
-    ".gemini": Spec({"run": _GEMINI_RUN, "test": _GEMINI_RUN, "invokeAI": None, "invokeAIRaw": None,
-                     "invokeStream": None, "getDashboard": _DASHBOARD}),
-    # Framework types whose sub-action lists are not modelled: the framework's params check only.
-    ".inference": Spec(), ".sentinelone": Spec(), ".crowdstrike": Spec(), ".microsoft_defender_endpoint": Spec(),
-    ".mcp": Spec(),
-}
-
-
-def _typed(*branches: tuple[str, Node]) -> OneOf:
-    """A classic type's params: `oneOf` of `{subAction: literal, subActionParams}` objects."""
-    return OneOf(tuple(Obj((F("subAction", Lit(name)), F("subActionParams", node))) for name, node in branches))
-
-
-_NULL_STR = Str()
-# server/connector_types/lib/servicenow/schema.ts (ITSM and SecOps), in the order of
-# connector_types/servicenow_itsm.ts' "without unsupported action" case; incident keys beyond the
-# checked ones are allowed (their long optional list is not modelled).
-_SN_INCIDENT = Obj((F("short_description", Str()), opt("description", _NULL_STR, True),
-                    opt("externalId", _NULL_STR, True), opt("correlation_id", _NULL_STR, True)), unknowns="allow")
-_SERVICENOW = _typed(
-    ("getFields", Obj()), ("getIncident", Obj((F("externalId", Str()),))), ("handshake", Obj()),
-    ("pushToService", Obj((F("incident", _SN_INCIDENT), _COMMENTS))),
-    ("getChoices", Obj((F("fields", Arr(Str())),))),
-)
-# server/connector_types/servicenow_itom/schema.ts: addEvent (every field optional), getChoices.
-_ITOM_EVENT = Obj(tuple(opt(k, _NULL_STR, True) for k in (
-    "source", "event_class", "resource", "node", "metric_name", "type", "severity", "description",
-    "additional_info", "message_key", "time_of_event")))
-# server/connector_types/swimlane/schema.ts and cases_webhook/schema.ts: pushToService only.
-_SWIMLANE_INCIDENT = Obj(tuple(opt(k, _NULL_STR, True) for k in (
-    "alertId", "ruleName", "caseId", "caseName", "severity", "description")), unknowns="allow")
-_CASES_WEBHOOK_INCIDENT = Obj((F("title", Str()), opt("description", _NULL_STR, True),
-                               opt("externalId", _NULL_STR, True), opt("tags", Arr(Str()), True)), unknowns="allow")
-
-CLASSIC: Mapping[str, Node] = {
-    ".servicenow": _SERVICENOW,
-    ".servicenow-sir": _SERVICENOW,
-    ".servicenow-itom": _typed(("addEvent", _ITOM_EVENT), ("getChoices", Obj((F("fields", Arr(Str())),)))),
-    ".swimlane": _typed(("pushToService", Obj((F("incident", _SWIMLANE_INCIDENT), _COMMENTS)))),
-    ".cases-webhook": _typed(("pushToService", Obj((F("incident", _CASES_WEBHOOK_INCIDENT), _COMMENTS)))),
-}

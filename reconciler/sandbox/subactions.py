@@ -24,7 +24,8 @@ in three steps, each with its own answer shape:
 
 The sandbox stops there: it never calls out, so a valid call answers the framework's success shape,
 `status: "ok"` with `data: {}` (executor.ts returns `data ?? {}`). Sub-action schemas live in
-`subaction_schemas`; types without a modelled schema accept any object as their params.
+`subaction_tables` (in `subaction_schemas`' language); a sub action without a modelled schema accepts any
+params object.
 """
 
 from __future__ import annotations
@@ -33,15 +34,17 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.sandbox.subaction_schemas import CLASSIC, FRAMEWORK, MISSING, Node, check_cs, check_zod, js_type
+from reconciler.sandbox import kibana9
+from reconciler.sandbox.subaction_schemas import MISSING, Node, check_cs, check_zod, js_type
+from reconciler.sandbox.subaction_tables import CLASSIC, FRAMEWORK
 
 RUN_FAILED = "an error occurred while running the action"
 
 
 def _nine(kibana_version: str) -> bool:
-    """9.x behaviour unless the seed names an 8.x (or older) Kibana."""
-    head = kibana_version.split(".", 1)[0]
-    return not (head.isdigit() and int(head) < 9)
+    """The 9.x wording from the release whose schemas answer in zod's words on (kibana9.line_of): one
+    boundary for the whole sandbox, so a seed's version means one set of answers."""
+    return kibana9.line_of(kibana_version) == kibana9.LINE_9
 
 
 def handles(type_id: str) -> bool:
@@ -108,16 +111,18 @@ def framework_result(connector_id: str, type_id: str, params: Mapping[str, Any],
     if detail is not None:
         return _params_error(connector_id, detail)
     sub_action = params["subAction"]
-    if spec.sub_actions is not None and sub_action not in spec.sub_actions:
+    if sub_action not in spec.sub_actions:
         # executor.ts getConnectorErrorMsg: the connector *type's* name, not the connector's.
         name = type_name or type_id
         return _run_error(connector_id, f'Sub action "{sub_action}" is not registered. Connector id: '
                                         f"{connector_id}. Connector name: {name}. Connector type: {type_id}",
                           "framework")
-    schema = spec.sub_actions.get(sub_action) if spec.sub_actions is not None else None
+    schema = spec.sub_actions[sub_action]
     if schema is not None:
-        # executor.ts validates `subActionParams` as sent (undefined when absent).
-        message = _sub_params_error(schema, params.get("subActionParams", MISSING), nine)
+        # executor.ts validates `subActionParams` as sent (undefined when absent), in the schema's own
+        # library: config-schema where the type pins it (`Spec.dialect`), else the line's.
+        message = _sub_params_error(schema, params.get("subActionParams", MISSING),
+                                    nine and spec.dialect != "cs")
         if message is not None:
             return _run_error(connector_id, message, "user")
     return {"connector_id": connector_id, "status": "ok", "data": {}}

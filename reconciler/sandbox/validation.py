@@ -6,7 +6,8 @@
    config-schema's words, then Kibana's per-type rules (`reconciler.type_rules`, which `kcr validate`
    reads too): `error validating action type config|secrets|connector: <detail>`. In the 9.x line
    (`kibana9`: the zod schemas of Kibana 9.3+) config and secrets are `connector type`, the schema's
-   detail is zod's (every failing field), and allowedHosts refusals are wrapped as each type wraps them.
+   detail is zod's (every failing field). In both lines an allowedHosts refusal is wrapped as the type's
+   validator wraps it (`kibana9.HOSTS_WRAPPERS`).
 
 The rules are the product's; this module only turns their first finding into Kibana's 400 and adds
 what only a server does (the stored form of a config). Messages never quote a submitted value: a
@@ -15,6 +16,7 @@ secret would travel back into a client's error text."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -238,14 +240,59 @@ def _schema_refusal(type_id: str, part: str, errors: list[Any], line: str,
     return _detail(jsonschema.exceptions.best_match(errors))
 
 
+def _shown_url(type_id: str, finding: type_rules.Finding, filled: Mapping[str, Any] | None) -> str | None:
+    """The URL an allowedHosts refusal quotes, where type_rules' words differ from Kibana's: a secret URL
+    (Kibana quotes it whole; the sandbox shows its origin only) and a fixed URL that type_rules names
+    by host (`.slack_api`'s API endpoint, slack_api/index.ts ensureUriAllowed(SLACK_URL))."""
+    if not finding.path or finding.path[0] != "secrets":
+        return None
+    if len(finding.path) > 1:
+        value = (filled or {}).get(finding.path[1])
+        return kibana9.redacted_origin(value) if isinstance(value, str) else None
+    ct = catalog.get(type_id)
+    fixed = ct.fixed_urls("secrets") if ct else ()
+    return fixed[0] if fixed else None
+
+
 def _refuse(findings: Sequence[type_rules.Finding], type_id: str = "", line: str = kibana9.LINE_8,
-            secret_url: str | None = None) -> None:
-    """Kibana answers the first rule broken with a 400 in its words (each step returns at most one)."""
+            filled: Mapping[str, Any] | None = None) -> None:
+    """Kibana answers the first rule broken with a 400 in its words (each step returns at most one):
+    the line's prefix, and an allowedHosts detail wrapped as the type's validator wraps it."""
     if findings:
-        message = findings[0].message
-        if line == kibana9.LINE_9:
-            message = kibana9.wrap_hosts(type_id, kibana9.reprefix(message, line), secret_url)
+        finding = findings[0]
+        message = kibana9.reprefix(finding.message, line)
+        if type_id == ".email":
+            key = finding.path[1] if len(finding.path) > 1 else None
+            message = kibana9.email_hosts(message, key, filled or {})
+        else:
+            message = kibana9.wrap_hosts(type_id, message, _shown_url(type_id, finding, filled))
         raise HttpError(400, message)
+
+
+_GEMINI_SECRETS = "Error configuring Google Gemini secrets: "
+_PLAIN_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _gemini_secrets(secrets: Mapping[str, Any]) -> str | None:
+    """gemini/validators.ts validateGeminiSecrets, wrapped by gemini/index.ts secretsValidator
+    (`Error configuring Google Gemini secrets: ${err.toString()}`). The credential `type` is quoted
+    only when it is a plain word: the rest of the JSON is a private key."""
+    text = secrets.get("credentialsJson")
+    if not isinstance(text, str):
+        return None  # the schema refused it already
+    try:
+        credentials = json.loads(text)
+    except ValueError:
+        return f"{_GEMINI_SECRETS}Error: Invalid JSON format for credentials."
+    if credentials is None:
+        return f"{_GEMINI_SECRETS}TypeError: Cannot read properties of null (reading 'type')"
+    kind = credentials.get("type") if isinstance(credentials, dict) else None
+    if kind == "service_account":
+        return None
+    shown = "undefined" if kind is None else str(kind).lower() if isinstance(kind, bool) else \
+        str(kind) if _PLAIN_WORD.match(str(kind)) else kibana9.REDACTED
+    return (f'{_GEMINI_SECRETS}Error: Invalid credential type. Only "service_account" credentials are '
+            f'supported. Type was "{shown}".')
 
 
 def validate_part(type_id: str, part: str, value: Mapping[str, Any], allowed_hosts: Sequence[str],
@@ -256,9 +303,9 @@ def validate_part(type_id: str, part: str, value: Mapping[str, Any], allowed_hos
     errors = _schema_errors(type_id, part, filled, line)
     if errors:
         raise HttpError(400, f"{kibana9.prefix(line, part)}: {_schema_refusal(type_id, part, errors, line, filled)}")
-    secret_url = filled.get("webhookUrl") if part == "secrets" else None
-    _refuse(type_rules.part_rules(type_id, part, filled, allowed_hosts), type_id, line,
-            secret_url if isinstance(secret_url, str) else None)
+    if (type_id, part) == (".gemini", "secrets") and (detail := _gemini_secrets(filled)):
+        raise HttpError(400, f"{kibana9.prefix(line, part)}: {detail}")
+    _refuse(type_rules.part_rules(type_id, part, filled, allowed_hosts), type_id, line, filled)
     if type_id == ".webhook" and part == "config" and (detail := _webhook_oauth2(filled, line)):
         raise HttpError(400, f"{kibana9.prefix(line, part)}: {detail}")
     return _stored(type_id, part, filled, current=current, line=line)

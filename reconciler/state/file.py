@@ -1,7 +1,11 @@
 """The record of applied secrets in a local JSON file (the default, or KCR_RECORD), and its lock.
 
 The record is written atomically (temporary file, fsync, rename), so a crash leaves the old record or
-the new one. The lock is a file beside it (`<record>.lock`) holding the holder's lock info, created
+the new one. During an apply, what changed is appended to a journal beside it (`save_changes`, see
+`reconciler.state.journal`), so a save costs what changed, not the whole record; reading folds the
+journal in, and the final whole save removes it.
+
+The lock is a file beside it (`<record>.lock`) holding the holder's lock info, created
 exclusively and never half-written. A lock left by a process that died on this host is taken over with
 a warning; a lock file kcr cannot read gets a stable `unreadable-<hash>` id that `kcr force-unlock`
 accepts. Separate from the HTTP backend: the two share the record format and the lock info, not how
@@ -18,7 +22,7 @@ import os
 import socket
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ from reconciler import jsondepth
 from reconciler.errors import StateError
 from reconciler.files import write_atomic
 from reconciler.model import SecretDigest
+from reconciler.state import journal
 from reconciler.state.backend import LockInfoArg, describe_holder, lock_info
 from reconciler.state.record import (
     Stored,
@@ -108,6 +113,12 @@ _CORRUPT_ADVICE = (
 )
 
 
+_JOURNAL_ADVICE = (
+    "delete {journal} (the record beside it stays): the connectors it recorded then show secrets unknown until "
+    "the next apply (`kcr apply --sync-secrets` pushes every secret and rebuilds the record)"
+)
+
+
 _FILE_ADVICE = "set KCR_RECORD per Kibana, or leave it unset: the default file (.kcr/record-<host>.json) is per Kibana"
 
 
@@ -123,6 +134,12 @@ class FileBackend:
     fingerprint_key: bytes | None = field(default=None, repr=False)  # KCR_FINGERPRINT_KEY, for the key check
     key_warning: str | None = field(default=None, init=False, repr=False)  # see RecordBackend
     _lock_id: str | None = field(default=None, init=False, repr=False)
+    _journal_check: str | None = field(default=None, init=False, repr=False)  # what journal lines say
+    _journal_ready: bool = field(default=False, init=False, repr=False)  # the record beside it exists
+
+    @property
+    def journal_path(self) -> Path:
+        return journal.journal_path(self.path)
 
     def __post_init__(self) -> None:
         if self.kibana_url is not None:
@@ -146,7 +163,11 @@ class FileBackend:
             raise StateError(
                 f"{self.path}: the record of applied secrets is corrupt ({exc}); {_CORRUPT_ADVICE}"
             ) from None
-        return parse_record(doc, str(self.path), _CORRUPT_ADVICE)
+        stored = parse_record(doc, str(self.path), _CORRUPT_ADVICE)
+        lines = journal.read_lines(self.journal_path, _JOURNAL_ADVICE.format(journal=self.journal_path))
+        if not lines:
+            return stored
+        return journal.fold(stored, lines, str(self.journal_path), _JOURNAL_ADVICE.format(journal=self.journal_path))
 
     def load(self) -> dict[str, SecretDigest]:
         self.key_warning = None
@@ -177,16 +198,41 @@ class FileBackend:
 
     def save(self, record: Mapping[str, SecretDigest]) -> None:
         """Write to a temporary file in the same directory, fsync, then rename over the record: a
-        crash at any point leaves either the old record or the new one, never half of one."""
+        crash at any point leaves either the old record or the new one, never half of one. A journal
+        beside it gets the whole record as its last line first, then goes: a crash between the two
+        leaves a journal that replays to this same record."""
         owner, stored_check = self._check_owner("overwrite")
         doc = record_json(record, owner, check_to_write(self.fingerprint_key, stored_check))
         data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
         try:
+            if self.journal_path.exists():
+                journal.append(self.journal_path, journal.reset_line(doc))
             write_atomic(self.path, data)
+            journal.remove(self.journal_path)
         except OSError as exc:
             raise StateError(
                 f"{self.path}: cannot write the record of applied secrets ({exc.strerror or exc}); "
                 "the previous record is unchanged"
+            ) from None
+        self._journal_check, self._journal_ready = doc.get("key_check"), True
+
+    def save_changes(self, changed: Mapping[str, SecretDigest], removed: Collection[str]) -> None:
+        """What changed since the last save, appended to the journal: the cost of a save no longer
+        grows with the record. The record's owner is checked (and the record written, when there is
+        none yet) on the first call only: under the lock nobody else writes it."""
+        if not self._journal_ready:
+            owner_check = self._check_owner("overwrite")[1]
+            if not self.path.exists():
+                self.save({})
+            else:
+                self._journal_check = check_to_write(self.fingerprint_key, owner_check)
+                self._journal_ready = True
+        try:
+            journal.append(self.journal_path, journal.changes_line(changed, removed, self._journal_check))
+        except OSError as exc:
+            raise StateError(
+                f"{self.journal_path}: cannot append to the journal of the record of applied secrets "
+                f"({exc.strerror or exc}); what it already holds is unchanged"
             ) from None
 
     def lock(self, info: LockInfoArg = None) -> None:

@@ -108,9 +108,14 @@ def _with_key(stored: Stored, key: bytes | None, where: str) -> tuple[dict[str, 
     ours = key_check(key)
     if ours is None or stored.key_check is None or hmac.compare_digest(ours, stored.key_check):
         return stored.record, None
-    kept = {cid: SecretDigest(vault_versions=digest.vault_versions) for cid, digest in stored.record.items()
+    return unkeyed(stored.record), KEY_MISMATCH.format(where=where)
+
+
+def unkeyed(record: Mapping[str, SecretDigest]) -> dict[str, SecretDigest]:
+    """The entries without their HMACs, for fingerprints made with another key: their Vault versions
+    stay, and an entry left with nothing comparable is dropped."""
+    return {cid: SecretDigest(vault_versions=digest.vault_versions) for cid, digest in record.items()
             if digest.vault_versions or not digest.hmacs}
-    return kept, KEY_MISMATCH.format(where=where)
 
 
 def check_to_write(key: bytes | None, stored: str | None) -> str | None:

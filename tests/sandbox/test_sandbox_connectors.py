@@ -169,16 +169,25 @@ def test_licence_and_enabled_types_403_after_validation(sandbox_client: ClientFa
 
 
 def test_allowed_hosts_config_and_secrets(sandbox_client: ClientFactory) -> None:
+    """8.x wraps the allowedHosts error in the type's own words, as 9.x does: webhook/index.test.ts of the
+    8.x line (x-pack/platform/plugins/shared/stack_connectors/server/connector_types/webhook/, 'config
+    validation returns an error if the specified URL isnt added to allowedHosts': `error validating action
+    type config: error validation webhook action config: target url ...`); slack/index.ts wraps
+    ensureUriAllowed(webhookUrl) in `error configuring slack action: ` (the sandbox hides the URL's path)."""
     _, c = sandbox_client({"allowed_hosts": ["hooks.example.com"]})
     assert c.post("/api/actions/connector", json=webhook()).status_code == 200
     r = c.post("/api/actions/connector", json=webhook("https://evil.example.org/x"))
     assert r.status_code == 400
-    assert r.json()["message"].startswith("error validating action type config: target url")
-    assert "xpack.actions.allowedHosts" in r.json()["message"]
+    assert r.json()["message"] == ('error validating action type config: error validation webhook action config: '
+                                   'target url "https://evil.example.org/x" is not added to the Kibana config '
+                                   "xpack.actions.allowedHosts")
     secret_url = f"https://hooks.slack.com/services/{canary()}"
     r = c.post("/api/actions/connector", json={"name": "s", "connector_type_id": ".slack",
                                                "secrets": {"webhookUrl": secret_url}})
-    assert r.status_code == 400 and r.json()["message"].startswith("error validating action type secrets")
+    assert r.status_code == 400
+    assert r.json()["message"] == ('error validating action type secrets: error configuring slack action: target url '
+                                   '"https://hooks.slack.com/[redacted]" is not added to the Kibana config '
+                                   "xpack.actions.allowedHosts")
     assert secret_url not in r.text
 
 

@@ -87,7 +87,7 @@ def test_no_faults_by_default(sandbox_client: ClientFactory) -> None:
 def test_bad_fault_values_are_config_errors() -> None:
     from reconciler.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"faults\.error_rate: 2 is greater than the maximum of 1"):
+    with pytest.raises(ConfigError, match=r"faults\.error_rate: must be at most 1, not 2"):
         Sandbox.from_seed({"faults": {"error_rate": 2}})
     with pytest.raises(ConfigError, match="unknown key"):
         Sandbox.from_seed({"fault": {}})

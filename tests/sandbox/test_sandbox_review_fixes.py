@@ -151,13 +151,17 @@ def test_secret_urls_never_reach_the_message(sandbox_client: ClientFactory, temp
     assert r.json()["message"].endswith("unable to parse host name from webhookUrl"), r.text
 
 
-def test_secret_host_not_allowed_names_the_host_only(sandbox_client: ClientFactory) -> None:
+def test_secret_host_not_allowed_names_the_origin_only(sandbox_client: ClientFactory) -> None:
+    """slack/index.ts validateConnectorTypeSecrets: ensureUriAllowed(webhookUrl), wrapped `error configuring
+    slack action: `; Kibana quotes the whole URL, the sandbox its origin (the path is the credential)."""
     canary = f"CANARY-{uuid.uuid4()}"
     _, c = sandbox_client({"allowed_hosts": ["h.example"]})
     r = c.post("/api/actions/connector", json={"name": "n", "connector_type_id": ".slack",
                                                "secrets": {"webhookUrl": f"https://other.example/{canary}"}})
-    assert _message(r) == (400, 'error validating action type secrets: target hostname "other.example" is not added '
-                                "to the Kibana config xpack.actions.allowedHosts")
+    assert _message(r) == (400, 'error validating action type secrets: error configuring slack action: target url '
+                                '"https://other.example/[redacted]" is not added to the Kibana config '
+                                "xpack.actions.allowedHosts")
+    assert canary not in r.text
 
 
 # ---- 5. JS trim ---------------------------------------------------------------------------------------------

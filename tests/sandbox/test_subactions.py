@@ -17,7 +17,7 @@ from reconciler.connector_test import render_text, run_connector_test
 from reconciler.kibana import KibanaClient
 from reconciler.sandbox import Sandbox
 
-V8, V9 = "8.19.0", "9.2.0"
+V8, V9 = "8.19.0", "9.4.0"  # 9.x wording from 9.3 (sandbox/kibana9.py line_of)
 RUN_FAILED = "an error occurred while running the action"
 CONNECTORS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ".opsgenie": ({"apiUrl": "https://api.opsgenie.com"}, {"apiKey": "k"}),

@@ -1,0 +1,184 @@
+"""kcr plan CPU (issue #16): a no-change `kcr plan` of C connectors in S spaces, whole processes.
+
+    .venv/bin/python bench/plan.py                        # 1k / 10k / 50k / 100k in 100 spaces, best of 3
+    .venv/bin/python bench/plan.py --sizes 10000 --repeat 5
+    .venv/bin/python bench/plan.py --profile 10000        # also cProfile one plan of that size (top 30)
+
+For each size a repository is generated (20 `.index` connectors per file, as bench/run.py's) and a
+sandbox on a loopback port is seeded with exactly those connectors, so the plan is all no-op. Then, in
+the same run and alternating, two kinds of child process are measured with os.wait4 (CPU user+sys of
+that child alone, and wall from start to reaped):
+- `python -m reconciler plan --detailed-exitcode`: kcr as a user runs it, cold (no cache);
+- the floor: a process that imports httpx and fetches and decodes the same lists (spaces, connector
+  types, each space's connectors) one after another, as kcr's plan must at least.
+The best of --repeat runs of each is kept (the machine may be shared: best-of is the least disturbed).
+Printed: kcr CPU, floor CPU, their ratio, kcr's CPU per connector, and the per-connector cost
+relative to the 10k run (issue #16: flat within +/-20 % from 10k to 100k). Saved to
+bench/results/<date>-plan.json. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from reconciler.model import derive_connector_id  # noqa: E402
+from reconciler.sandbox import Sandbox  # noqa: E402
+from reconciler.sandbox.server import running  # noqa: E402
+
+PER_FILE = 20
+TARGET_10K_CPU = 1.0  # issue #16: seconds of kcr CPU for 10,000 connectors in 100 spaces
+TARGET_RATIO = 3.5
+
+FLOOR = """
+import sys, json
+import httpx
+url, spaces = json.loads(sys.argv[1])
+with httpx.Client(base_url=url) as c:
+    c.get("/api/spaces/space").json()
+    c.get("/api/actions/connector_types").json()
+    print(sum(len(c.get(("" if s == "default" else f"/s/{s}") + "/api/actions/connectors").json())
+              for s in spaces))
+"""
+
+
+def space_names(s: int) -> list[str]:
+    return ["default"] + [f"space-{i:03d}" for i in range(1, s)]
+
+
+def make_repo(root: Path, s: int, c: int) -> None:
+    per_space = c // s
+    for space in space_names(s):
+        d = root / "connectors" / space
+        d.mkdir(parents=True)
+        items = [{"id": f"idx-{i:05d}", "name": f"Index {space} {i}", "type": ".index",
+                  "config": {"index": f"alerts-{space}-{i}"}} for i in range(per_space)]
+        for n in range(0, max(len(items), 1), PER_FILE):
+            (d / f"c{n // PER_FILE:04d}.yaml").write_text(
+                yaml.safe_dump({"connectors": items[n:n + PER_FILE]}, sort_keys=False))
+
+
+def seed_for(s: int, c: int) -> dict[str, Any]:
+    per_space = c // s
+    return {"license": "platinum", "spaces": space_names(s), "connectors": [
+        {"id": derive_connector_id(space, f"idx-{i:05d}"), "space": space, "name": f"Index {space} {i}",
+         "connector_type_id": ".index", "config": {"index": f"alerts-{space}-{i}"}, "secrets": {}}
+        for space in space_names(s) for i in range(per_space)]}
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    cpu: float
+    rss_mib: float
+    code: int
+    out: str
+
+
+def measure(args: Sequence[str], env: Mapping[str, str], cwd: Path) -> Run:
+    """One child process: wall from start to reaped, CPU user+sys and peak RSS of that child (os.wait4)."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(args), cwd=cwd, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, text)
+
+
+def bench_size(s: int, c: int, repeat: int, env: Mapping[str, str], profile: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="kcr-bench-plan-") as tmp, \
+            running(Sandbox.from_seed(seed_for(s, c))) as url:
+        root = Path(tmp)
+        make_repo(root, s, c)
+        run_env = {**env, "KIBANA_URL": url}
+        kcr = [sys.executable, "-m", "reconciler", "plan", "--dir", str(root), "--detailed-exitcode"]
+        floor = [sys.executable, "-c", FLOOR, json.dumps([url, space_names(s)])]
+        kcr_runs: list[Run] = []
+        floor_runs: list[Run] = []
+        for _ in range(repeat):  # alternating, so a busy moment of the machine hits both alike
+            kcr_runs.append(measure(kcr, run_env, root))
+            floor_runs.append(measure(floor, run_env, root))
+        for r in kcr_runs:
+            if r.code != 0:
+                raise SystemExit(f"kcr plan exited {r.code} (0 = no change expected):\n{r.out[-3000:]}")
+        if profile:
+            prof = root.parent / f"kcr-plan-{c}.prof"
+            measure([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "reconciler", "plan", "--dir",
+                     str(root)], run_env, root)
+            print(f"\ncProfile of `kcr plan` at {c} connectors (tottime, top 30):")
+            pstats.Stats(str(prof)).sort_stats("tottime").print_stats(30)
+    k = min(kcr_runs, key=lambda r: r.cpu)
+    f = min(floor_runs, key=lambda r: r.cpu)
+    return {"spaces": s, "connectors": c, "repeat": repeat,
+            "kcr": {k2: v for k2, v in asdict(k).items() if k2 != "out"},
+            "floor": {k2: v for k2, v in asdict(f).items() if k2 != "out"},
+            "kcr_cpu_runs": [r.cpu for r in kcr_runs], "floor_cpu_runs": [r.cpu for r in floor_runs],
+            "ratio_cpu": k.cpu / f.cpu, "kcr_us_per_connector": 1e6 * k.cpu / c}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000, 100000])
+    ap.add_argument("--spaces", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--profile", type=int, nargs="*", default=[], help="sizes to cProfile once as well")
+    a = ap.parse_args()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("KIBANA_", "ELASTICSEARCH_", "KCR_"))}
+    env = {**base, "NO_COLOR": "1"}
+    print(f"kcr plan CPU — {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"{platform.machine()}; no-change plan, {a.spaces} spaces, whole processes, best of {a.repeat} "
+          "(CPU = user+sys of the child, os.wait4)")
+    print(f"  {'connectors':>10} {'kcr cpu':>9} {'kcr wall':>9} {'kcr rss':>9} {'floor cpu':>10} {'floor wall':>10} "
+          f"{'cpu ratio':>9} {'us/conn':>8} {'vs 10k':>7}")
+    rows = []
+    for c in a.sizes:
+        r = bench_size(a.spaces, c, a.repeat, env, c in a.profile)
+        rows.append(r)
+        ref = next((x for x in rows if x["connectors"] == 10000), None)
+        rel = f"{r['kcr_us_per_connector'] / ref['kcr_us_per_connector']:6.2f}x" if ref else f"{'':>7}"
+        print(f"  {c:>10,} {r['kcr']['cpu']:8.3f}s {r['kcr']['wall']:8.3f}s {r['kcr']['rss_mib']:6.0f}MiB "
+              f"{r['floor']['cpu']:9.3f}s {r['floor']['wall']:9.3f}s {r['ratio_cpu']:8.2f}x "
+              f"{r['kcr_us_per_connector']:8.1f} {rel}", flush=True)
+    ten = next((x for x in rows if x["connectors"] == 10000), None)
+    if ten is not None:
+        print(f"\n  10k: kcr {ten['kcr']['cpu']:.3f} s CPU (target <= {TARGET_10K_CPU} s), x{ten['ratio_cpu']:.2f} the "
+              f"floor's CPU (target <= x{TARGET_RATIO})")
+        later = [x for x in rows if x["connectors"] > 10000]
+        if later:
+            spread = [x["kcr_us_per_connector"] / ten["kcr_us_per_connector"] - 1 for x in later]
+            said = ", ".join(f"{x['connectors'] // 1000}k {d:+.0%}" for x, d in zip(later, spread, strict=True))
+            print(f"  per-connector CPU from 10k: {said} (target within +/-20 %)")
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    path = out_dir / f"{stamp}-plan.json"
+    machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
+               "platform": platform.platform()}
+    path.write_text(json.dumps({"date": stamp, "machine": machine, "repeat": a.repeat, "rows": rows}, indent=2)
+                    + "\n")
+    print(f"\nsaved {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
