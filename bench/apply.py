@@ -11,9 +11,10 @@ and sends N creates. The sandbox listens on a loopback port in this process and 
 L ms late (faults.latency_ms, as a Kibana on another machine would), a fresh one per process measured.
 
 The kcr process is measured as a user runs it: wall from start to reaped, its own CPU (user + sys,
-os.wait4) and peak RSS. The floor is a process that only imports httpx and sends the same POSTs (same
-paths and bodies) with P threads on one client: what the wire costs. Printed per cell: both, the
-ratios, and the issue's bound `apply wall <= 1.2 x N*L/P`. Results go to bench/results/apply-<date>.json.
+os.wait4) and peak RSS (through a small launcher process, see LAUNCHER). The floor is a process that
+only imports httpx and sends the same POSTs (same paths and bodies) with P threads on one client: what
+the wire costs. Printed per cell: both, the ratios, and the issue's bound `apply wall <= 1.2 x N*L/P`.
+Results go to bench/results/apply-<date>.json.
 Nothing is asserted: the machine's other load moves every figure.
 """
 
@@ -27,7 +28,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -94,6 +94,21 @@ def floor_jobs(path: Path, n: int) -> None:
     path.write_text(json.dumps(jobs))
 
 
+# Runs the measured command and reports its wall, CPU and peak RSS. A small process of its own: Linux
+# keeps a process's peak RSS across exec, and a child forked from this one (the sandboxes, 10,000
+# connectors) would start its peak at this process's size.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+t0 = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - t0
+with open(sys.argv[1], "w") as out:
+    json.dump({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024,
+               "code": os.waitstatus_to_exitcode(status)}, out)
+"""
+
+
 @dataclass(frozen=True)
 class Run:
     wall: float
@@ -104,17 +119,16 @@ class Run:
 
 
 def measure(args: Sequence[str], env: Mapping[str, str], cwd: Path) -> Run:
-    """One child process: wall from start to reaped, and its own CPU (user + sys) and peak RSS from os.wait4."""
-    with tempfile.TemporaryFile() as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(list(args), cwd=cwd, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
+    """One child process: wall from start to reaped, and its own CPU (user + sys) and peak RSS from os.wait4
+    (in LAUNCHER)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryDirectory() as tmp:
+        figures = Path(tmp) / "figures.json"
+        subprocess.run([sys.executable, "-c", LAUNCHER, str(figures), *args], cwd=cwd, env=dict(env), stdout=out,
+                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=True)
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status),
-               text)
+        got = json.loads(figures.read_text())
+    return Run(got["wall"], got["cpu"], got["rss_mib"], got["code"], text)
 
 
 @contextmanager

@@ -106,20 +106,26 @@ def measure(args: Sequence[str], env: Mapping[str, str], cwd: Path) -> Run:
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, text)
 
 
-def bench_size(s: int, c: int, repeat: int, env: Mapping[str, str], profile: bool) -> dict[str, Any]:
+def bench_size(s: int, c: int, repeat: int, env: Mapping[str, str], profile: bool,
+               before: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kcr-bench-plan-") as tmp, \
             running(Sandbox.from_seed(seed_for(s, c))) as url:
         root = Path(tmp)
         make_repo(root, s, c)
         run_env = {**env, "KIBANA_URL": url}
+        before_env = {**run_env, "PYTHONPATH": before} if before else None
         kcr = [sys.executable, "-m", "reconciler", "plan", "--dir", str(root), "--detailed-exitcode"]
         floor = [sys.executable, "-c", FLOOR, json.dumps([url, space_names(s)])]
-        kcr_runs: list[Run] = []
-        floor_runs: list[Run] = []
-        for _ in range(repeat):  # alternating, so a busy moment of the machine hits both alike
-            kcr_runs.append(measure(kcr, run_env, root))
-            floor_runs.append(measure(floor, run_env, root))
-        for r in kcr_runs:
+        runs: dict[str, list[Run]] = {"kcr": [], "floor": [], "before": []}
+        measure(kcr, run_env, root)  # not counted: compiles what kcr imports lazily, reads the files into the cache
+        if before_env is not None:
+            measure(kcr, before_env, root)
+        for _ in range(repeat):  # alternating, so a busy moment of the machine hits each alike
+            runs["kcr"].append(measure(kcr, run_env, root))
+            runs["floor"].append(measure(floor, run_env, root))
+            if before_env is not None:
+                runs["before"].append(measure(kcr, before_env, root))
+        for r in runs["kcr"] + runs["before"]:
             if r.code != 0:
                 raise SystemExit(f"kcr plan exited {r.code} (0 = no change expected):\n{r.out[-3000:]}")
         if profile:
@@ -128,13 +134,15 @@ def bench_size(s: int, c: int, repeat: int, env: Mapping[str, str], profile: boo
                      str(root)], run_env, root)
             print(f"\ncProfile of `kcr plan` at {c} connectors (tottime, top 30):")
             pstats.Stats(str(prof)).sort_stats("tottime").print_stats(30)
-    k = min(kcr_runs, key=lambda r: r.cpu)
-    f = min(floor_runs, key=lambda r: r.cpu)
-    return {"spaces": s, "connectors": c, "repeat": repeat,
-            "kcr": {k2: v for k2, v in asdict(k).items() if k2 != "out"},
-            "floor": {k2: v for k2, v in asdict(f).items() if k2 != "out"},
-            "kcr_cpu_runs": [r.cpu for r in kcr_runs], "floor_cpu_runs": [r.cpu for r in floor_runs],
-            "ratio_cpu": k.cpu / f.cpu, "kcr_us_per_connector": 1e6 * k.cpu / c}
+    out: dict[str, Any] = {"spaces": s, "connectors": c, "repeat": repeat}
+    for kind, found in runs.items():
+        if found:
+            fastest = min(found, key=lambda r: r.cpu)
+            out[kind] = {k: v for k, v in asdict(fastest).items() if k != "out"}
+            out[f"{kind}_cpu_runs"] = [r.cpu for r in found]
+    out["ratio_cpu"] = out["kcr"]["cpu"] / out["floor"]["cpu"]
+    out["kcr_us_per_connector"] = 1e6 * out["kcr"]["cpu"] / c
+    return out
 
 
 def main() -> None:
@@ -143,9 +151,16 @@ def main() -> None:
     ap.add_argument("--spaces", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--profile", type=int, nargs="*", default=[], help="sizes to cProfile once as well")
+    ap.add_argument("--before", help="a directory holding another `reconciler` package (e.g. `git archive HEAD "
+                    "reconciler | tar -x -C DIR`): its plan is measured alternately in the same run, for a before/after")
     a = ap.parse_args()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("KIBANA_", "ELASTICSEARCH_", "KCR_"))}
-    env = {**base, "NO_COLOR": "1"}
+    # Bytecode compiled once, as an installed kcr has it (pip compiles on install): the children write it
+    # to a directory of this run instead of the tree, whatever PYTHONDONTWRITEBYTECODE the shell sets.
+    pyc = tempfile.mkdtemp(prefix="kcr-bench-pyc-")
+    base.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = {**base, "NO_COLOR": "1", "PYTHONPYCACHEPREFIX": pyc}
+    subprocess.run([sys.executable, "-c", "import httpx, reconciler.cli, reconciler.pipeline"], env=env, check=True)
     print(f"kcr plan CPU — {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"{platform.machine()}; no-change plan, {a.spaces} spaces, whole processes, best of {a.repeat} "
           "(CPU = user+sys of the child, os.wait4)")
@@ -153,13 +168,17 @@ def main() -> None:
           f"{'cpu ratio':>9} {'us/conn':>8} {'vs 10k':>7}")
     rows = []
     for c in a.sizes:
-        r = bench_size(a.spaces, c, a.repeat, env, c in a.profile)
+        r = bench_size(a.spaces, c, a.repeat, env, c in a.profile, a.before)
         rows.append(r)
         ref = next((x for x in rows if x["connectors"] == 10000), None)
         rel = f"{r['kcr_us_per_connector'] / ref['kcr_us_per_connector']:6.2f}x" if ref else f"{'':>7}"
         print(f"  {c:>10,} {r['kcr']['cpu']:8.3f}s {r['kcr']['wall']:8.3f}s {r['kcr']['rss_mib']:6.0f}MiB "
               f"{r['floor']['cpu']:9.3f}s {r['floor']['wall']:9.3f}s {r['ratio_cpu']:8.2f}x "
               f"{r['kcr_us_per_connector']:8.1f} {rel}", flush=True)
+        if "before" in r:
+            print(f"  {'before':>10} {r['before']['cpu']:8.3f}s {r['before']['wall']:8.3f}s "
+                  f"{r['before']['rss_mib']:6.0f}MiB {'':>9} {'':>10} {r['before']['cpu'] / r['floor']['cpu']:8.2f}x "
+                  f"{1e6 * r['before']['cpu'] / c:8.1f}", flush=True)
     ten = next((x for x in rows if x["connectors"] == 10000), None)
     if ten is not None:
         print(f"\n  10k: kcr {ten['kcr']['cpu']:.3f} s CPU (target <= {TARGET_10K_CPU} s), x{ten['ratio_cpu']:.2f} the "

@@ -326,7 +326,7 @@ def refuse_ids_in_several_spaces(lists: Mapping[str, Sequence[LiveConnector]]) -
         for conn in connectors:
             if not (conn.is_preconfigured or conn.is_system_action):
                 spaces_of.setdefault(conn.id, []).append(space)
-    shared = {cid: spaces for cid, spaces in sorted(spaces_of.items()) if len(spaces) > 1}
+    shared = dict(sorted((cid, spaces) for cid, spaces in spaces_of.items() if len(spaces) > 1))
     if not shared:
         return
     shown = "; ".join(f"{cid} in {', '.join(spaces)}" for cid, spaces in list(shared.items())[:5])

@@ -1,16 +1,22 @@
 """The commands around the core loop: the team's GitLab (`mr-comment`, `ci generate`), starting a
-repository (`init`), and the offline Kibana (`sandbox`, `demo`). Registered on the `kcr` group by
+repository (`init`), the offline Kibana (`sandbox`, `demo`), and kibana.yml (`render`). Registered on the `kcr` group by
 `cli`; kept apart so that `cli` holds the plan/apply commands and stays readable."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler import __version__
 from reconciler.cli_options import Globals, pass_globals
 from reconciler.errors import ConfigError, ExitCode
+
+if TYPE_CHECKING:
+    from reconciler.model import DesiredState
 
 
 @click.command("mr-comment", short_help="Post a Markdown plan or apply report as a sticky MR comment.")
@@ -107,4 +113,125 @@ def init(directory: Path, force: bool) -> int:
     return ExitCode.OK
 
 
-COMMANDS: tuple[click.Command, ...] = (mr_comment, ci, sandbox, demo, init)
+@click.group(short_help="Render kibana.yml settings from the repository.")
+def render() -> None:
+    """kibana.yml from the repository: the preconfigured connectors (`kibana-yml`), their keystore values
+    (`keystore-value`) and the hardening settings the declared connectors need (`allowed-hosts`)."""
+
+
+def _repository(f: Callable[..., int]) -> Callable[..., int]:
+    """--dir and --env; the command receives the environment's desired state and the globals."""
+
+    @functools.wraps(f)
+    def command(*args: Any, root: Path | None, environment: str | None, **kwargs: Any) -> int:
+        from reconciler.desired import load_repository
+        from reconciler.environments import asked
+
+        g: Globals = click.get_current_context().ensure_object(Globals)
+        where = root or Path(".")
+        desired = load_repository(where, None, env=g.env, environment=asked(environment, g.env))
+        return f(g, desired, where, *args, **kwargs)
+
+    command = click.option("--env", "environment", default=None, metavar="NAME",
+                           help="The kcr.yaml environment (default: $KCR_ENV).")(command)
+    return click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="The repository (default: the current directory).")(command)
+
+
+@render.command("kibana-yml", short_help="The xpack.actions.preconfigured block; secrets for the keystore.")
+@click.option("--format", "fmt", type=click.Choice(["keystore", "eck"]), default="keystore", show_default=True,
+              help="Secrets as a keystore script (no values) or an ECK secureSettings Secret (values, base64).")
+@click.option("--secrets-in-file", is_flag=True, help="Write the secrets into kibana.yml in clear (no keystore).")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE|-", help="Where the kibana.yml goes.")
+@click.option("--secrets-out", default=None, metavar="FILE|-",
+              help="Where the keystore script or the ECK Secret goes (default: stdout when -o names a file).")
+@click.option("--secret-name", default=None, metavar="NAME", help="The ECK Secret's name.")
+@_repository
+def render_kibana_yml(g: Globals, desired: DesiredState, root: Path, fmt: str, secrets_in_file: bool, output: str,
+                      secrets_out: str | None, secret_name: str | None) -> int:
+    """Write the xpack.actions.preconfigured block of the connectors the files place in kibana.yml, keyed
+    by Kibana id; each secret becomes a keystore setting, filled by the script (or the ECK Secret)."""
+    from reconciler.outputs import write_file
+    from reconciler.render_kibana import kibana_yml
+    from reconciler.secrets import SecretResolver
+
+    resolver = SecretResolver(g.env, desired.settings, root) if secrets_in_file or fmt == "eck" else None
+    rendered = kibana_yml(desired, fmt=fmt, secrets_in_file=secrets_in_file, resolver=resolver, root=root,
+                          secret_name=secret_name)
+    what = "the ECK Secret" if fmt == "eck" else "the keystore script"
+    extra = secrets_out if secrets_out not in (None, "-") else None
+    if rendered.secrets is not None and output == "-" and extra is None:
+        raise ConfigError(f"the kibana.yml fragment and {what} would both go to stdout; name a file for one "
+                          "(-o FILE or --secrets-out FILE)")
+    if output == "-":
+        click.echo(rendered.kibana_yml, nl=False)
+    else:
+        write_file(Path(output), rendered.kibana_yml)  # mode 0600, as every file kcr writes
+    if secrets_in_file and rendered.settings:
+        click.echo(f"warning: {output if output != '-' else 'the kibana.yml on stdout'} holds "
+                   f"{len(rendered.settings)} secret value(s) in clear (--secrets-in-file)", err=True)
+    if rendered.secrets is None:
+        return ExitCode.OK
+    if extra is None:
+        click.echo(rendered.secrets, nl=False)
+    else:
+        write_file(Path(extra), rendered.secrets)
+    if rendered.holds_values:
+        click.echo(f"warning: {what} ({extra or 'stdout'}) carries {len(rendered.settings)} secret value(s) "
+                   "(base64 is no protection): apply it, never commit or log it", err=True)
+    else:
+        click.echo(f"{what} ({extra or 'stdout'}) fills {len(rendered.settings)} keystore setting(s); it holds no "
+                   "value: run it where kcr can read the references", err=True)
+    return ExitCode.OK
+
+
+@render.command("keystore-value", short_help="Resolve one keystore setting's secret into kibana-keystore.")
+@click.argument("setting_name", metavar="SETTING")
+@click.option("--keystore", "keystore_bin", default=None, metavar="BIN",
+              help="Run `BIN add --stdin --force SETTING` (Kibana's bin/kibana-keystore) with the value on a pipe.")
+@_repository
+def render_keystore_value(g: Globals, desired: DesiredState, root: Path, setting_name: str,
+                          keystore_bin: str | None) -> int:
+    """What the keystore script runs per setting: the value is resolved now and goes only into a pipe."""
+    import subprocess
+
+    from reconciler.render_kibana import keystore_value
+    from reconciler.secrets import SecretResolver
+
+    if not keystore_bin:  # checked before any secret is read: kcr never prints a secret value, even into a pipe
+        raise ConfigError("give --keystore BIN, Kibana's bin/kibana-keystore (the script passes $KIBANA_KEYSTORE): "
+                          "the value goes only into its standard input, never to kcr's output")
+    value = keystore_value(desired, setting_name, SecretResolver(g.env, desired.settings, root))
+    try:
+        done = subprocess.run([keystore_bin, "add", "--stdin", "--force", setting_name], input=value.encode(),
+                              check=False)
+    except OSError as exc:
+        raise ConfigError(f"{keystore_bin}: cannot be run ({exc.strerror or exc}); set KIBANA_KEYSTORE to "
+                          "Kibana's bin/kibana-keystore") from None
+    if done.returncode != 0:
+        raise ConfigError(f"{keystore_bin} add {setting_name} exited {done.returncode}")
+    return ExitCode.OK
+
+
+@render.command("allowed-hosts", short_help="xpack.actions.allowedHosts and enabledActionTypes the files need.")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@click.option("--resolve-secrets", is_flag=True,
+              help="Read the secrets to learn the hosts they hold (webhook URLs); only hosts are printed.")
+@_repository
+def render_allowed_hosts(g: Globals, desired: DesiredState, root: Path, fmt: str, resolve_secrets: bool) -> int:
+    """The minimal allowedHosts for every declared connector (URL fields, default and fixed URLs, implied
+    hosts) and the API connectors' types for enabledActionTypes; what kcr cannot tell is listed."""
+    import json
+
+    from reconciler.render_kibana import hardening
+    from reconciler.secrets import SecretResolver
+
+    found = hardening(desired, SecretResolver(g.env, desired.settings, root) if resolve_secrets else None)
+    if fmt == "json":
+        click.echo(json.dumps(found.to_json(), indent=2))
+    else:
+        click.echo(found.text(desired.environment), nl=False)
+    return ExitCode.OK
+
+
+COMMANDS: tuple[click.Command, ...] = (mr_comment, ci, sandbox, demo, init, render)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,27 +53,42 @@ class Declared:
 
 
 def _strings_where(value: Any, test: Callable[[str], bool],
-                   parts: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
-    """The paths of the strings inside `value` that pass `test`."""
+                   parts: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """The paths of the strings inside `value` that pass `test`, depth first (a list, not a generator:
+    it runs for every connector several times)."""
+    found: list[tuple[str | int, ...]] = []
+    _collect(value, test, parts, found)
+    return found
+
+
+def _collect(value: Any, test: Callable[[str], bool], parts: tuple[str | int, ...], found: list[Any],
+             with_text: bool = False) -> None:
     if isinstance(value, str):
         if test(value):
-            yield parts
+            found.append((parts, value) if with_text else parts)
     elif isinstance(value, Mapping):
         for k, v in value.items():
-            yield from _strings_where(v, test, (*parts, k))
+            if isinstance(v, str):  # the common leaf, without a call
+                if test(v):
+                    found.append(((*parts, k), v) if with_text else (*parts, k))
+            else:
+                _collect(v, test, (*parts, k), found, with_text)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _strings_where(v, test, (*parts, i))
+            _collect(v, test, (*parts, i), found, with_text)
+
+
+def _leaves(value: Any, parts: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every string inside `value` with its path, depth first (the order `_strings_where` finds them)."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    _collect(value, lambda text: True, parts, found, with_text=True)
+    return found
 
 
 def _get(value: Any, path: tuple[str | int, ...]) -> Any:
     for part in path:
         value = value[part]
     return value
-
-
-def _blank_strings(value: Any) -> Iterator[tuple[str | int, ...]]:
-    return _strings_where(value, lambda s: not s.strip())
 
 
 _REFERENCE_START = re.compile(r"(?<!\$)\$\{([a-z][a-z0-9_-]*):")
@@ -128,17 +143,20 @@ class ConnectorChecks:
                 out.append(spec)
         return out
 
-    def substituted(self, item: dict[str, Any], base: str, checker: FileChecker,
-                    scope: Scope) -> dict[str, Any] | None:
+    def substituted(self, item: dict[str, Any], base: str, checker: FileChecker, scope: Scope,
+                    leaves: Sequence[tuple[tuple[str | int, ...], str]] | None = None) -> dict[str, Any] | None:
         """The item with its ${var:} substituted for `scope`, or None (with a problem per field whose
-        var cannot be). A secret reference written in name/config is reported on the raw text first."""
+        var cannot be). A secret reference written in name/config is reported on the raw text first.
+        `leaves`: the item's strings under name, config and secrets (`_leaves`), when already walked."""
         out = dict(item)
         failed = False
         for key in ("name", "config", "secrets"):
             if key not in item:
                 continue
             fill = {"name": scope.in_text, "secrets": scope.in_secret}.get(key, scope.substitute)
-            for where in _strings_where(item[key], mentions_var, (key,)):
+            wheres = _strings_where(item[key], mentions_var, (key,)) if leaves is None else \
+                [where for where, text in leaves if where[0] == key and "${var:" in text and mentions_var(text)]
+            for where in wheres:
                 try:
                     fill(_get(item, where))
                 except UnsetVar as exc:
@@ -159,16 +177,21 @@ class ConnectorChecks:
             return None  # the file schema said so already
         before = len(checker.problems)
         raw = item
-        for where in _strings_where({"name": raw.get("name"), "config": raw.get("config", {})}, _holds_reference):
+        # Every string under name, config and secrets, walked once for the checks below that read them.
+        leaves = _leaves({"name": raw.get("name"), "config": raw.get("config", {}), "secrets": raw.get("secrets")})
+        for where in [w for w, text in leaves if w[0] != "secrets" and "${" in text and _holds_reference(text)]:
             checker.add(under(base, where), f"{under('', where)}: a secret reference is read only inside `secrets`; "
                         "here Kibana would receive its literal text. Move the value under `secrets` if the type "
                         "takes it there; for a value that differs between environments write ${var:NAME} (vars "
                         "in kcr.yaml); or write the value itself")
         if scope is not None:
-            filled = self.substituted(item, base, checker, scope)
+            filled = self.substituted(item, base, checker, scope, leaves)
             if filled is None:
                 return None
             item = filled
+            if any("${var:" in text for _, text in leaves):  # substituted (or unescaped): the strings changed
+                leaves = _leaves({"name": item.get("name"), "config": item.get("config", {}),
+                                  "secrets": item.get("secrets")})
         key = item.get("id")
         kibana_id = self.connector_id(space, key, base, checker)
         if kibana_id is not None:
@@ -177,9 +200,10 @@ class ConnectorChecks:
         type_id = item.get("type")
         config = item.get("config", {})
         secrets = item.get("secrets")
-        for blank in _blank_strings({"name": name, "config": config, "secrets": secrets}):
+        blank_paths = [where for where, text in leaves if not text.strip()]
+        for blank in blank_paths:
             checker.add(under(base, blank), f"{under('', blank)}: value '' is not valid (Kibana refuses blank strings)")
-        blanks = {under(base, b) for b in _blank_strings({"config": config})}
+        blanks = {under(base, b) for b in blank_paths if b[0] == "config"}
         ctype = self.connector_type(type_id, base, checker)
         secrets_path = join_path(base, "secrets")
         plain = ctype.plain_secrets() if ctype is not None else {}
@@ -317,12 +341,20 @@ class ConnectorChecks:
 
 
 def locations_by_item(doc: Document) -> dict[int, dict[str, Location]]:
-    """Each item's positions keyed by its own field paths (`config.apiUrl`), for the ConnectorSpec."""
+    """Each item's positions keyed by its own field paths (`config.apiUrl`), for the ConnectorSpec. An
+    item's paths come one after another (yamlload records them depth first), so the item the previous
+    path belonged to is tried first, without the regex."""
     out: dict[int, dict[str, Location]] = {}
+    prefix, size, own = "", 0, None
     for path, loc in doc.locations.items():
-        match = _INDEX.match(path)
-        if not match:
-            continue
-        rest = path[match.end():]
-        out.setdefault(int(match.group(1)), {})[rest[1:] if rest.startswith(".") else rest] = loc
+        if own is not None and path.startswith(prefix):  # "connectors[1]" is no prefix of "connectors[12]"
+            rest = path[size:]
+        else:
+            match = _INDEX.match(path)
+            if not match:
+                continue
+            size = match.end()
+            prefix, rest = path[:size], path[size:]
+            own = out.setdefault(int(match.group(1)), {})
+        own[rest[1:] if rest.startswith(".") else rest] = loc
     return out

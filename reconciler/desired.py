@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import difflib
 import json
-from fnmatch import fnmatchcase
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 

@@ -43,7 +43,7 @@ class Problem:
     line: int | None = None
     column: int | None = None
     path: str | None = None  # the field, e.g. "connectors[2].config.apiUrl"
-    severity: str = "error"  # "error" | "warning"
+    severity: str = "error"  # "error" | "warning" | "drift" (the plan's: Kibana differs where kcr never writes)
     space: str | None = field(default=None, kw_only=True)
     id: str | None = field(default=None, kw_only=True)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonschema
 
-from reconciler import catalog
+from reconciler import catalog, fastschema
 from reconciler.errors import Problem
 from reconciler.model import Location
 from reconciler.yamlload import Document, join_path
@@ -68,7 +68,10 @@ class FileChecker:
     def schema(self, validator: jsonschema.protocols.Validator, instance: Any, base: str, label: str,
                skip: Callable[[str], bool] | None = None) -> int:
         """Add a problem per schema violation; `label` prefixes field names ("config"). Returns the count.
-        An instance once found valid is not validated again (`_known_valid`)."""
+        An instance the schema's compiled predicate finds valid (`fastschema`: nearly every one) costs no
+        jsonschema run; one once found valid is not validated again (`_known_valid`)."""
+        if fastschema.checked(_fast(validator), instance):
+            return 0
         seen = _known_valid(validator, instance)
         if seen is not None and seen[1] in seen[0]:
             return 0
@@ -92,6 +95,24 @@ class FileChecker:
             self.add(under(base, parts), f"{field}: {message}" if field else message)
             count += 1
         return count
+
+
+_FAST: dict[int, tuple[jsonschema.protocols.Validator, fastschema.Check]] = {}
+
+
+def _fast(validator: jsonschema.protocols.Validator) -> fastschema.Check:
+    """The validator's schema compiled once (`fastschema`); a schema outside its subset gets a predicate
+    that is never sure, so jsonschema judges every instance. The validator is held, so its id is never reused."""
+    entry = _FAST.get(id(validator))
+    if entry is None:
+        entry = (validator, fastschema.compile_for(validator) or _never)
+        if len(_FAST) < 1_000:  # a bound for long-lived processes (tests) that build many validators
+            _FAST[id(validator)] = entry
+    return entry[1]
+
+
+def _never(instance: Any) -> bool:
+    return False
 
 
 _VALID: dict[int, tuple[jsonschema.protocols.Validator, set[str]]] = {}

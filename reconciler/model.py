@@ -4,6 +4,7 @@ plain dicts/lists by convention never mutated after construction."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ JSON = Any
 
 # Published so anyone can recompute a derived id: uuid5(KCR_ID_NAMESPACE, f"{space}/{key}").
 KCR_ID_NAMESPACE = uuid.UUID("6f1c3a52-5d0e-5b8e-9a51-6b6372000001")
+_NAMESPACE_BYTES = KCR_ID_NAMESPACE.bytes
 
 SPACE_ID_PATTERN = r"^[a-z0-9_-]+$"
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,127}$"
@@ -28,8 +30,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def derive_connector_id(space: str, key: str) -> str:
     """Kibana accepts only UUIDs as chosen ids and ids are global across spaces, so a
-    human key becomes a UUID v5 over space and key: stable across runs and machines."""
-    return str(uuid.uuid5(KCR_ID_NAMESPACE, f"{space}/{key}"))
+    human key becomes a UUID v5 over space and key: stable across runs and machines. Spelled out with
+    hashlib (as uuid.uuid5 does it: SHA-1 of namespace and name, version 5, RFC 4122 variant) because a
+    plan derives one per connector, and the UUID object costs more than the hash."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{space}/{key}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def id_segment_problem(value: object, what: str) -> str | None:

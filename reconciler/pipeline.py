@@ -180,7 +180,7 @@ def _digests(session: Session, desired: DesiredState, resolver: SecretResolver,
     selected = session.selection.selects if session.selection is not None else (lambda *_: True)
     for space in (desired.spaces[s] for s in spaces):
         for spec in space.connectors:
-            if spec.secrets and selected(spec.space, spec.id, spec.key):
+            if spec.secrets and not spec.preconfigured and selected(spec.space, spec.id, spec.key):
                 owners[owner_label(spec)] = (spec.id, spec.secrets)
     resolved = resolver.resolve_many({owner: refs for owner, (_, refs) in owners.items()})
     key = session.fingerprint_key

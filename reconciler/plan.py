@@ -29,7 +29,7 @@ from reconciler.model import FieldDiff as FieldDiff  # a Change's diffs: part of
 from reconciler.model import LiveConnector, RuleRef, SecretDigest
 from reconciler.selection import Selection
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"  # 1.1: environment, removed_from_files, "drift" problems
 PLAINTEXT_KEY = "$plaintext"
 # Stands for one literal secret value in `Desired.secret_refs` (the value itself is never saved).
 PLAINTEXT_MARKER: Mapping[str, bool] = MappingProxyType({PLAINTEXT_KEY: True})
@@ -145,9 +145,11 @@ class Plan:
 
     @property
     def has_drift(self) -> bool:
-        """What `drift` and `plan --detailed-exitcode` report as exit 2: changes to apply, or a connector
-        removed from the files that Kibana still holds (which apply leaves alone)."""
-        return self.has_changes or any(c.removed_from_files for c in self.changes)
+        """What `drift` and `plan --detailed-exitcode` report as exit 2: changes to apply, a connector
+        removed from the files that Kibana still holds (which apply leaves alone), or a preconfigured
+        connector Kibana lists otherwise than the files say (a "drift" problem: kcr never writes kibana.yml)."""
+        return (self.has_changes or any(c.removed_from_files for c in self.changes)
+                or any(p.severity == "drift" for p in self.problems))  # a preconfigured connector differs
 
     @property
     def has_errors(self) -> bool:

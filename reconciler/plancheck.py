@@ -285,5 +285,8 @@ def check_against_repository(plan: Plan, desired: DesiredState, source: str) -> 
         where = spec.location.file if spec.location is not None else f"connectors/{spec.space}"
         if change.action is Action.DELETE:
             raise not_a_plan(source, f"change {change.address}: deletes a connector that {where} declares")
+        if spec.preconfigured:  # kibana.yml's now: apply never sends it, whatever an older plan says
+            raise not_a_plan(source, f"change {change.address}: {where} declares this connector preconfigured "
+                             "(kibana.yml), which kcr never sends to the API; plan again")
         if spec.protect and (change.desired is None or not change.desired.protect):
             raise not_a_plan(source, f"change {change.address}: {where} protects this connector, the plan does not")

@@ -169,12 +169,18 @@ def loads(text: str, source: str = "plan", *, key: bytes | None = None) -> Plan:
     return from_json(body, source)
 
 
+def _minor(version: str) -> int:
+    _, _, minor = version.partition(".")
+    return int(minor) if minor.isdigit() else 0
+
+
 def from_json(body: Mapping[str, Any], source: str = "plan") -> Plan:
     version = str(body.get("format_version", ""))
-    if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
+    if version.split(".")[0] != FORMAT_VERSION.split(".")[0] or _minor(version) > _minor(FORMAT_VERSION):
+        # a newer minor carries fields this kcr would not understand (an environment, drift): never guess
         raise PlanFileError(
-            f"{source}: plan format {version or '(none)'} is not supported (this kcr reads {FORMAT_VERSION}); "
-            "re-run `kcr plan --out` with this version"
+            f"{source}: plan format {version or '(none)'} is not supported (this kcr reads {FORMAT_VERSION} and "
+            "earlier 1.x); re-run `kcr plan --out` with this version, or apply with the kcr that made the plan"
         )
     error = jsonschema.exceptions.best_match(_validator().iter_errors(body))
     if error is not None:

@@ -97,6 +97,7 @@ def make_plan(
             continue
         want = desired.spaces.get(space) or DesiredSpace(space=space, settings=SpaceSettings(), connectors=())
         _plan_space(ctx, want, live_space, changes, problems, ignored)
+    problems.extend(_disabled_types(desired, live, scope, changes))
     if selection is not None:  # an unselected connector is neither changed nor deleted: no change at all
         declared = [(c.space, c.id, c.key) for s, d in desired.spaces.items() if s in scope for c in d.connectors]
         changes = selection.narrow(changes, lambda c: (c.space, c.id, c.desired.key if c.desired else None), declared)
@@ -191,6 +192,9 @@ def _plan_space(
     declared: set[str] = set()
     for spec in want.connectors:
         declared.add(spec.id)
+        if spec.preconfigured:  # kibana.yml's: compared with what Kibana lists, never sent
+            problems.extend(_preconfigured_drift(ctx, spec, live_by_id.get(spec.id)))
+            continue
         change = _plan_connector(ctx, spec, live_by_id.get(spec.id), problems)
         if change is None:
             continue
@@ -215,6 +219,27 @@ def _plan_space(
             why = ("not declared; the list may be truncated, so it is left alone" if want.settings.prune
                    else "not declared (the space does not prune)")
             changes.append(_live_only(space, conn, Action.UNMANAGED, why))
+
+
+def _preconfigured_drift(ctx: _Context, spec: ConnectorSpec, conn: LiveConnector | None) -> list[Problem]:
+    """A connector the files place in kibana.yml (`preconfigured`): Kibana lists such a connector in
+    every space with `is_preconfigured: true`, its name and type, never its config, so name and type are
+    all a plan can compare. A difference is drift (exit 2), never an action: kcr cannot write kibana.yml."""
+    label, kibana = _label(spec), ctx.live.kibana_url
+    fix = "render kibana.yml again (`kcr render kibana-yml`), deploy it and restart Kibana"
+    if conn is None:
+        why = f"declared preconfigured, but {kibana} does not list it (not in its kibana.yml); {fix}"
+    elif not conn.is_preconfigured:
+        why = (f"declared preconfigured, but {kibana} holds it as a connector made through the API, which kcr "
+               "leaves alone while the files say preconfigured: delete it in Kibana and deploy kibana.yml, or "
+               "drop `preconfigured` so kcr manages it through the API")
+    elif (conn.name, conn.type) != (spec.name, spec.type):
+        differs = [f"{what} is {have!r} in Kibana, {want!r} in the files" for what, have, want in
+                   (("name", conn.name, spec.name), ("type", conn.type, spec.type)) if have != want]
+        why = f"preconfigured connector differs from the files: {'; '.join(differs)}; {fix}"
+    else:
+        return []
+    return [Problem.in_kibana(spec.space, spec.id, "drift", f"{label}: {why}")]
 
 
 def _declared_elsewhere(spaces: Sequence[str]) -> str:
@@ -429,6 +454,27 @@ def _type_problems(spec: ConnectorSpec, label: str, live: LiveState) -> list[Pro
         out.append(error(f"type {spec.type} is not enabled in xpack.actions.enabledActionTypes (kibana.yml) of "
                          f"{kibana}"))
     return out
+
+
+def _disabled_types(desired: DesiredState, live: LiveState, scope: Sequence[str],
+                    changes: Sequence[Change]) -> list[Problem]:
+    """A warning per type the repository's API connectors use that Kibana reports as not enabled in
+    `xpack.actions.enabledActionTypes`, for connectors nothing sends now (a send gets `_type_problems`'
+    error): Kibana refuses to run them. Preconfigured connectors run whatever that list says
+    (x-pack/plugins/actions/server/action_type_registry.ts, isActionExecutable), so they are left out."""
+    unchanged = {(c.space, c.id) for c in changes if c.action is Action.NOOP}
+    users: dict[str, list[ConnectorSpec]] = {}
+    for space in scope:
+        for spec in desired.spaces[space].connectors if space in desired.spaces else ():
+            info = live.connector_types.get(spec.type)
+            if (space, spec.id) in unchanged and info is not None and not info.enabled_in_config:
+                users.setdefault(spec.type, []).append(spec)
+    return [Problem.in_kibana(specs[0].space, None, "warning", f"type {type_id} is not enabled in "
+                              f"xpack.actions.enabledActionTypes (kibana.yml) of {live.kibana_url}, yet "
+                              f"{', '.join(s.key for s in specs)} use{'s' if len(specs) == 1 else ''} it: Kibana "
+                              "refuses to run, update or create them; add it there (`kcr render allowed-hosts` "
+                              "prints the list the files need)")
+            for type_id, specs in sorted(users.items())]
 
 
 def _article(word: str) -> str:

@@ -40,7 +40,7 @@ _SYMBOL = {
     Action.NOOP: " ",
 }
 _COLOUR = {"+": "green", "~": "yellow", "-/+": "magenta", "-": "red", "!": "bold red", "?": "dim", "error": "red",
-           "warning": "yellow"}
+           "warning": "yellow", "drift": "bold red"}
 # C0, DEL, C1 (a CSI at U+009B drives a terminal like ESC [) and the bidi overrides and isolates, which
 # can make a name read as something else (Trojan Source): shown as escapes, never sent to a terminal.
 _UNPRINTABLE = (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
@@ -83,6 +83,8 @@ def summary_line(plan: Plan) -> str:
         return PLAN_ERRORS
     if not plan.has_changes and gone:
         return f"No changes to apply, but {still} (drift)."
+    if not plan.has_changes and plan.has_drift:
+        return "No changes to apply, but Kibana's preconfigured connectors differ from the files (drift)."
     if not plan.has_changes:
         unsure = (plan.has_errors or not plan.secrets_checked
                   or any(c.secrets is SecretsStatus.UNKNOWN for c in plan.changes))

@@ -237,17 +237,27 @@ def _part_refusals(type_id: str, part: str, filled: Mapping[str, Any],
     before, after = rules.before_hosts.get(part), rules.after_hosts.get(part)
     if before is not None and (detail := before.check(filled)) is not None:
         yield Finding(before.path, f"{prefix}: {detail}")
-    urls: list[tuple[str | None, str]] = [(k, u) for k in checked_fields(type_id, part)
-                                          if isinstance(u := filled.get(k), str) and u]
+    urls = checked_urls(type_id, part, filled)
     for key, url in urls:
-        unparsable = _unparsable_url(ct, part, str(key), url) if ct else None
+        unparsable = _unparsable_url(ct, part, str(key), url) if ct and key is not None else None
         if unparsable is not None:
             yield Finding((part, str(key)), f"{prefix}: {unparsable}")
-    for key, url in urls + [(None, u) for u in (_implied_urls(ct, part, filled) if ct else [])]:
+    for key, url in urls:
         if not host_allowed(url, allowed_hosts):
             yield _host_refusal(prefix, part, url, key)
     if after is not None and (detail := after.check(filled)) is not None:
         yield Finding(after.path, f"{prefix}: {detail}")
+
+
+def checked_urls(type_id: str, part: str, filled: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+    """Every URL (or host) Kibana checks against xpack.actions.allowedHosts when it validates `part`
+    (with defaults filled): (field, value) for the fields that hold one, then (None, url) for the ones
+    no field holds (fixed endpoints, default URLs, hosts implied by a service). One list for the check
+    itself and for `kcr render allowed-hosts`, so the hosts printed are exactly the hosts checked."""
+    ct = catalog.get(type_id)
+    urls: list[tuple[str | None, str]] = [(k, u) for k in checked_fields(type_id, part)
+                                          if isinstance(u := filled.get(k), str) and u]
+    return urls + [(None, u) for u in (_implied_urls(ct, part, filled) if ct else [])]
 
 
 def part_rules(type_id: str, part: str, filled: Mapping[str, Any],
@@ -384,6 +394,8 @@ def refusals(type_id: str, config: Mapping[str, Any], secrets: Mapping[str, Any]
     """What Kibana would refuse of a connector whose config and secrets already passed the type's schema,
     checked offline: secrets are placeholders, so only their presence counts and the secrets' own rules
     (which read their values) are left to Kibana; allowed hosts are Kibana's setting, unknown here."""
+    if _facts(type_id).no_config_rules:
+        return []
     filled = catalog.with_defaults(type_id, "config", config)
     return (closed_values(type_id, config) or part_rules(type_id, "config", filled)
             or connector_rules(type_id, config, filled, secrets))
@@ -393,16 +405,47 @@ def stored_differently(type_id: str, config: Mapping[str, Any]) -> list[Finding]
     """Config that Kibana accepts but would store otherwise than written, which no plan could ever
     converge: keys a non-strict schema drops (warnings), and xMatters' usesBasic, checked as false when
     omitted but stored as true."""
-    ctype = catalog.get(type_id)
-    if ctype is None:
+    facts = _facts(type_id)
+    if facts.type is None:
         return []
     out = []
-    if ctype.strips_unknown:
-        known = set(ctype.config_schema.get("properties") or {})
-        for key in sorted(set(config) - known):
+    if facts.type.strips_unknown:
+        for key in sorted(set(config) - facts.known):
             out.append(Finding(("config", key), f"config.{key}: Kibana's {type_id} schema does not know "
                                "this key and drops it on save; remove it", severity="warning"))
-    for key, advice in ctype.read_as_sent.items():
+    for key, advice in facts.read_as_sent.items():
         if key not in config:
             out.append(Finding(("config",), f"config.{key}: {advice}"))
     return out
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the offline checks read of a type on every connector, worked out once per catalogue entry."""
+
+    type: catalog.ConnectorType | None
+    rules: TypeRules
+    no_config_rules: bool  # `refusals` can find nothing: no closed values, checked or implied URL, nor rule
+    known: frozenset[str]  # the config schema's top-level keys
+    read_as_sent: Mapping[str, str]
+
+
+_FACTS: dict[str, _Facts] = {}
+
+
+def _facts(type_id: str) -> _Facts:
+    """The type's facts, kept while the catalogue entry and the rule table are the same objects (tests
+    swap both), so a cached answer never outlives what it was read from."""
+    ct, rules = catalog.get(type_id), _rules_of(type_id)
+    hit = _FACTS.get(type_id)
+    if hit is not None and hit.type is ct and hit.rules is rules:
+        return hit
+    quiet = (rules.connector is None and "config" not in rules.before_hosts and "config" not in rules.after_hosts
+             and (ct is None or not (ct.marked("config", "x-kibana-values") or checked_fields(type_id, "config")
+                                     or ct.fixed_urls("config") or ct.marked("config", "x-kibana-default-url")
+                                     or ct.marked("config", "x-kibana-implied-hosts"))))
+    facts = _Facts(ct, rules, quiet, frozenset((ct.config_schema.get("properties") or {}) if ct else ()),
+                   dict(ct.read_as_sent) if ct else {})
+    if len(_FACTS) < 1_000:
+        _FACTS[type_id] = facts
+    return facts

@@ -15,6 +15,7 @@ Every failure is a `YamlError` carrying `errors.Problem`s, never another excepti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,9 @@ class YamlError(ReconcilerError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+_PLAIN_KEY = re.compile(r"[-_\w]+")  # each character alphanumeric (str.isalnum), '-' or '_'
+
+
 @dataclass(frozen=True)
 class Document:
     value: Any
@@ -61,7 +65,7 @@ class Document:
 def join_path(base: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{base}[{key}]"
-    if key.isidentifier() or (key and all(c.isalnum() or c in "-_" for c in key)):
+    if key.isidentifier() or (key and _PLAIN_KEY.fullmatch(key) is not None):
         return f"{base}.{key}" if base else key
     quoted = key.replace("\\", "\\\\").replace('"', '\\"')
     return f'{base}["{quoted}"]'
@@ -92,17 +96,24 @@ class _Builder:
                             "anchors and aliases may not expand beyond that bound", path)
         if depth > self.max_depth:
             raise self.fail(node, f"nesting deeper than {self.max_depth} levels", path)
+        if isinstance(node, yaml.ScalarNode):  # never in `active`, which holds only collections
+            if path not in self.locations:
+                mark = node.start_mark
+                self.locations[path] = Location(self.file, mark.line + 1, mark.column + 1)
+            tag = node.tag
+            if tag == _STR or tag == _TIMESTAMP:
+                return str(node.value)  # a date stays the text written: JSON has no date type
+            return self.scalar(node, path)
         if id(node) in self.active:
             raise self.fail(node, "an alias refers to a value that contains it (recursive anchor)", path)
-        self.locations.setdefault(path, self.loc(node))
-        if isinstance(node, yaml.ScalarNode):
-            return self.scalar(node, path)
+        if path not in self.locations:
+            self.locations[path] = self.loc(node)
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
                 if node.tag != _SEQ:
                     raise self.fail(node, f"unsupported tag {node.tag!r}", path)
-                return [self.build(child, join_path(path, i), depth + 1) for i, child in enumerate(node.value)]
+                return [self.build(child, f"{path}[{i}]", depth + 1) for i, child in enumerate(node.value)]
             if isinstance(node, yaml.MappingNode):
                 if node.tag != _MAP:
                     raise self.fail(node, f"unsupported tag {node.tag!r}", path)
@@ -122,6 +133,7 @@ class _Builder:
         out: dict[str, Any] = {}
         seen: dict[str, yaml.Node] = {}
         merges: list[tuple[yaml.Node, str]] = []
+        keys = self.keys
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _MERGE:
                 merges.append((value_node, path))
@@ -135,7 +147,9 @@ class _Builder:
                                 f"again at line {key_node.start_mark.line + 1})", join_path(path, key))
             seen[key] = key_node
             sub = join_path(path, key)
-            self.keys.setdefault(sub, self.loc(key_node))
+            if sub not in keys:
+                mark = key_node.start_mark
+                keys[sub] = Location(self.file, mark.line + 1, mark.column + 1)
             out[key] = self.build(value_node, sub, depth + 1)
         for value_node, _ in merges:  # `<<: *base` fills in keys not written out, as YAML 1.1 says
             sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]

@@ -119,6 +119,16 @@ def test_format_version_checked_first() -> None:
     assert "plan format 2.0 is not supported" in refused(b)
 
 
+def test_a_newer_minor_is_refused_and_an_older_one_read() -> None:
+    """1.1 added fields (environment, removed_from_files, drift problems) that a 1.0 reader cannot
+    understand: a plan from a newer kcr is refused by name, one from an older kcr still loads."""
+    b = body()
+    b["format_version"] = "1.9"
+    assert "plan format 1.9 is not supported (this kcr reads 1.1 and earlier 1.x)" in refused(b)
+    b["format_version"] = "1.0"
+    assert planfile.from_json(b).format_version == "1.0"
+
+
 @pytest.mark.parametrize("literal", ["value", 42, True, ["${env:A}", "value"], {"inner": "value"}],
                          ids=["string", "number", "bool", "in a list", "in an object"])
 def test_literal_secret_in_secret_refs_refused_without_echo(literal: Any) -> None:

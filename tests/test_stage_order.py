@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reconciler"
 RANKS: dict[str, int] = {
     # foundations: records, errors, safe readers, limits, per-type data
     **dict.fromkeys(["reconciler", "model", "errors", "files", "jsondepth", "jsurl", "deadline", "retry",
-                     "masking", "catalog", "yamlload"], 0),
+                     "masking", "catalog", "yamlload", "fastschema"], 0),
     # reference syntax and the backends' offline checks (validation needs them before any secret is read)
     **dict.fromkeys(["references", "type_rules", "variables", "environments", "secret_backends", "secret_backends.base",
                      "secret_backends.env", "secret_backends.file", "secret_backends.guard",
@@ -40,7 +40,7 @@ RANKS: dict[str, int] = {
     **dict.fromkeys(["apply_checks", "record_keeper", "applier", "outputs"], 9),
     # the other commands' stages
     **dict.fromkeys(["export", "adopt", "connector_test", "gitlab", "gitlab_api", "validate", "ci_generate",
-                     "init"], 10),
+                     "init", "render_kibana"], 10),
     **dict.fromkeys(["pipeline", "envs_plan"], 11),
     **dict.fromkeys(["cli", "cli_options", "cli_team", "demo", "__main__"], 12),
 }

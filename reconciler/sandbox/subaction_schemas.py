@@ -12,6 +12,7 @@ The tables of schemas are `subaction_tables`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +45,12 @@ class Str(Node):
 
 @dataclass(frozen=True)
 class Num(Node):
-    pass
+    """`coerce`: zod's `z.coerce.number()` (JS `Number(value)` first); config-schema's number takes numeric
+    strings either way."""
+
+    min: float | None = None
+    max: float | None = None
+    coerce: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,24 @@ class Enum(Node):
 class Arr(Node):
     item: Node
     max: int | None = None
+    min: int | None = None
+
+
+@dataclass(frozen=True)
+class Maybe(Node):
+    """A whole value that may be absent: config-schema `schema.maybe`, zod `.optional()` on the schema
+    itself (SentinelOne's getActivities params)."""
+
+    node: Node
+
+
+@dataclass(frozen=True)
+class Refine(Node):
+    """A check on a value its node accepted: zod `.superRefine` / config-schema `validate`; `test` returns
+    the failure message or None (bedrock's BedrockMessageSchema)."""
+
+    node: Node
+    test: Callable[[Any], str | None]
 
 
 @dataclass(frozen=True)
@@ -102,6 +126,39 @@ def opt(name: str, node: Node, nullable: bool = False) -> F:
     return F(name, node, required=False, nullable=nullable)
 
 
+@dataclass(frozen=True)
+class Spec:
+    """A framework type's registered sub-actions, each with its params schema (None: registered with
+    `schema: null`, so any params pass). `dialect` "cs" pins config-schema's words in both lines, for a
+    connector whose sub-action schemas are still `@kbn/config-schema` in current main; None follows the
+    line."""
+
+    sub_actions: Mapping[str, Node | None]
+    dialect: str | None = None
+
+
+def js_number(value: Any) -> float | None:
+    """JS `Number(value)` as zod's coerce runs it; None stands for NaN."""
+    if isinstance(value, bool):
+        return float(value)
+    if value is None:
+        return 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, list) and len(value) <= 1:
+        return 0.0 if not value else js_number(value[0]) if isinstance(value[0], str | int | float) else None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return 0.0
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return None if number != number else number
+    return None
+
+
 # ---- config-schema dialect -------------------------------------------------------------------------
 
 Failure = tuple[list[str], str]
@@ -123,14 +180,29 @@ def _cs(node: Node, value: Any, path: list[str]) -> Failure | None:
             return path, f"value has length [{len(value)}] but it must have a maximum length of [{node.max}]."
         return None
     if isinstance(node, Num):  # config-schema's number accepts numeric strings
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok and isinstance(value, str):
+        number: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str) and value.strip():
             try:
-                float(value)
-                ok = bool(value.strip())
+                number = float(value)
             except ValueError:
-                ok = False
-        return None if ok else _type_fail(path, "number", value)
+                number = None
+        if number is None:
+            return _type_fail(path, "number", value)
+        if node.min is not None and number < node.min:
+            return path, f"Value must be equal to or greater than [{_num(node.min)}]."
+        if node.max is not None and number > node.max:
+            return path, f"Value must be equal to or lower than [{_num(node.max)}]."
+        return None
+    if isinstance(node, Maybe):
+        return None if value is MISSING else _cs(node.node, value, path)
+    if isinstance(node, Refine):
+        found = _cs(node.node, value, path)
+        if found is not None:
+            return found
+        message = node.test(value)
+        return None if message is None else (path, message)
     if isinstance(node, Bool):
         return None if isinstance(value, bool) or value in ("true", "false") else _type_fail(path, "boolean", value)
     if isinstance(node, Lit):
@@ -147,6 +219,8 @@ def _cs(node: Node, value: Any, path: list[str]) -> Failure | None:
             return _type_fail(path, "array", value)
         if node.max is not None and len(value) > node.max:
             return path, f"array size is [{len(value)}], but cannot be greater than [{node.max}]"
+        if node.min is not None and len(value) < node.min:
+            return path, f"array size is [{len(value)}], but cannot be smaller than [{node.min}]"
         for i, item in enumerate(value):
             found = _cs(node.item, item, [*path, str(i)])
             if found:
@@ -203,6 +277,10 @@ def check_cs(node: Node, value: Any, path: list[str]) -> str | None:
 # ---- zod v4 dialect --------------------------------------------------------------------------------
 
 
+def _num(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
 def _zpath(path: list[str]) -> list[str | int]:
     return [int(p) if p.isdigit() else p for p in path]
 
@@ -210,6 +288,26 @@ def _zpath(path: list[str]) -> list[str | int]:
 def _ztype(path: list[str], kind: str, value: Any) -> dict[str, Any]:
     return {"expected": kind, "code": "invalid_type", "path": _zpath(path),
             "message": f"Invalid input: expected {kind}, received {js_type(value)}"}
+
+
+def _zod_number(node: Num, value: Any, path: list[str]) -> list[dict[str, Any]]:
+    """zod v4's number: NaN is its own `received`; `.min`/`.max` bounds are inclusive."""
+    if node.coerce:
+        number = js_number(value)
+        if number is None:
+            return [{"expected": "number", "code": "invalid_type", "received": "NaN", "path": _zpath(path),
+                     "message": "Invalid input: expected number, received NaN"}]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        return [_ztype(path, "number", value)]
+    if node.min is not None and number < node.min:
+        return [{"origin": "number", "code": "too_small", "minimum": node.min, "inclusive": True,
+                 "path": _zpath(path), "message": f"Too small: expected number to be >={_num(node.min)}"}]
+    if node.max is not None and number > node.max:
+        return [{"origin": "number", "code": "too_big", "maximum": node.max, "inclusive": True,
+                 "path": _zpath(path), "message": f"Too big: expected number to be <={_num(node.max)}"}]
+    return []
 
 
 def check_zod(node: Node, value: Any, path: list[str]) -> list[dict[str, Any]]:
@@ -227,8 +325,13 @@ def check_zod(node: Node, value: Any, path: list[str]) -> list[dict[str, Any]]:
                      "path": _zpath(path), "message": f"Too big: expected string to have <={node.max} characters"}]
         return []
     if isinstance(node, Num):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return [] if ok else [_ztype(path, "number", value)]
+        return _zod_number(node, value, path)
+    if isinstance(node, Maybe):
+        return [] if value is MISSING else check_zod(node.node, value, path)
+    if isinstance(node, Refine):
+        issues = check_zod(node.node, value, path)
+        message = None if issues else node.test(value)
+        return issues if message is None else [{"code": "custom", "message": message, "path": _zpath(path)}]
     if isinstance(node, Bool):
         return [] if isinstance(value, bool) else [_ztype(path, "boolean", value)]
     if isinstance(node, Lit | Enum):
@@ -243,6 +346,9 @@ def check_zod(node: Node, value: Any, path: list[str]) -> list[dict[str, Any]]:
         if not isinstance(value, list):
             return [_ztype(path, "array", value)]
         issues = [i for n, item in enumerate(value) for i in check_zod(node.item, item, [*path, str(n)])]
+        if node.min is not None and len(value) < node.min:
+            issues.append({"origin": "array", "code": "too_small", "minimum": node.min, "inclusive": True,
+                           "path": _zpath(path), "message": f"Too small: expected array to have >={node.min} items"})
         if node.max is not None and len(value) > node.max:
             issues.append({"origin": "array", "code": "too_big", "maximum": node.max, "inclusive": True,
                            "path": _zpath(path), "message": f"Too big: expected array to have <={node.max} items"})

@@ -3,14 +3,15 @@ params schemas, and the typed params of the classic (pre-framework) types.
 
 Schemas follow elastic/kibana x-pack/platform/plugins/shared/stack_connectors/{common,server/
 connector_types}/<type>/schema.ts and src/platform/packages/shared/kbn-connector-schemas/<type>/, cited
-per table. A sub action with no modelled schema (None) is checked by name only: any params object
-passes, as it would reach the external service.
+per table; the AI and security families are in `subaction_tables_ai` and `subaction_tables_security`.
+Every registered sub action has its schema: None where Kibana registers `schema: null` (no check, as
+xsoar's XSOARPlaybooksActionParamsSchema and tines' TinesStoriesActionParamsSchema are), `AnyValue`
+where it registers `z.any()`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from reconciler.sandbox.subaction_schemas import (
     AnyValue,
@@ -24,20 +25,12 @@ from reconciler.sandbox.subaction_schemas import (
     Obj,
     OneOf,
     Rec,
+    Spec,
     Str,
     opt,
 )
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A framework type's registered sub-actions, each with its params schema (None: checked by name
-    only). `dialect` "cs" pins config-schema's words in both lines, for a connector whose sub-action
-    schemas are still `@kbn/config-schema` in current main; None follows the line."""
-
-    sub_actions: Mapping[str, Node | None]
-    dialect: str | None = None
-
+from reconciler.sandbox.subaction_tables_ai import AI
+from reconciler.sandbox.subaction_tables_security import SECURITY
 
 _RESPONDER = Enum(("team", "user", "escalation", "schedule"))
 _STR_ITEMS = Arr(Str(max=50), max=10)
@@ -95,15 +88,6 @@ _D3_RUN = Obj((opt("body", Str()), opt("severity", Str()), opt("eventType", Str(
 # common/tines/schema.ts (TinesWebhooksActionParamsSchema, TinesRunActionParamsSchema for run and test).
 _TINES_RUN = Obj((opt("webhook", Obj((F("id", Num()), F("name", Str()), F("storyId", Num())), unknowns="ignore")),
                   opt("webhookUrl", Str()), F("body", Str())))
-# common/openai|bedrock|gemini/schema.ts: RunActionParamsSchema (run and test); DashboardActionParamsSchema.
-_SIGNAL = (opt("signal", AnyValue()), opt("timeout", Num()))
-_OPENAI_RUN = Obj((F("body", Str()), *_SIGNAL))
-_BEDROCK_RUN = Obj((F("body", Str()), opt("model", Str()), *_SIGNAL, opt("raw", Bool())))
-_GEMINI_RUN = Obj((F("body", Str()), opt("model", Str()), *_SIGNAL, opt("temperature", Num()),
-                   opt("stopSequences", Arr(Str())), opt("raw", Bool())))
-_DASHBOARD = Obj((F("dashboardId", Str()),))
-
-_CS_AGENTS = Obj((F("ids", Arr(Str())),), strict=True)
 # sub_action_framework/case.ts pushToService: `incident` (the type's fields, then externalId) and
 # `comments`, each config-schema `nullable` (a oneOf with literal null, hence the nested failure list).
 _RESILIENT_PUSH = Obj((
@@ -120,44 +104,12 @@ FRAMEWORK: Mapping[str, Spec] = {
     ".jira-service-management": Spec({"createAlert": _JSM_CREATE, "closeAlert": _CLOSE_ALERT}),
     # CaseConnector (sub_action_framework/case.ts) registers pushToService; TheHive adds createAlert.
     ".thehive": Spec({"pushToService": _THEHIVE_PUSH, "createAlert": _THEHIVE_ALERT}),
-    ".xsoar": Spec({"getPlaybooks": None, "run": _XSOAR_RUN}),
+    ".xsoar": Spec({"getPlaybooks": None, "run": _XSOAR_RUN}),  # playbooks: schema null
     ".d3security": Spec({"run": _D3_RUN, "test": _D3_RUN}),
     ".tines": Spec({"stories": None, "webhooks": Obj((F("storyId", Num()),)), "run": _TINES_RUN,
                     "test": _TINES_RUN}),
-    # common/openai/constants.ts SUB_ACTION; invokeAI and the streams are checked by name only.
-    ".gen-ai": Spec({"run": _OPENAI_RUN, "test": _OPENAI_RUN, "invokeAI": None, "invokeStream": None,
-                     "invokeAsyncIterator": None, "stream": None, "getDashboard": _DASHBOARD}),
-    # common/bedrock/constants.ts SUB_ACTION.
-    ".bedrock": Spec({"run": _BEDROCK_RUN, "test": _BEDROCK_RUN, "invokeAI": None, "invokeAIRaw": None,
-                      "invokeStream": None, "converse": None, "converseStream": None, "bedrockClientSend": None,
-                      "getDashboard": _DASHBOARD}),
-    # common/gemini/constants.ts SUB_ACTION.
-    ".gemini": Spec({"run": _GEMINI_RUN, "test": _GEMINI_RUN, "invokeAI": None, "invokeAIRaw": None,
-                     "invokeStream": None, "getDashboard": _DASHBOARD}),
-    # kbn-connector-schemas/inference/constants.ts SUB_ACTION; `completion` is what the connector's test
-    # runs for a completion endpoint: ChatCompleteParamsSchema, `z.object({input: z.string()}).strict()`
-    # (inference/schemas/v1.ts); the others by name only.
-    ".inference": Spec({"completion": Obj((F("input", Str()),), strict=True), "unified_completion": None,
-                        "unified_completion_stream": None, "unified_completion_async_iterator": None,
-                        "completion_stream": None, "rerank": None, "text_embedding": None,
-                        "sparse_embedding": None}),
-    # kbn-connector-schemas/sentinelone/constants.ts SUB_ACTION, each registered in sentinelone.ts; no
-    # `test` sub action (getAgents is the read-only call; its long optional filter list is not modelled).
-    ".sentinelone": Spec(dict.fromkeys((
-        "getRemoteScripts", "fetchAgentFiles", "downloadAgentFile", "getActivities", "getRemoteScriptStatus",
-        "getRemoteScriptResults", "downloadRemoteScriptResults", "getAgents", "isolateHost", "releaseHost",
-        "executeScript"))),
-    # kbn-connector-schemas/crowdstrike/constants.ts SUB_ACTION; CrowdstrikeGetAgentsParamsSchema
-    # (`{ids: string[]}`, strict in zod, config-schema before) for the two read-only calls.
-    ".crowdstrike": Spec({**dict.fromkeys(("hostActions", "executeRTRCommand", "batchActiveResponderExecuteRTR",
-                                           "batchAdminExecuteRTR", "getRTRCloudScripts")),
-                          "getAgentDetails": _CS_AGENTS, "getAgentOnlineStatus": _CS_AGENTS}),
-    # kbn-connector-schemas/microsoft_defender_endpoint/constants.ts SUB_ACTION and schemas
-    # (TestConnectorParamsSchema `z.object({}).strict()`, AgentDetailsParamsSchema `{id: min(1)}`).
-    ".microsoft_defender_endpoint": Spec({
-        **dict.fromkeys(("getAgentList", "isolateHost", "releaseHost", "getActions", "getLibraryFiles", "runScript",
-                         "getActionResults", "cancelAction")),
-        "testConnector": Obj(strict=True), "getAgentDetails": Obj((F("id", Str(min=1)),), strict=True)}),
+    **AI,  # .gen-ai, .bedrock, .gemini, .inference (subaction_tables_ai)
+    **SECURITY,  # .sentinelone, .crowdstrike, .microsoft_defender_endpoint (subaction_tables_security)
     # kbn-connector-schemas/mcp/constants.ts SUB_ACTION and mcp/schemas/v1.ts (TestConnectorRequestSchema,
     # ListToolsRequestSchema, CallToolRequestSchema), registered in stack_connectors .../mcp/mcp.ts.
     ".mcp": Spec({"test": Obj(strict=True), "listTools": Obj((opt("forceRefresh", Bool()),)),

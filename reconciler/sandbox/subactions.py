@@ -24,8 +24,9 @@ in three steps, each with its own answer shape:
 
 The sandbox stops there: it never calls out, so a valid call answers the framework's success shape,
 `status: "ok"` with `data: {}` (executor.ts returns `data ?? {}`). Sub-action schemas live in
-`subaction_tables` (in `subaction_schemas`' language); a sub action without a modelled schema accepts any
-params object.
+`subaction_tables` (with the AI and security families in `subaction_tables_ai` and
+`subaction_tables_security`), in `subaction_schemas`' language; a sub action registered with `schema:
+null` accepts any params object, as executor.ts skips the check.
 """
 
 from __future__ import annotations
