@@ -20,6 +20,7 @@ bench/results/<date>-plan.json. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -151,8 +152,9 @@ def main() -> None:
     ap.add_argument("--spaces", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--profile", type=int, nargs="*", default=[], help="sizes to cProfile once as well")
-    ap.add_argument("--before", help="a directory holding another `reconciler` package (e.g. `git archive HEAD "
-                    "reconciler | tar -x -C DIR`): its plan is measured alternately in the same run, for a before/after")
+    ap.add_argument("--before", help="a directory holding another `reconciler` package and its `schemas` (e.g. "
+                    "`git archive HEAD reconciler schemas | tar -x -C DIR`): its plan is measured alternately in the "
+                    "same run, for a before/after")
     a = ap.parse_args()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("KIBANA_", "ELASTICSEARCH_", "KCR_"))}
     # Bytecode compiled once, as an installed kcr has it (pip compiles on install): the children write it
@@ -188,6 +190,12 @@ def main() -> None:
             spread = [x["kcr_us_per_connector"] / ten["kcr_us_per_connector"] - 1 for x in later]
             said = ", ".join(f"{x['connectors'] // 1000}k {d:+.0%}" for x, d in zip(later, spread, strict=True))
             print(f"  per-connector CPU from 10k: {said} (target within +/-20 %)")
+        # What one more connector costs, start-up (imports, the catalogue, the TLS context) left out.
+        steps = [(lo, hi) for lo, hi in itertools.pairwise(rows) if hi["connectors"] > lo["connectors"]]
+        for lo, hi in steps:
+            marginal = 1e6 * (hi["kcr"]["cpu"] - lo["kcr"]["cpu"]) / (hi["connectors"] - lo["connectors"])
+            print(f"  marginal kcr CPU {lo['connectors'] // 1000}k -> {hi['connectors'] // 1000}k: {marginal:.1f} us a "
+                  "connector")
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")

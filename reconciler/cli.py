@@ -24,6 +24,7 @@ from reconciler.cli_options import (
     all_envs_options,
     common_options,
     echo_text,
+    long_running,
     plan_exit,
     plan_options,
     selective,
@@ -240,6 +241,8 @@ def _apply(s: Session, plan_file: Path | None, *, auto_approve: bool, parallelis
     """`kcr apply`: its exit code and the report as Markdown."""
     from reconciler import outputs, pipeline, render
     from reconciler.apply_report import ApplyReport, exit_code
+
+    long_running()  # thousands of requests: their cycles are collected as they come
 
     color = use_color(s, no_color)
     # With --format json, stdout carries the report alone (for jq): the plan and the prompt go to stderr.

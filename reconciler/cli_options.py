@@ -6,6 +6,7 @@ either importing the other's commands."""
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import sys
@@ -139,3 +140,10 @@ def all_envs_options(f: F) -> F:
     return click.option("--all-envs", is_flag=True,
                         help="Plan every kcr.yaml environment (each with its own Kibana URL) into one report, "
                              "a section per environment; exit 1 if any errored.")(f)
+
+
+def long_running() -> None:
+    """A command that runs for long (a server, an apply of thousands of changes) turns the cyclic
+    collector back on, which the short-lived CLI process turns off (`cli.short_lived_gc`): cycles made
+    while it runs (tracebacks, connections) must not pile up. What the start-up froze stays frozen."""
+    gc.enable()

@@ -82,7 +82,10 @@ def ci_generate(root: Path | None, output: str, install: str | None, image: str 
               help="Persist the store here (JSON, secrets in clear: a test double, never real credentials).")
 def sandbox(host: str, port: int, seed: Path | None, state: Path | None) -> None:
     """Run the offline Kibana connectors API on loopback."""
+    from reconciler.cli_options import long_running
     from reconciler.sandbox.server import main_options
+
+    long_running()
 
     main_options(host, port, seed, state)
 
@@ -95,8 +98,10 @@ def demo(g: Globals, root: Path) -> int:
     ports, one per environment of kcr.yaml: no Kibana, no credentials (unset secret variables get
     obviously fake values)."""
     from reconciler.cli import run  # the one place errors become exit codes
+    from reconciler.cli_options import long_running
     from reconciler.demo import run_demo
 
+    long_running()  # it serves sandboxes while running every step
     return run_demo(root, invoke=lambda args, env: run(args, Globals(env=dict(env), debug=g.debug)))
 
 

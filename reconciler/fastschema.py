@@ -41,8 +41,8 @@ def compile_schema(schema: Any) -> Check | None:
     """The predicate for a draft 2020-12 `schema` (no `$schema`: jsonschema's default, 2020-12 too), or
     None when the schema is outside the subset. The predicate returns True exactly when jsonschema finds
     the instance valid, False when it does not, or raises Unsure."""
-    if not isinstance(schema, Mapping | bool) or (isinstance(schema, Mapping) and schema.get("$schema", DRAFT_2020_12[0])
-                                                    not in DRAFT_2020_12):
+    draft = schema.get("$schema", DRAFT_2020_12[0]) if isinstance(schema, Mapping) else DRAFT_2020_12[0]
+    if not isinstance(schema, Mapping | bool) or draft not in DRAFT_2020_12:
         return None
     try:
         return _Compiler(schema).compile(schema, root=True)
@@ -109,17 +109,8 @@ def _all(checks: list[Check]) -> Check:
         return lambda x: True
     if len(checks) == 1:
         return checks[0]
-    if len(checks) == 2:
-        first, second = checks
-        return lambda x: first(x) and second(x)
-    frozen = tuple(checks)
-
-    def every(x: Any) -> bool:
-        for check in frozen:
-            if not check(x):
-                return False
-        return True
-    return every
+    first, rest = checks[0], _all(checks[1:])
+    return lambda x: first(x) and rest(x)
 
 
 class _Compiler:
@@ -257,12 +248,7 @@ class _Compiler:
         each = self.compile(value)
 
         def items(x: Any) -> bool:
-            if not isinstance(x, list):
-                return True
-            for item in x:
-                if not each(item):
-                    return False
-            return True
+            return not isinstance(x, list) or all(each(item) for item in x)
         return items
 
     def k_allOf(self, value: Any, schema: Mapping[str, Any]) -> Check:

@@ -61,12 +61,9 @@ RULES_PER_PAGE = 100
 MAX_RULE_PAGES = 100
 READ_LIVE_WORKERS = 4  # lists read at once by a plan, unless KCR_READ_CONCURRENCY says otherwise
 MAX_READ_CONCURRENCY = 32  # a Kibana answers each list from its saved objects: more at once only queues there
-# Idle connections the pool keeps: as many as the most requests kcr sends at once (--parallelism is at
-# most 64). With httpx's default (20), an apply at --parallelism 64 closed a connection after most
-# requests and opened another for the next, and that churn could overflow the server's queue of
-# connections waiting to be accepted: a connection then stalls until a retransmission gets through,
-# up to the whole timeout. The number in use is not capped: each of kcr's threads holds at most one,
-# so a worker never waits for the pool.
+# Idle connections kept: one per worker at --parallelism 64 (httpx's 20 made most requests of such an
+# apply open a new connection, a churn that can overflow a server's accept queue). The number in use
+# is not capped: each of kcr's threads holds at most one, so no worker ever waits for the pool.
 KEEPALIVE_CONNECTIONS = 64
 MISSING: Any = object()  # a 404 where absence is an answer, not an error
 

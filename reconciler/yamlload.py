@@ -101,7 +101,7 @@ class _Builder:
                 mark = node.start_mark
                 self.locations[path] = Location(self.file, mark.line + 1, mark.column + 1)
             tag = node.tag
-            if tag == _STR or tag == _TIMESTAMP:
+            if tag in (_STR, _TIMESTAMP):
                 return str(node.value)  # a date stays the text written: JSON has no date type
             return self.scalar(node, path)
         if id(node) in self.active:

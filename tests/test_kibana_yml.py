@@ -18,6 +18,7 @@ import pytest
 import yaml
 from helpers.cli import World, write_repo
 
+from reconciler import render_kibana
 from reconciler.desired import load_repository
 from reconciler.model import derive_connector_id
 from reconciler.sandbox import Sandbox
@@ -260,3 +261,21 @@ def test_plan_warns_of_a_used_type_not_enabled_in_config(tmp_path: Path, capsys:
     assert code == 0
     assert "type .jira is not enabled in xpack.actions.enabledActionTypes" in out and "jira-api uses it" in out
     assert ".pagerduty is not enabled" not in out and ".teams is not enabled" not in out
+
+
+def test_a_fanned_out_preconfigured_connector_renders_one_entry_per_space(tmp_path: Path) -> None:
+    """connectors/_all/ copies are connectors of their own (ids are global): each is its own kibana.yml
+    entry under its derived id, named for its space."""
+    repo = write_repo(tmp_path / "fan", {
+        "connectors/ops/_space.yaml": "prune: false\n",
+        "connectors/web/_space.yaml": "prune: false\n",
+        "connectors/_all/log.yaml": "connectors:\n  - id: server-log\n    name: Log ${var:space}\n"
+                                    "    type: .server-log\n    preconfigured: true\n",
+    })
+    rendered = render_kibana.kibana_yml(load_repository(repo, env={}))
+    block = yaml.safe_load(rendered.kibana_yml)[PREFIX]
+    assert sorted(block) == sorted(derive_connector_id(space, "server-log") for space in ("ops", "web"))
+    for space in ("ops", "web"):
+        entry = block[derive_connector_id(space, "server-log")]
+        assert (entry["name"], entry["actionTypeId"]) == (f"Log {space}", ".server-log")
+    assert rendered.secrets is None

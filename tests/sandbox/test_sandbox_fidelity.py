@@ -263,7 +263,8 @@ def test_rule_update_drops_a_reference_without_deleting_the_rule() -> None:
 
 
 @pytest.mark.parametrize(("seed", "fragment"), [
-    ({"license": "diamond"}, 'license: must be one of "basic", "standard", "gold", "platinum", "enterprise", "trial", not "diamond"'),
+    ({"license": "diamond"},
+     'license: must be one of "basic", "standard", "gold", "platinum", "enterprise", "trial", not "diamond"'),
     ({"licence": "gold"}, "unknown key 'licence' (did you mean 'license'?)"),
     ({"spaces": "team"}, 'spaces: must be a list, not "team"'),
     ({"human_readable_ids": "yes"}, 'human_readable_ids: must be true or false, not "yes"'),
