@@ -22,6 +22,8 @@ import argparse
 import json
 import os
 import pstats
+import re
+import select
 import subprocess
 import sys
 import tempfile
@@ -159,9 +161,36 @@ def best(args: Sequence[str], env: Mapping[str, str], cwd: Path, repeat: int, ok
 
 
 @contextmanager
-def sandboxes(seed_by_env: Mapping[str, dict[str, Any]]) -> Iterator[dict[str, str]]:
+def sandboxes(seed_by_env: Mapping[str, dict[str, Any]], in_process: bool = False) -> Iterator[dict[str, str]]:
+    """One sandbox per environment. By default each is its own `kcr sandbox` process, as each Kibana is
+    its own server: in this process they would share one interpreter lock and answer one at a time,
+    which no fleet of Kibanas does (`--in-process` measures that case)."""
     with ExitStack() as stack:
-        yield {name: stack.enter_context(running(Sandbox.from_seed(seed))) for name, seed in seed_by_env.items()}
+        if in_process:
+            yield {name: stack.enter_context(running(Sandbox.from_seed(seed))) for name, seed in seed_by_env.items()}
+            return
+        yield {name: stack.enter_context(_sandbox_process(seed)) for name, seed in seed_by_env.items()}
+
+
+@contextmanager
+def _sandbox_process(seed: Mapping[str, Any]) -> Iterator[str]:
+    """`kcr sandbox --port 0` with the seed in a file; its URL from the line it announces (bounded wait)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(seed, f)
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "sandbox", "--port", "0", "--seed", f.name],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        line = proc.stdout.readline() if ready else ""
+        match = re.search(r"https?://\S+", line)
+        if match is None:
+            raise SystemExit(f"a sandbox did not start: {line!r}")
+        yield match.group(0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        os.unlink(f.name)
 
 
 def row(what: str, r: Run, note: str = "") -> None:
@@ -173,6 +202,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the sandboxes as threads of this process (they then answer one at a time)")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="each sandbox answers every request this much later, as a Kibana on another machine "
                              "does (0: the sandboxes share this machine's CPUs with kcr and answer at once)")
@@ -193,7 +224,7 @@ def main() -> None:
         if a.latency_ms:
             for seed in seed_by_env.values():
                 seed["faults"] = {"latency_ms": a.latency_ms}
-        with sandboxes(seed_by_env) as urls:
+        with sandboxes(seed_by_env, a.in_process) as urls:
             write_settings(root, envs, urls)
             counts = {n: len(seed_by_env[n]["connectors"]) for n in envs}
             files = sum(1 for _ in (root / "connectors").rglob("*.yaml"))
