@@ -25,12 +25,11 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from whole_process import measure  # noqa: E402
 
 from reconciler.model import derive_connector_id  # noqa: E402
 from reconciler.sandbox import Sandbox  # noqa: E402
@@ -92,43 +93,6 @@ def floor_jobs(path: Path, n: int) -> None:
              {"name": f"Hook {i}", "connector_type_id": ".slack", "config": {},
               "secrets": {"webhookUrl": secret_of(i)}}] for i in range(n)]
     path.write_text(json.dumps(jobs))
-
-
-# Runs the measured command and reports its wall, CPU and peak RSS. A small process of its own: Linux
-# keeps a process's peak RSS across exec, and a child forked from this one (the sandboxes, 10,000
-# connectors) would start its peak at this process's size.
-LAUNCHER = """
-import json, os, subprocess, sys, time
-t0 = time.perf_counter()
-proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)
-_, status, usage = os.wait4(proc.pid, 0)
-wall = time.perf_counter() - t0
-with open(sys.argv[1], "w") as out:
-    json.dump({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024,
-               "code": os.waitstatus_to_exitcode(status)}, out)
-"""
-
-
-@dataclass(frozen=True)
-class Run:
-    wall: float
-    cpu: float
-    rss_mib: float
-    code: int
-    out: str
-
-
-def measure(args: Sequence[str], env: Mapping[str, str], cwd: Path) -> Run:
-    """One child process: wall from start to reaped, and its own CPU (user + sys) and peak RSS from os.wait4
-    (in LAUNCHER)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryDirectory() as tmp:
-        figures = Path(tmp) / "figures.json"
-        subprocess.run([sys.executable, "-c", LAUNCHER, str(figures), *args], cwd=cwd, env=dict(env), stdout=out,
-                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=True)
-        out.seek(0)
-        text = out.read().decode("utf-8", "replace")
-        got = json.loads(figures.read_text())
-    return Run(got["wall"], got["cpu"], got["rss_mib"], got["code"], text)
 
 
 @contextmanager

@@ -27,10 +27,8 @@ import select
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from whole_process import Run, best, measure  # noqa: E402
 
 from reconciler.desired import load  # noqa: E402
 from reconciler.sandbox import Sandbox  # noqa: E402
@@ -128,36 +128,6 @@ def seeds(root: Path, env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
              "config": dict(spec.config), "secrets": {}}
             for space in state.spaces.values() for spec in space.connectors]}
     return out
-
-
-@dataclass(frozen=True)
-class Run:
-    wall: float
-    cpu: float
-    code: int
-    out: str
-
-
-def measure(args: Sequence[str], env: Mapping[str, str], cwd: Path) -> Run:
-    """One child process: wall from start to reaped, CPU user+sys of that child alone (os.wait4)."""
-    with tempfile.TemporaryFile() as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(list(args), cwd=cwd, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        text = out.read().decode("utf-8", "replace")
-    return Run(wall, usage.ru_utime + usage.ru_stime, proc.returncode, text)
-
-
-def best(args: Sequence[str], env: Mapping[str, str], cwd: Path, repeat: int, ok: Sequence[int] = (0,)) -> Run:
-    runs = [measure(args, env, cwd) for _ in range(repeat)]
-    for r in runs:
-        if r.code not in ok:
-            raise SystemExit(f"`{' '.join(args[2:])}` exited {r.code}:\n{r.out[-3000:]}")
-    return min(runs, key=lambda r: r.wall)
 
 
 @contextmanager

@@ -28,9 +28,8 @@ import pstats
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from whole_process import Run, measure  # noqa: E402
 
 from reconciler.model import derive_connector_id  # noqa: E402
 from reconciler.sandbox import Sandbox  # noqa: E402
@@ -82,29 +83,6 @@ def seed_for(s: int, c: int) -> dict[str, Any]:
         {"id": derive_connector_id(space, f"idx-{i:05d}"), "space": space, "name": f"Index {space} {i}",
          "connector_type_id": ".index", "config": {"index": f"alerts-{space}-{i}"}, "secrets": {}}
         for space in space_names(s) for i in range(per_space)]}
-
-
-@dataclass(frozen=True)
-class Run:
-    wall: float
-    cpu: float
-    rss_mib: float
-    code: int
-    out: str
-
-
-def measure(args: Sequence[str], env: Mapping[str, str], cwd: Path) -> Run:
-    """One child process: wall from start to reaped, CPU user+sys and peak RSS of that child (os.wait4)."""
-    with tempfile.TemporaryFile() as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(list(args), cwd=cwd, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        text = out.read().decode("utf-8", "replace")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, text)
 
 
 def bench_size(s: int, c: int, repeat: int, env: Mapping[str, str], profile: bool,

@@ -301,11 +301,16 @@ def export(s: Session, out_dir: Path | None, overwrite: bool) -> int:
         click.echo(f"wrote {path}")
     for line in (*result.warnings, *(f"skipped {skipped}" for skipped in result.skipped)):
         click.echo(f"warning: {line}", err=True)
-    if result.variables:
-        click.echo("\nSet these variables (secrets are never exported) before `kcr plan`:")
-        for name in result.variables:
-            click.echo(f"  {name}")
+    _variables_to_set(result.variables, "secrets are never exported")
     return ExitCode.OK
+
+
+def _variables_to_set(names: Sequence[str], why: str) -> None:
+    """The `${env:..}` placeholders export and import wrote, which must be set before a plan."""
+    if names:
+        click.echo(f"\nSet these variables ({why}) before `kcr plan`:")
+        for name in names:
+            click.echo(f"  {name}")
 
 
 @cli.command("import", short_help="Adopt one live connector into a file.")
@@ -329,10 +334,7 @@ def import_(s: Session, connector_id: str, into: Path | None) -> int:
     if result.environment:
         click.echo(f"declared for environment {result.environment} only (`environments: [{result.environment}]`); "
                    "drop that line to create it in the other environments too")
-    if result.variables:
-        click.echo("\nSet these variables (Kibana never returns secrets) before `kcr plan`:")
-        for name in result.variables:
-            click.echo(f"  {name}")
+    _variables_to_set(result.variables, "Kibana never returns secrets")
     return ExitCode.OK
 
 

@@ -23,6 +23,7 @@ import jsonschema
 import pytest
 import yaml
 from helpers.cli import PROCESS_TIMEOUT_S, process_env, run_main, write_repo
+from helpers.gitlab_ci import resolved
 
 from reconciler import __version__
 from reconciler.ci_generate import (
@@ -60,26 +61,9 @@ def _repo(root: Path, names: list[str]) -> Path:
     return write_repo(root, {"kcr.yaml": _kcr_yaml(names), "connectors/default/a.yaml": CONNECTORS})
 
 
-def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """GitLab's `extends`: hashes merge deeply, anything else (lists included) is replaced."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def _resolved(pipeline: Mapping[str, Any], name: str) -> dict[str, Any]:
-    job = pipeline[name]
-    parents = job.get("extends", [])
-    base: dict[str, Any] = {}
-    for parent in [parents] if isinstance(parents, str) else parents:
-        base = _merged(base, _resolved(pipeline, parent))
-    return _merged(base, {key: value for key, value in job.items() if key != "extends"})
-
-
 def _jobs(pipeline: Mapping[str, Any], prefix: str) -> dict[str, dict[str, Any]]:
     """The jobs whose names start with `prefix`, their `extends` resolved."""
-    return {name: _resolved(pipeline, name) for name in pipeline if name.startswith(prefix)}
+    return {name: resolved(pipeline, name) for name in pipeline if name.startswith(prefix)}
 
 
 PLAN_RULES = [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH", "variables": {"KCR_PLAN_FLAGS": ""}},
@@ -131,7 +115,7 @@ def test_names_that_read_as_other_yaml_types_stay_strings(tmp_path: Path) -> Non
     generated = generate(_repo(tmp_path, names))
     assert _schema_errors(generated.pipeline) == []
     text = yaml.safe_load(generated.text)
-    loaded = {name: _resolved(text, name) for name in text if name.startswith(("plan:", "apply:"))}
+    loaded = {name: resolved(text, name) for name in text if name.startswith(("plan:", "apply:"))}
     for name in names:
         assert loaded[f"plan:{name}"]["variables"]["KCR_ENV"] == name
         assert loaded[f"apply:{name}"]["environment"]["name"] == name
@@ -304,7 +288,7 @@ class GitLab:
         return env
 
     def run(self, name: str, child: Mapping[str, Any], **override: str) -> subprocess.CompletedProcess[str]:
-        job = _resolved(child, name)
+        job = resolved(child, name)
         assert "before_script" not in job  # the default's, skipped: the venv has this kcr
         assert child["default"]["before_script"] == [DEFAULT_INSTALL]
         self.runs += 1
@@ -331,7 +315,7 @@ class GitLab:
 
     def pipeline(self, child: Mapping[str, Any]) -> dict[str, str]:
         """Each job's `when` in this pipeline (jobs its rules leave out are absent)."""
-        jobs = {name: _when(_resolved(child, name), self.predefined) for name in child
+        jobs = {name: _when(resolved(child, name), self.predefined) for name in child
                 if name not in ("stages", "variables", "default") and not name.startswith(".")}
         return {name: created[0] for name, created in jobs.items() if created is not None}
 

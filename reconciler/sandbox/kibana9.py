@@ -144,7 +144,15 @@ _ZOD_TYPES = {"string": "string", "number": "number", "integer": "number", "bool
               "object": "object", "array": "array", "null": "null"}
 
 
-def _received(value: Any) -> str:
+MISSING: Any = object()  # a key the body does not have: JavaScript's `undefined`
+
+
+def js_type(value: Any, *, array: str = "array") -> str:
+    """JavaScript's name of a value's type as Kibana's validators print it (`typeof`, with null and
+    arrays told apart): zod says `array`, config-schema `Array`; a missing key is `undefined`. One
+    function for the sandbox's three wordings (validation, sub-actions, zod details)."""
+    if value is MISSING:
+        return "undefined"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -153,9 +161,7 @@ def _received(value: Any) -> str:
         return "number"
     if isinstance(value, str):
         return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
+    return array if isinstance(value, list) else "object"
 
 
 def _quote(value: Any) -> str:
@@ -177,7 +183,7 @@ def _issue(error: Any) -> tuple[tuple[str, ...], str]:
     if v == "type":
         wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         wanted = [w for w in wanted if w != "null"] or wanted
-        return path, f"Expected {_ZOD_TYPES.get(wanted[0], wanted[0])}, received {_received(error.instance)}"
+        return path, f"Expected {_ZOD_TYPES.get(wanted[0], wanted[0])}, received {js_type(error.instance)}"
     if v == "enum":
         options = " | ".join(_quote(a) for a in error.validator_value if a is not None)
         return path, f"Invalid enum value. Expected {options}, received {_quote(error.instance)}"

@@ -16,21 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-MISSING: Any = object()
+from reconciler.sandbox import kibana9
 
-
-def js_type(value: Any) -> str:
-    if value is MISSING:
-        return "undefined"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
+MISSING = kibana9.MISSING
+js_type = kibana9.js_type
 
 
 class Node:

@@ -26,7 +26,7 @@ from reconciler.jsurl import js_trim
 from reconciler.sandbox import kibana9
 from reconciler.sandbox.http import HttpError
 
-_MISSING: Any = object()
+_MISSING: Any = kibana9.MISSING
 
 
 @dataclass(frozen=True)
@@ -54,19 +54,7 @@ EXECUTE = (Field("params", "object", True),)
 
 def js_type(value: Any) -> str:
     """The type name config-schema prints (`typeof`, with null and Array told apart)."""
-    if value is _MISSING:
-        return "undefined"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "Array"
-    return "object"
+    return kibana9.js_type(value, array="Array")
 
 
 def _has_blank(value: Any) -> bool:
