@@ -13,7 +13,9 @@ L ms late (faults.latency_ms, as a Kibana on another machine would), a fresh one
 The kcr process is measured as a user runs it: wall from start to reaped, its own CPU (user + sys,
 os.wait4) and peak RSS (through a small launcher process, see LAUNCHER). The floor is a process that
 only imports httpx and sends the same POSTs (same paths and bodies) with P threads on one client: what
-the wire costs. Printed per cell: both, the ratios, and the issue's bound `apply wall <= 1.2 x N*L/P`.
+the wire costs through httpx. A second floor sends them with the standard library's http.client, to show
+how much of the first is httpx's own CPU. Printed per cell: all three, the ratios, and the issue's
+bound `apply wall <= 1.2 x N*L/P`.
 Results go to bench/results/apply-<date>.json.
 Nothing is asserted: the machine's other load moves every figure.
 """
@@ -62,6 +64,27 @@ with httpx.Client(base_url=url, limits=limits, timeout=60,
         return client.post(path, content=json.dumps(body).encode()).status_code
     with ThreadPoolExecutor(max_workers=parallelism) as pool:
         codes = list(pool.map(send, jobs))
+print(sum(1 for c in codes if c == 200))
+"""
+
+# The same POSTs with the standard library's http.client (one keep-alive connection per thread): not a
+# floor kcr could reach while it speaks httpx, but it shows how much of the httpx floor is httpx itself.
+STDLIB_FLOOR = """
+import json, sys, threading, http.client
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+url, parallelism, jobs = sys.argv[1], int(sys.argv[2]), json.load(open(sys.argv[3]))
+u, local = urlsplit(url), threading.local()
+def send(job):
+    c = getattr(local, "c", None) or http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    local.c = c
+    path, body = job
+    c.request("POST", path, json.dumps(body).encode(), {"kbn-xsrf": "true", "Content-Type": "application/json"})
+    r = c.getresponse()
+    json.loads(r.read())
+    return r.status
+with ThreadPoolExecutor(max_workers=parallelism) as pool:
+    codes = list(pool.map(send, jobs))
 print(sum(1 for c in codes if c == 200))
 """
 
@@ -121,16 +144,21 @@ def cell(n: int, p: int, latency_ms: float, base_env: Mapping[str, str], *, verb
             created = _created(sb)
         if run.code != 0 or created != n:
             raise SystemExit(f"kcr apply N={n} P={p} exited {run.code}, {created}/{n} created:\n{run.out[-3000:]}")
-        with sandbox(latency_ms) as (url, sb):
-            floor = measure([sys.executable, "-c", FLOOR, url, str(p), str(jobs)], env, root)
-            floor_created = _created(sb)
-        if floor.code != 0 or floor_created != n:
-            raise SystemExit(f"the floor N={n} P={p} exited {floor.code}, {floor_created}/{n}:\n{floor.out[-3000:]}")
+        floors = []
+        for script in (FLOOR, STDLIB_FLOOR):
+            with sandbox(latency_ms) as (url, sb):
+                floors.append(measure([sys.executable, "-c", script, url, str(p), str(jobs)], env, root))
+                floor_created = _created(sb)
+            if floors[-1].code != 0 or floor_created != n:
+                raise SystemExit(f"a floor N={n} P={p} exited {floors[-1].code}, {floor_created}/{n}:\n"
+                                 f"{floors[-1].out[-3000:]}")
+        floor, stdlib = floors
     ideal = n * latency_ms / 1000 / p
     slowest = max((int(m) for m in _REQUEST_MS.findall(run.out)), default=None) if verbose else None
     return {"n": n, "parallelism": p, "latency_ms": latency_ms, "ideal_s": ideal,
             "kcr": {k: v for k, v in asdict(run).items() if k != "out"},
             "floor": {k: v for k, v in asdict(floor).items() if k != "out"},
+            "stdlib_floor": {k: v for k, v in asdict(stdlib).items() if k != "out"},
             "cpu_ratio": run.cpu / max(floor.cpu, 1e-9), "wall_ratio": run.wall / max(floor.wall, 1e-9),
             "wall_over_ideal": run.wall / ideal if ideal else None, "slowest_request_ms": slowest}
 
@@ -141,7 +169,8 @@ def show(r: dict[str, Any]) -> None:
     verdict = "within" if k["wall"] <= bound else "OVER"
     slowest = f"  slowest request {r['slowest_request_ms']} ms" if r["slowest_request_ms"] is not None else ""
     print(f"  N={r['n']:>6} P={r['parallelism']:>2}  kcr {k['wall']:7.2f} s wall {k['cpu']:6.2f} s cpu "
-          f"{k['rss_mib']:6.0f} MiB | floor {f['wall']:7.2f} s {f['cpu']:6.2f} s {f['rss_mib']:4.0f} MiB | "
+          f"{k['rss_mib']:6.0f} MiB | floor {f['wall']:7.2f} s {f['cpu']:6.2f} s {f['rss_mib']:4.0f} MiB "
+          f"(http.client {r['stdlib_floor']['wall']:.2f} s {r['stdlib_floor']['cpu']:.2f} s) | "
           f"cpu x{r['cpu_ratio']:.1f} wall x{r['wall_ratio']:.2f} | N*L/P {r['ideal_s']:.2f} s: "
           f"x{r['wall_over_ideal']:.2f} ({verdict} {BOUND} x = {bound:.2f} s){slowest}", flush=True)
 

@@ -31,7 +31,7 @@ from reconciler.plan import Action, Change
 from reconciler.record_keeper import RecordKeeper
 from reconciler.sandbox import Sandbox
 from reconciler.sandbox.server import running
-from reconciler.state import FileBackend, key_check
+from reconciler.state import FileBackend, key_check, normalize_kibana_url
 from reconciler.state.journal import journal_path
 
 HANG_GUARD_S = 30.0  # bounds a wait that only a bug makes long
@@ -67,6 +67,30 @@ def test_a_save_appends_only_what_changed_and_the_whole_save_ends_the_journal(tm
     assert not b.journal_path.exists()
     assert backend(tmp_path).load() == want
     assert json.loads(b.path.read_text())["key_check"] == key_check(b"k1")
+
+
+def test_the_whole_save_under_the_lock_does_not_read_the_record_back(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end of a large apply: the owner was checked at the run's first save and nobody else writes
+    under its lock, so folding the journal again is skipped. Without the lock it is read back."""
+    b = backend(tmp_path)
+    b.lock()
+    try:
+        b.save({"a": digest(1)})
+        b.save_changes({"b": digest(2)}, [])
+        reads: list[str] = []
+        real_read = FileBackend._read
+        monkeypatch.setattr(FileBackend, "_read", lambda self: reads.append("read") or real_read(self))
+        b.save({"a": digest(1), "b": digest(2)})
+        assert reads == []
+    finally:
+        b.unlock()
+    assert json.loads(b.path.read_text())["kibana_url"] == normalize_kibana_url(URL)
+    assert backend(tmp_path).load() == {"a": digest(1), "b": digest(2)}
+    unlocked = backend(tmp_path)
+    unlocked.save_changes({"c": digest(3)}, [])
+    unlocked.save({"c": digest(3)})
+    assert reads, "a run without the lock must check the record's owner before overwriting it"
 
 
 def test_a_journal_left_by_a_killed_run_is_read_back_without_its_torn_line(tmp_path: Path) -> None:

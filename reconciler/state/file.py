@@ -136,6 +136,7 @@ class FileBackend:
     _lock_id: str | None = field(default=None, init=False, repr=False)
     _journal_check: str | None = field(default=None, init=False, repr=False)  # what journal lines say
     _journal_ready: bool = field(default=False, init=False, repr=False)  # the record beside it exists
+    _written_owner: str | None = field(default=None, init=False, repr=False)  # the owner this run wrote or kept
 
     @property
     def journal_path(self) -> Path:
@@ -201,7 +202,13 @@ class FileBackend:
         crash at any point leaves either the old record or the new one, never half of one. A journal
         beside it gets the whole record as its last line first, then goes: a crash between the two
         leaves a journal that replays to this same record."""
-        owner, stored_check = self._check_owner("overwrite")
+        if self._journal_ready and self._lock_id is not None:
+            # Under our lock nobody else writes the record, and this run checked its owner at its first
+            # save: re-reading it (and folding a journal of every change so far) would cost as much as
+            # the whole record, at the end of every large apply.
+            owner, stored_check = self._written_owner, self._journal_check
+        else:
+            owner, stored_check = self._check_owner("overwrite")
         doc = record_json(record, owner, check_to_write(self.fingerprint_key, stored_check))
         data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
         try:
@@ -214,19 +221,19 @@ class FileBackend:
                 f"{self.path}: cannot write the record of applied secrets ({exc.strerror or exc}); "
                 "the previous record is unchanged"
             ) from None
-        self._journal_check, self._journal_ready = doc.get("key_check"), True
+        self._journal_check, self._journal_ready, self._written_owner = doc.get("key_check"), True, owner
 
     def save_changes(self, changed: Mapping[str, SecretDigest], removed: Collection[str]) -> None:
         """What changed since the last save, appended to the journal: the cost of a save no longer
         grows with the record. The record's owner is checked (and the record written, when there is
         none yet) on the first call only: under the lock nobody else writes it."""
         if not self._journal_ready:
-            owner_check = self._check_owner("overwrite")[1]
+            owner, owner_check = self._check_owner("overwrite")
             if not self.path.exists():
                 self.save({})
             else:
                 self._journal_check = check_to_write(self.fingerprint_key, owner_check)
-                self._journal_ready = True
+                self._journal_ready, self._written_owner = True, owner
         try:
             journal.append(self.journal_path, journal.changes_line(changed, removed, self._journal_check))
         except OSError as exc:
