@@ -3,17 +3,15 @@ fan out (plans free of `needs`, each apply needing only its own plan and holding
 group), keep environment names strings whatever they look like, and refuse what they cannot generate.
 And the jobs do what they say: every generated script line is run as a GitLab runner would (one bash
 script, `set -eo pipefail`, the job's variables over the environment-scoped ones of its `environment:`)
-against two sandboxes over loopback, in a merge-request pipeline and in a default-branch one."""
+against two sandboxes over loopback, in a merge-request pipeline and in a default-branch one, by the
+runner emulation the other pipeline tests use (tests/helpers/gitlab_ci.py)."""
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 import shlex
-import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -22,8 +20,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from helpers.cli import PROCESS_TIMEOUT_S, process_env, run_main, write_repo
-from helpers.gitlab_ci import resolved
+from helpers.cli import run_main, write_repo
+from helpers.gitlab_ci import Runner, resolved
 
 from reconciler import __version__
 from reconciler.ci_generate import (
@@ -41,7 +39,6 @@ from reconciler.sandbox import Sandbox
 from reconciler.sandbox.server import running
 
 SCHEMA = Path(__file__).resolve().parent / "data" / "gitlab" / "ci-schema.json"
-KCR = Path(sys.executable).with_name("kcr")  # the venv's console script, for the scripts' `kcr`
 
 
 @functools.cache
@@ -221,103 +218,32 @@ ENVIRONMENTS = ["production", "staging"]
 CANARY = {name: f"https://hooks.example.com/CANARY-{name}-{uuid.uuid4()}" for name in ENVIRONMENTS}
 API_KEYS = {name: f"{name}-api-key" for name in ENVIRONMENTS}
 FINGERPRINT_KEY = f"CANARY-fingerprint-{uuid.uuid4()}"
-# What GitLab sets in a child pipeline: the source is always parent_pipeline; a merge request's has no
-# CI_COMMIT_BRANCH (its ref is refs/merge-requests/N/head).
-PREDEFINED = {
-    "merge request": {"CI": "true", "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "parent_pipeline",
-                      "CI_DEFAULT_BRANCH": "main", "CI_COMMIT_REF_NAME": "feature", "CI_MERGE_REQUEST_IID": "3"},
-    "default branch": {"CI": "true", "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "parent_pipeline",
-                       "CI_DEFAULT_BRANCH": "main", "CI_COMMIT_REF_NAME": "main", "CI_COMMIT_BRANCH": "main"},
-}
 
 
-def _holds(condition: str, variables: Mapping[str, str]) -> bool:
-    """GitLab's `rules:if`, the part the generator writes (`&&` of `==`/`!=` comparisons); anything
-    else fails the test rather than being guessed at."""
-    def value(token: str) -> str | None:
-        return variables.get(token[1:]) if token.startswith("$") else token[1:-1]
-
-    results = []
-    for part in condition.split("&&"):
-        match = re.fullmatch(r'\s*(\$\w+|"[^"]*")\s*(==|!=)\s*(\$\w+|"[^"]*")\s*', part)
-        assert match, f"the test cannot read the rule {condition!r}"
-        left, op, right = match.groups()
-        results.append((value(left) == value(right)) == (op == "=="))
-    return all(results)
+def _runner(child: Mapping[str, Any], repo: Path, work: Path, urls: Mapping[str, str], kind: str) -> Runner:
+    """GitLab's settings for these two Kibanas: each environment's URL, key and record scoped to it;
+    the fingerprint key and each environment's Slack URL protected (the default branch only)."""
+    return Runner(
+        child, repo, work, kind,
+        project={"KCR_FINGERPRINT_KEY": FINGERPRINT_KEY},
+        scoped={name: {"KIBANA_URL": urls[name], "KIBANA_API_KEY": API_KEYS[name], "SLACK_URL": CANARY[name],
+                       "KCR_RECORD": str(work.parent / f"record-{name}.json")} for name in ENVIRONMENTS},
+        protected=frozenset({"KCR_FINGERPRINT_KEY", "SLACK_URL"}),
+        secrets=(*CANARY.values(), FINGERPRINT_KEY),
+    )
 
 
-def _when(job: Mapping[str, Any], variables: Mapping[str, str]) -> tuple[str, dict[str, str]] | None:
-    """The job's `when` in this pipeline and the variables its rule sets, or None: not in it."""
-    for rule in job.get("rules", [{}]):
-        if "if" not in rule or _holds(rule["if"], variables):
-            return str(rule.get("when", job.get("when", "on_success"))), dict(rule.get("variables", {}))
-    return None
-
-
-def _venv_kcr(line: str) -> str:
-    """`kcr` as a command word becomes the venv's executable (in GitLab, `default: before_script` installs it)."""
-    return re.sub(r"(^|[;&|]\s*)kcr(?= )", lambda m: m.group(1) + shlex.quote(str(KCR)), line)
-
-
-class GitLab:
-    """Just enough of a runner: a fresh clone per job, the `needs` artifacts unpacked into it, variables
-    by GitLab's precedence (job YAML < project < environment-scoped, protected ones only on the
-    default branch), and the script as one bash script."""
-
-    def __init__(self, repo: Path, work: Path, urls: Mapping[str, str], kind: str) -> None:
-        self.repo, self.work, self.kind = repo, work, kind
-        self.predefined = PREDEFINED[kind]
-        self.scoped = {name: {"KIBANA_URL": urls[name], "KIBANA_API_KEY": API_KEYS[name],
-                              "KCR_RECORD": str(work.parent / f"record-{name}.json")} for name in ENVIRONMENTS}
-        self.protected = {"KCR_FINGERPRINT_KEY": FINGERPRINT_KEY}
-        self.protected_scoped = {name: {"SLACK_URL": CANARY[name]} for name in ENVIRONMENTS}
-        self.artifacts: dict[str, dict[str, bytes]] = {}
-        self.runs = 0
-
-    def env(self, job: Mapping[str, Any]) -> dict[str, str]:
-        scope = job["environment"]["name"]
-        created = _when(job, self.predefined)
-        assert created is not None, "this job is not in this pipeline"
-        env = process_env(NO_COLOR="1", **self.predefined)
-        env.update(job.get("variables", {}))
-        env.update(created[1])  # rules:variables win over the job's own
-        env.update(self.scoped[scope])
-        if self.kind == "default branch":
-            env.update(self.protected)
-            env.update(self.protected_scoped[scope])
-        return env
-
-    def run(self, name: str, child: Mapping[str, Any], **override: str) -> subprocess.CompletedProcess[str]:
-        job = resolved(child, name)
-        assert "before_script" not in job  # the default's, skipped: the venv has this kcr
-        assert child["default"]["before_script"] == [DEFAULT_INSTALL]
-        self.runs += 1
-        clone = self.work / f"{self.runs}-{self.kind}-{name}".replace(":", "-").replace(" ", "-")
-        shutil.copytree(self.repo, clone)
-        for need in job.get("needs", []):
-            if need.get("artifacts", True):
-                for rel, data in self.artifacts[need["job"]].items():
-                    (clone / rel).write_bytes(data)
-        script = "\n".join(["set -eo pipefail", *(_venv_kcr(line) for line in job["script"])]) + "\n"
-        proc = subprocess.run(["bash", "-c", script], cwd=clone, env={**self.env(job), **override},
-                              capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, stdin=subprocess.DEVNULL)
-        for secret in (*CANARY.values(), FINGERPRINT_KEY):
-            assert secret not in proc.stdout + proc.stderr, "a secret reached the job log"
-        assert "Traceback" not in proc.stderr, proc.stderr
-        artifacts = job.get("artifacts", {})
-        paths = [*artifacts.get("paths", []), *artifacts.get("reports", {}).values()]
-        self.artifacts[name] = {rel: (clone / rel).read_bytes() for rel in paths if (clone / rel).is_file()}
-        if proc.returncode == 0:
-            assert sorted(self.artifacts[name]) == sorted(paths), "a passing job without all its artifacts"
-        for data in self.artifacts[name].values():
-            assert all(secret.encode() not in data for secret in (*CANARY.values(), FINGERPRINT_KEY))
-        return proc
-
-    def pipeline(self, child: Mapping[str, Any]) -> dict[str, str]:
-        """Each job's `when` in this pipeline (jobs its rules leave out are absent)."""
-        jobs = {name: _when(resolved(child, name), self.predefined) for name in child
-                if name not in ("stages", "variables", "default") and not name.startswith(".")}
-        return {name: created[0] for name, created in jobs.items() if created is not None}
+def _passed(runner: Runner, name: str, **override: str) -> subprocess.CompletedProcess[str]:
+    """Runs the job; it passes with every artifact it declares."""
+    job = resolved(runner.pipeline, name)
+    assert "before_script" not in job  # the default's, which installs kcr; the runner's shim runs this one
+    assert runner.pipeline["default"]["before_script"] == [DEFAULT_INSTALL]
+    proc = runner.run(name, **override)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    artifacts = job.get("artifacts", {})
+    assert sorted(runner.artifacts[name]) == sorted([*artifacts.get("paths", []),
+                                                     *artifacts.get("reports", {}).values()])
+    return proc
 
 
 def _seed(name: str) -> dict[str, Any]:
@@ -346,11 +272,10 @@ def test_generated_jobs_run_for_their_own_kibana(tmp_path: Path,
     child = yaml.safe_load(generate(repo).text)
 
     # A merge request: plans only, without secrets (none is set), Kibana untouched.
-    mr = GitLab(repo, tmp_path / "jobs", urls, "merge request")
-    assert mr.pipeline(child) == {"plan:production": "on_success", "plan:staging": "on_success"}
+    mr = _runner(child, repo, tmp_path / "mr", urls, "child merge request")
+    assert mr.created == {"plan:production": "on_success", "plan:staging": "on_success"}
     for name in ENVIRONMENTS:
-        proc = mr.run(f"plan:{name}", child)
-        assert proc.returncode == 0, proc.stdout + proc.stderr  # kcr said 2 (changes): the job passes
+        proc = _passed(mr, f"plan:{name}")  # kcr said 2 (changes): the job passes
         assert "not checked (--no-secrets)" in proc.stdout
         saved = json.loads(mr.artifacts[f"plan:{name}"][f"plan-{name}.json"])
         assert saved["environment"] == name and saved["secrets_checked"] is False
@@ -360,22 +285,20 @@ def test_generated_jobs_run_for_their_own_kibana(tmp_path: Path,
     assert all(_writes(sb) == 0 and sb.connectors_in("default") == [] for sb in sandboxes.values())
 
     # A failing plan fails its job (exit 1 is not "changes").
-    proc = mr.run("plan:staging", child, KIBANA_API_KEY="not-the-key")
+    proc = mr.run("plan:staging", KIBANA_API_KEY="not-the-key")
     assert proc.returncode == 1 and "401" in proc.stdout + proc.stderr
 
     # The default branch: plans with secrets, then each apply with its own plan, one Kibana at a time.
-    main = GitLab(repo, tmp_path / "jobs", urls, "default branch")
-    assert main.pipeline(child) == dict.fromkeys(
+    main = _runner(child, repo, tmp_path / "main", urls, "child default branch")
+    assert main.created == dict.fromkeys(
         ["plan:production", "apply:production", "plan:staging", "apply:staging"], "on_success")
     for name in ENVIRONMENTS:
-        proc = main.run(f"plan:{name}", child)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        proc = _passed(main, f"plan:{name}")
         assert "--no-secrets" not in proc.stdout
         assert json.loads(main.artifacts[f"plan:{name}"][f"plan-{name}.json"])["secrets_checked"] is True
     assert all(_writes(sb) == 0 for sb in sandboxes.values())
 
-    proc = main.run("apply:staging", child)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _passed(main, "apply:staging")
     staging = _names(sandboxes["staging"])
     assert set(staging) == {"Chat P-staging", "History (staging)"}
     assert staging["Chat P-staging"]["secrets"] == {"webhookUrl": CANARY["staging"]}
@@ -384,15 +307,14 @@ def test_generated_jobs_run_for_their_own_kibana(tmp_path: Path,
 
     before = sandboxes["staging"].connectors_in("default")
     staging_writes = _writes(sandboxes["staging"])
-    proc = main.run("apply:production", child)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _passed(main, "apply:production")
     production = _names(sandboxes["production"])
     assert set(production) == {"Chat P-production", "History (production)"}
     assert production["Chat P-production"]["secrets"] == {"webhookUrl": CANARY["production"]}
     assert sandboxes["staging"].connectors_in("default") == before and _writes(sandboxes["staging"]) == staging_writes
 
     # Converged: the next pipeline's plans find nothing to do.
-    again = GitLab(repo, tmp_path / "again", urls, "default branch")
+    again = _runner(child, repo, tmp_path / "again", urls, "child default branch")
     for name in ENVIRONMENTS:
-        assert again.run(f"plan:{name}", child).returncode == 0
+        _passed(again, f"plan:{name}")
         assert json.loads(again.artifacts[f"plan:{name}"][f"plan-{name}.json"])["summary"].get("create", 0) == 0

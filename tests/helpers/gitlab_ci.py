@@ -36,6 +36,12 @@ PREDEFINED: dict[str, dict[str, str]] = {
                        "CI_COMMIT_SHA": "b" * 40},
     "schedule": {"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_REF_NAME": "main", "CI_COMMIT_BRANCH": "main",
                  "CI_COMMIT_SHA": "b" * 40},
+    # A child pipeline (`trigger: include: artifact:`): the source is always parent_pipeline; a merge
+    # request's has no CI_COMMIT_BRANCH (its ref is refs/merge-requests/N/head).
+    "child merge request": {"CI_PIPELINE_SOURCE": "parent_pipeline", "CI_COMMIT_REF_NAME": "feature",
+                            "CI_MERGE_REQUEST_IID": "3", "CI_COMMIT_SHA": "a" * 40},
+    "child default branch": {"CI_PIPELINE_SOURCE": "parent_pipeline", "CI_COMMIT_REF_NAME": "main",
+                             "CI_COMMIT_BRANCH": "main", "CI_COMMIT_SHA": "b" * 40},
 }
 PROTECTED_REFS = {"main"}
 _SHIM = """import json, os, sys
