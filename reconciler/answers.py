@@ -267,34 +267,44 @@ def connector_field_error(body: Mapping[str, Any], *, listed: bool) -> str | Non
     unaddressable = id_segment_problem(cid, "a connector id")
     if unaddressable is not None:  # kcr could neither address it nor load a plan that names it
         return unaddressable
-    what = f"connector {cid!r}"
+    problem = _field_problem(body, listed)
+    return None if problem is None else f"connector {cid!r} {problem}"  # named only when refused
+
+
+def _field_problem(body: Mapping[str, Any], listed: bool) -> str | None:
     for key in ("connector_type_id", "name"):
         value = body.get(key)
         if value is None:
-            return f"{what} has no {key}"
+            return f"has no {key}"
         if not isinstance(value, str) or (key == "connector_type_id" and not value):
-            return f"{what} has a {key} that is not a{' non-empty' if key == 'connector_type_id' else ''} string"
+            return f"has a {key} that is not a{' non-empty' if key == 'connector_type_id' else ''} string"
     config = body.get("config")
-    if config is not None and not isinstance(config, Mapping):
-        return f"{what} has a config that is not an object"
+    if config is not None and not _is_object(config):
+        return "has a config that is not an object"
     for flag in _FLAGS:  # absent is false (older Kibanas lack is_system_action); present must be a boolean
         if flag in body and not isinstance(body[flag], bool):
-            return f"{what} has an {flag} that is not a boolean"
+            return f"has an {flag} that is not a boolean"
     missing_secrets = body.get("is_missing_secrets")  # absent or null for preconfigured connectors
     if missing_secrets is not None and not isinstance(missing_secrets, bool):
-        return f"{what} has an is_missing_secrets that is not a boolean"
+        return "has an is_missing_secrets that is not a boolean"
     count = body.get("referenced_by_count")
     if count is None:
-        return f"{what} has no referenced_by_count, which the list must carry" if listed else None
+        return "has no referenced_by_count, which the list must carry" if listed else None
     if not _is_count(count):
-        return f"{what} has a referenced_by_count that is not a non-negative integer"
+        return "has a referenced_by_count that is not a non-negative integer"
     return None
+
+
+def _is_object(value: Any) -> bool:
+    """A JSON object: the dict json.loads makes, named first so that it is decided before the abstract
+    Mapping check (which costs more than the rest of a connector's checks), or any other Mapping."""
+    return isinstance(value, (dict, Mapping))
 
 
 def live_connector(method: str, path: str, body: Any, *, listed: bool = False) -> LiveConnector:
     """One connector of an answer, checked field by field. `listed`: it comes from
     GET .../api/actions/connectors, the only answer that carries referenced_by_count."""
-    if not isinstance(body, Mapping):
+    if not _is_object(body):
         raise malformed(method, path, "expected a connector object")
     _refuse_7x_shape(method, path, body)
     problem = connector_field_error(body, listed=listed)

@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+from reconciler.schema_validator import SchemaValidator
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 LICENSE_ORDER = ("basic", "standard", "gold", "platinum", "enterprise", "trial")
@@ -162,15 +162,15 @@ def suggest(type_id: str) -> str | None:
 
 
 @cache
-def validator(type_id: str, part: str) -> jsonschema.protocols.Validator:
+def validator(type_id: str, part: str) -> SchemaValidator:
     ct = types()[type_id]
-    schema = ct.config_schema if part == "config" else ct.secrets_schema
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)
+    return SchemaValidator(ct.config_schema if part == "config" else ct.secrets_schema)
 
 
 def _branch(schema: Mapping[str, Any], value: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The oneOf/anyOf branch a value takes (e.g. .gen-ai's apiProvider), for its defaults."""
+    import jsonschema  # a type with a union (e.g. .gen-ai): no other check of a valid repository needs it
+
     for key in ("oneOf", "anyOf"):
         for branch in schema.get(key, ()):
             if "properties" in branch and jsonschema.validators.validator_for(branch)(branch).is_valid(value):

@@ -420,10 +420,20 @@ def short_lived_gc() -> None:
     gc.disable()
 
 
+def without_httpx_cli() -> None:
+    """httpx imports its own command line whenever rich is installed (rich is kcr's, for colours and the
+    progress bar): rich's console, progress and syntax modules and pygments, an eighth of a small plan's
+    CPU, in every process that talks HTTP, and kcr never runs httpx's command line. Marked missing
+    before httpx is first imported, the import fails as it does without rich, and httpx defines its
+    stand-in `main`; nothing else of httpx depends on it. For the console script's own process only."""
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: "not importable"
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, transport: Any = None) -> int:
     """The console script (argv None: exits the process) and the tests' entry point (returns the code)."""
     if argv is None:
         short_lived_gc()
+        without_httpx_cli()
     env = dict(os.environ if env is None else env)
     code = run(argv, Globals(env=env, transport=transport, debug=bool(env.get("KCR_DEBUG"))))
     if argv is None:

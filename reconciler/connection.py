@@ -16,6 +16,7 @@ import logging
 import re
 import ssl
 import urllib.parse
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -253,10 +254,17 @@ class Connection:
         )
 
     def verify(self) -> ssl.SSLContext | bool:
+        """What the client trusts. An http:// Kibana reached without a proxy never negotiates TLS (the
+        client follows no redirect and sends every request to this URL), so it gets a context trusting
+        nothing instead of certifi's bundle, whose loading was a sixth of a small plan's CPU (and of every
+        `--all-envs` worker's): a TLS connection made all the same fails verification, never passes
+        unchecked. Any proxy variable (httpx reads them, and an https:// proxy is TLS): the full trust."""
         if self.insecure:
             return False
         if self.ca_certs:
             return _ssl_context(self.ca_certs, "KIBANA_CA_CERT")
+        if urllib.parse.urlsplit(self.url).scheme == "http" and not _proxied():
+            return _trusting_nothing()
         return default_ssl_context()
 
 
@@ -283,6 +291,18 @@ def default_ssl_context() -> ssl.SSLContext:
     process: httpx builds it anew for every client, about 60 ms each, which `--all-envs` paid per
     environment and every command per client. A context is safe to share between clients and threads."""
     return httpx.create_ssl_context(verify=True, trust_env=True)
+
+
+def _proxied() -> bool:
+    """Whether httpx would send requests through a proxy: the schemes it reads (`get_environment_proxies`)."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+
+
+@functools.cache
+def _trusting_nothing() -> ssl.SSLContext:
+    """Verification on (certificate and host name) with no CA loaded: no server can pass it."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def _ssl_context(paths: Sequence[str], source: str) -> ssl.SSLContext:

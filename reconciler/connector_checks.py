@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler import catalog, type_rules
+from reconciler import catalog, fastschema, type_rules
 from reconciler.errors import Problem
-from reconciler.file_problems import FileChecker, file_validator, short, under
+from reconciler.file_problems import FileChecker, compiled, file_validator, short, under
 from reconciler.model import (
     KEY_PATTERN,
     UUID_PATTERN,
@@ -32,6 +32,9 @@ from reconciler.secret_backends.guard import DEFAULT_JWT_VAR, JWT_VAR_SETTING, g
 from reconciler.user_types import BUNDLED_ONLY, TypeCatalog
 from reconciler.variables import Scope, UnsetVar, VarError, mentions_var
 from reconciler.yamlload import Document, join_path
+
+if TYPE_CHECKING:
+    from reconciler.schema_validator import Validator
 
 PLACEHOLDER = "<reference>"  # what a secret looks like to its type's schema during offline validation
 
@@ -49,40 +52,41 @@ class Declared:
     key: str
     id: str
     location: Location | None
-    path: str
+    base: str  # the item's path, `connectors[3]`
+
+    @property
+    def path(self) -> str:
+        """The path of its id, where a duplicate is reported (spelt only then)."""
+        return join_path(self.base, "id")
 
 
-def _strings_where(value: Any, test: Callable[[str], bool],
-                   parts: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
-    """The paths of the strings inside `value` that pass `test`, depth first (a list, not a generator:
-    it runs for every connector several times)."""
-    found: list[tuple[str | int, ...]] = []
-    _collect(value, test, parts, found)
+_Leaves = list[tuple[tuple[str | int, ...], str]]
+
+
+def _leaves(value: Any, parts: tuple[str | int, ...] = ()) -> _Leaves:
+    """Every string inside `value` with its path, depth first (a list, not a generator: the checks of
+    every connector read it several times)."""
+    found: _Leaves = []
+    _collect(value, parts, found)
     return found
 
 
-def _collect(value: Any, test: Callable[[str], bool], parts: tuple[str | int, ...], found: list[Any],
-             with_text: bool = False) -> None:
+def _collect(value: Any, parts: tuple[str | int, ...], found: _Leaves) -> None:
     if isinstance(value, str):
-        if test(value):
-            found.append((parts, value) if with_text else parts)
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            if isinstance(v, str):  # the common leaf, without a call
-                if test(v):
-                    found.append(((*parts, k), v) if with_text else (*parts, k))
-            else:
-                _collect(v, test, (*parts, k), found, with_text)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _collect(v, test, (*parts, i), found, with_text)
-
-
-def _leaves(value: Any, parts: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
-    """Every string inside `value` with its path, depth first (the order `_strings_where` finds them)."""
-    found: list[tuple[tuple[str | int, ...], str]] = []
-    _collect(value, lambda text: True, parts, found, with_text=True)
-    return found
+        found.append((parts, value))
+        return
+    pairs: Iterable[tuple[str | int, Any]]
+    if isinstance(value, list):
+        pairs = enumerate(value)
+    elif isinstance(value, (dict, Mapping)):  # YAML's mappings are dicts, found before the ABC check
+        pairs = value.items()
+    else:
+        return
+    for k, v in pairs:
+        if isinstance(v, str):  # the common leaf, without a call
+            found.append(((*parts, k), v))
+        else:
+            _collect(v, (*parts, k), found)
 
 
 def _get(value: Any, path: tuple[str | int, ...]) -> Any:
@@ -101,7 +105,29 @@ def _holds_reference(text: str) -> bool:
 
 
 def _errors_since(problems: list[Problem], before: int) -> bool:
-    return any(p.severity == "error" for p in problems[before:])
+    return len(problems) > before and any(p.severity == "error" for p in problems[before:])
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What checking a connector reads of its type, worked out at the type's first connector and kept
+    for the load (its catalogue does not change meanwhile): a repository has a few types and many
+    connectors of each."""
+
+    ctype: catalog.ConnectorType
+    plain: Mapping[str, Any]  # `ctype.plain_secrets()`
+    needs_secrets: tuple[str, ...]  # `ctype.required("secrets")`
+    config: Validator
+    secrets: Validator
+    config_valid: fastschema.Check  # the config schema compiled (`compiled`)
+    no_secrets_valid: bool  # `{}` certainly passes the secrets schema (none written, or none but plain ones)
+    rules: type_rules.OfflineRules
+
+    @classmethod
+    def of(cls, ctype: catalog.ConnectorType, types: TypeCatalog) -> _Kind:
+        config, secrets = types.validator(ctype, "config"), types.validator(ctype, "secrets")
+        return cls(ctype, ctype.plain_secrets(), ctype.required("secrets"), config, secrets, compiled(config),
+                   fastschema.checked(compiled(secrets), {}), type_rules.offline_rules(ctype.id))
 
 
 class ConnectorChecks:
@@ -116,6 +142,7 @@ class ConnectorChecks:
         self.declared: list[Declared] = []
         self.items = 0
         self.unschemed: set[str] = set()  # types kcr has no schema for, warned about once
+        self.kinds: dict[str, _Kind] = {}  # by type id: the types met so far (`kind`)
 
     def envelope(self, checker: FileChecker) -> list[Any]:
         """The file's format, checked once whatever the number of environments: its items, or [] when
@@ -144,19 +171,18 @@ class ConnectorChecks:
         return out
 
     def substituted(self, item: dict[str, Any], base: str, checker: FileChecker, scope: Scope,
-                    leaves: Sequence[tuple[tuple[str | int, ...], str]] | None = None) -> dict[str, Any] | None:
+                    leaves: Sequence[tuple[tuple[str | int, ...], str]]) -> dict[str, Any] | None:
         """The item with its ${var:} substituted for `scope`, or None (with a problem per field whose
         var cannot be). A secret reference written in name/config is reported on the raw text first.
-        `leaves`: the item's strings under name, config and secrets (`_leaves`), when already walked."""
+        `leaves`: the item's strings under name, config and secrets (`_leaves`)."""
         out = dict(item)
         failed = False
-        for key in ("name", "config", "secrets"):
+        fills = {"name": scope.in_text, "config": scope.substitute, "secrets": scope.in_secret}
+        for key, fill in fills.items():
             if key not in item:
                 continue
-            fill = {"name": scope.in_text, "secrets": scope.in_secret}.get(key, scope.substitute)
-            wheres = _strings_where(item[key], mentions_var, (key,)) if leaves is None else \
-                [where for where, text in leaves if where[0] == key and "${var:" in text and mentions_var(text)]
-            for where in wheres:
+            for where in [where for where, text in leaves
+                          if where[0] == key and "${var:" in text and mentions_var(text)]:
                 try:
                     fill(_get(item, where))
                 except UnsetVar as exc:
@@ -176,26 +202,26 @@ class ConnectorChecks:
         if not isinstance(item, dict):
             return None  # the file schema said so already
         before = len(checker.problems)
-        raw = item
         # Every string under name, config and secrets, walked once for the checks below that read them.
-        leaves = _leaves({"name": raw.get("name"), "config": raw.get("config", {}), "secrets": raw.get("secrets")})
+        leaves = _leaves({"name": item.get("name"), "config": item.get("config", {}), "secrets": item.get("secrets")})
         for where in [w for w, text in leaves if w[0] != "secrets" and "${" in text and _holds_reference(text)]:
             checker.add(under(base, where), f"{under('', where)}: a secret reference is read only inside `secrets`; "
                         "here Kibana would receive its literal text. Move the value under `secrets` if the type "
                         "takes it there; for a value that differs between environments write ${var:NAME} (vars "
                         "in kcr.yaml); or write the value itself")
-        if scope is not None:
+        # Without a ${var:} (nor its escape $${var:) in any of them, substituting would change nothing.
+        if scope is not None and any("${var:" in text for _, text in leaves):
             filled = self.substituted(item, base, checker, scope, leaves)
             if filled is None:
                 return None
             item = filled
-            if any("${var:" in text for _, text in leaves):  # substituted (or unescaped): the strings changed
-                leaves = _leaves({"name": item.get("name"), "config": item.get("config", {}),
-                                  "secrets": item.get("secrets")})
+            leaves = _leaves({"name": item.get("name"), "config": item.get("config", {}),
+                              "secrets": item.get("secrets")})
         key = item.get("id")
         kibana_id = self.connector_id(space, key, base, checker)
+        location = checker.where(base)
         if kibana_id is not None:
-            self.declared.append(Declared(space, str(key), kibana_id, checker.where(base), join_path(base, "id")))
+            self.declared.append(Declared(space, str(key), kibana_id, location, base))
         name = item.get("name")
         type_id = item.get("type")
         config = item.get("config", {})
@@ -203,29 +229,29 @@ class ConnectorChecks:
         blank_paths = [where for where, text in leaves if not text.strip()]
         for blank in blank_paths:
             checker.add(under(base, blank), f"{under('', blank)}: value '' is not valid (Kibana refuses blank strings)")
-        blanks = {under(base, b) for b in blank_paths if b[0] == "config"}
-        ctype = self.connector_type(type_id, base, checker)
+        kind = self.kind(type_id, base, checker)
         secrets_path = join_path(base, "secrets")
-        plain = ctype.plain_secrets() if ctype is not None else {}
+        plain = kind.plain if kind is not None else {}
         placeholders = self.secret_leaves(secrets, secrets_path, checker, plain) if isinstance(secrets, dict) else None
-        if ctype is not None and isinstance(config, dict):
-            checker.schema(self.types.validator(ctype, "config"), config, join_path(base, "config"), "config",
-                           skip=blanks.__contains__)
-        if ctype is not None and (secrets is None or placeholders is not None):
-            if secrets is None and "secrets" not in item and ctype.required("secrets"):
-                checker.add(base, f"secrets: type {ctype.id} needs secrets ({', '.join(ctype.required('secrets'))}); "
+        # The schema checks take their words (and what they skip) only for a value that is not surely valid.
+        if kind is not None and isinstance(config, dict) and not fastschema.checked(kind.config_valid, config):
+            blanks = {under(base, b) for b in blank_paths if b[0] == "config"}
+            checker.schema(kind.config, config, join_path(base, "config"), "config", skip=blanks.__contains__)
+        if kind is not None and (secrets is None or placeholders is not None):
+            if secrets is None and "secrets" not in item and kind.needs_secrets:
+                checker.add(base, f"secrets: type {kind.ctype.id} needs secrets ({', '.join(kind.needs_secrets)}); "
                             "add a `secrets:` block of references")
-            else:
+            elif placeholders or not kind.no_secrets_valid:
                 # A plain value given as a reference is a placeholder here: only Kibana can check it.
                 referenced = {join_path(secrets_path, k) for k in plain if (placeholders or {}).get(k) == PLACEHOLDER}
-                checker.schema(self.types.validator(ctype, "secrets"), placeholders or {}, secrets_path, "secrets",
+                checker.schema(kind.secrets, placeholders or {}, secrets_path, "secrets",
                                skip=referenced.__contains__)
-        if ctype is not None and isinstance(config, dict):
-            for finding in type_rules.stored_differently(ctype.id, config):
+        if kind is not None and isinstance(config, dict):
+            for finding in kind.rules.stored_differently(config):
                 checker.add(under(base, finding.path), finding.message, finding.severity)
             if not _errors_since(checker.problems, before):
                 # Kibana refuses the connector as a whole, and its words name the field.
-                for finding in type_rules.refusals(ctype.id, config, placeholders or {}):
+                for finding in kind.rules.refusals(config, placeholders or {}):
                     checker.add(base, f"Kibana would refuse this connector: {finding.message}")
         if _errors_since(checker.problems, before) or kibana_id is None:
             return None
@@ -234,7 +260,7 @@ class ConnectorChecks:
         return ConnectorSpec(
             space=space, key=str(key), id=kibana_id, name=name, type=type_id, config=config,
             secrets=secrets if isinstance(secrets, dict) else {}, protect=bool(item.get("protect", False)),
-            location=checker.where(base), locations=dict(locations),
+            location=location, locations=dict(locations),
         )
 
     def connector_id(self, space: str, key: Any, base: str, checker: FileChecker) -> str | None:
@@ -247,6 +273,16 @@ class ConnectorChecks:
         checker.add(join_path(base, "id"), f"id {short(key)} is neither a key (lowercase letters, digits, '-' and "
                     "'_', starting with a letter or digit, at most 128 characters) nor a UUID")
         return None
+
+    def kind(self, type_id: Any, base: str, checker: FileChecker) -> _Kind | None:
+        """The type's `_Kind`, worked out at its first connector; None as for `connector_type`."""
+        kind = self.kinds.get(type_id) if isinstance(type_id, str) else None
+        if kind is None:
+            ctype = self.connector_type(type_id, base, checker)
+            if ctype is None:
+                return None
+            kind = self.kinds[type_id] = _Kind.of(ctype, self.types)
+        return kind
 
     def connector_type(self, type_id: Any, base: str, checker: FileChecker) -> catalog.ConnectorType | None:
         """The type's schema, or None: for a misspelt type with an error (the rule is `user_types`'), for
@@ -273,12 +309,14 @@ class ConnectorChecks:
     def no_schema(self, checker: FileChecker, items: Sequence[Any]) -> None:
         """Warn once per type (at its first connector) that kcr has no schema for it, so its config goes
         unchecked until Kibana checks it at apply; a misspelt type is `connector_type`'s error instead."""
+        first: dict[str, int] = {}  # each type at its first connector: what follows depends on the type alone
         for i, item in enumerate(items):
             type_id = item.get("type") if isinstance(item, dict) else None
-            if not isinstance(type_id, str) or not type_id.startswith(".") or self.types.has_schema(type_id) \
+            if isinstance(type_id, str) and type_id not in first:
+                first[type_id] = i
+        for type_id, i in first.items():
+            if not type_id.startswith(".") or self.types.has_schema(type_id) or type_id in self.unschemed \
                     or (self.types.get(type_id) is None and self.types.misspelling_of(type_id) is not None):
-                continue
-            if type_id in self.unschemed:
                 continue
             near = self.types.near(type_id)
             hint = f" (if you meant {near!r}, correct the type)" if near and near != type_id else ""
@@ -342,19 +380,20 @@ class ConnectorChecks:
 
 def locations_by_item(doc: Document) -> dict[int, dict[str, Location]]:
     """Each item's positions keyed by its own field paths (`config.apiUrl`), for the ConnectorSpec. An
-    item's paths come one after another (yamlload records them depth first), so the item the previous
-    path belonged to is tried first, without the regex."""
+    item's paths come one after another (yamlload records them depth first), so a path under the item
+    the previous one belonged to (`connectors[3].` and a key) is taken without the regex."""
     out: dict[int, dict[str, Location]] = {}
-    prefix, size, own = "", 0, None
+    dotted, size, own = "", 0, None
     for path, loc in doc.locations.items():
-        if own is not None and path.startswith(prefix):  # "connectors[1]" is no prefix of "connectors[12]"
-            rest = path[size:]
-        else:
-            match = _INDEX.match(path)
-            if not match:
-                continue
-            size = match.end()
-            prefix, rest = path[:size], path[size:]
-            own = out.setdefault(int(match.group(1)), {})
+        if own is not None and path.startswith(dotted):  # "connectors[1]." is no prefix of "connectors[12]."
+            own[path[size:]] = loc
+            continue
+        match = _INDEX.match(path)
+        if not match:
+            continue
+        end = match.end()
+        own = out.setdefault(int(match.group(1)), {})
+        rest = path[end:]
         own[rest[1:] if rest.startswith(".") else rest] = loc
+        dotted, size = path[:end] + ".", end + 1
     return out

@@ -1,10 +1,11 @@
 """The repository's files -> DesiredState, with every problem found at once.
 
 Reading is offline and never raises for bad input: `repo_layout` decides which entries are read (and
-makes every other one a problem), `connector_checks` checks each connector file item by item, and this
-module reads the settings files, ties the connectors together (ids unique within a space and across
-spaces, since Kibana's ids are global) and returns the state only when no error was found. Resolving
-the secret references (environment, files, Vault) is `validate.check_secrets`, opt-in."""
+makes every other one a problem), `settings_files` reads kcr.yaml and _space.yaml, `connector_checks`
+checks each connector file item by item, and this module ties the connectors together (ids unique
+within a space and across spaces, since Kibana's ids are global) and returns the state only when no
+error was found. Resolving the secret references (environment, files, Vault) is
+`validate.check_secrets`, opt-in."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from reconciler.connector_checks import ConnectorChecks, Declared, locations_by_item
 from reconciler.errors import ConfigError, Problem, ValidationError
-from reconciler.file_problems import FileChecker, file_validator, short
+from reconciler.file_problems import FileChecker, short
 from reconciler.model import (
     ConnectorSpec,
     DesiredSpace,
@@ -30,7 +31,7 @@ from reconciler.model import (
 )
 from reconciler.model import owner_label as connector_label
 from reconciler.repo_layout import SETTINGS_FILE, Walker
-from reconciler.secret_backends.file import RootError, expand_root
+from reconciler.settings_files import read_settings, read_space_settings
 from reconciler.user_types import BUNDLED_ONLY, TypeCatalog
 from reconciler.user_types import load as load_types
 from reconciler.variables import Scope, VarError
@@ -73,79 +74,6 @@ class _File:
     uses_vars: tuple[bool, ...]  # per item: does it read any ${var:}? (one that does not reads the same everywhere)
 
 
-def _settings(walker: Walker, allow_plaintext: bool, env: Mapping[str, str] | None = None,
-              offline: bool = False) -> Settings:
-    """kcr.yaml, or the defaults when there is none or it has problems (which `walker` then holds).
-    `env`: the run's variables, which `file_roots` entries may read (None: unknown, as for
-    `load_settings`, where an entry reading one is left out, never kept as written)."""
-    fallback = Settings(allow_plaintext_secrets=allow_plaintext)
-    found = walker.settings_file()
-    if found is None:
-        return fallback
-    path, real = found
-    doc = walker.document(path, real)
-    if doc is None:
-        return fallback
-    value = {} if doc.value is None else doc.value
-    if FileChecker(walker.rel(path), doc, walker.problems).schema(file_validator("settings.schema.json"), value,
-                                                                   "", ""):
-        return fallback
-    checker = FileChecker(walker.rel(path), doc, walker.problems)
-    for name, body in (value.get("environments") or {}).items():
-        if isinstance(body, dict) and "kibana_url" in body and "kibana_url_env" in body:
-            checker.add(join_path("environments", name), f"environment {name!r} has both kibana_url and "
-                        "kibana_url_env; keep one (the URL itself, or the name of the variable holding it)")
-    vault = value.get("vault") or {}
-    settings = Settings(
-        id_mode=value.get("id_mode", "uuid5"),
-        vault_mounts=tuple(vault.get("mounts") or ()),
-        allow_env=tuple(value.get("allow_env") or ()),
-        file_roots=tuple(value.get("file_roots") or ()),
-        allow_plaintext_secrets=bool(value.get("allow_plaintext_secrets", False)) or allow_plaintext,
-        vars=dict(value.get("vars") or {}),
-        environments={name: _environment(name, body or {}) for name, body in (value.get("environments") or {}).items()},
-    )
-    return replace(settings, file_roots=_file_roots(settings, env, offline, checker))
-
-
-def _file_roots(settings: Settings, env: Mapping[str, str] | None, offline: bool,
-                checker: FileChecker) -> tuple[str, ...]:
-    """The entries with their `${env:..}` expanded; one that cannot be is an error at its line (an unset
-    variable: a warning offline, as for env-fed vars), and is left out, never kept as written."""
-    roots: list[str] = []
-    for i, entry in enumerate(settings.file_roots):
-        try:
-            roots.append(expand_root(entry, env or {}, settings))
-        except RootError as exc:
-            if not (exc.unset and env is None):
-                checker.add(join_path("file_roots", i), str(exc), "warning" if exc.unset and offline else "error")
-    return tuple(roots)
-
-
-def _environment(name: str, body: Mapping[str, Any]) -> Environment:
-    spaces = body.get("spaces")
-    return Environment(
-        name=name, kibana_url=body.get("kibana_url"), kibana_url_env=body.get("kibana_url_env"),
-        credentials=dict(body.get("credentials") or {}), spaces=None if spaces is None else tuple(spaces),
-        record=dict(body.get("record") or {}), vars=dict(body.get("vars") or {}),
-        preconfigured=tuple(pre) if isinstance(pre := body.get("preconfigured", False), list) else bool(pre),
-    )
-
-
-def _space_settings(walker: Walker, found: tuple[Path, Path] | None) -> SpaceSettings:
-    if found is None:
-        return SpaceSettings()
-    path, real = found
-    doc = walker.document(path, real)
-    if doc is None:
-        return SpaceSettings()
-    value = {} if doc.value is None else doc.value
-    if FileChecker(walker.rel(path), doc, walker.problems).schema(file_validator("space-settings.schema.json"),
-                                                                   value, "", ""):
-        return SpaceSettings()
-    return SpaceSettings(prune=bool(value.get("prune", False)), ignore=tuple(value.get("ignore") or ()))
-
-
 def _duplicates(declared: Sequence[Declared], problems: list[Problem]) -> None:
     """Ids unique within a space across its files, and globally since Kibana's ids are global."""
     in_space: dict[tuple[str, str], Declared] = {}
@@ -177,7 +105,7 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
     connectors are checked once per environment, after their ${var:} are substituted."""
     walker = Walker(root)
     problems = walker.problems
-    settings = _settings(walker, allow_plaintext_secrets, env, offline)
+    settings = read_settings(walker, allow_plaintext_secrets, env, offline)
     found = walker.space_directories()
     if found is None:
         return LoadResult({}, tuple(problems))
@@ -194,7 +122,7 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
                 walker.refuse(settings_file[0], f"connectors/{FANOUT_DIR}/ holds connectors copied into several "
                               "spaces and has no space settings; put prune/ignore in each space's _space.yaml")
         else:
-            space_settings[space] = _space_settings(walker, settings_file)
+            space_settings[space] = read_space_settings(walker, settings_file)
         for path, real in paths:
             file_count += 1
             doc = walker.document(path, real)
@@ -203,7 +131,8 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
                 items = checks.envelope(checker)
                 checks.no_schema(checker, items)
                 defaults = doc.value if isinstance(doc.value, dict) else {}
-                uses = tuple("${var:" in json.dumps(item, default=repr) for item in items)
+                uses = tuple("${var:" in json.dumps(item, default=repr) for item in items) \
+                    if "${var:" in json.dumps(items, default=repr) else (False,) * len(items)  # most files: none
                 files.append(_File(space, checker, tuple(items), locations_by_item(doc), defaults, uses))
     repo_spaces = sorted(set(space_settings) | _named_spaces(files))
     _check_presence_keys(files, settings, problems)
@@ -219,7 +148,8 @@ def load(root: Path, spaces: Sequence[str] | None = None, env: Mapping[str, str]
                 problems.append(Problem(SETTINGS_FILE, f"space {short(space)} is not one of environment "
                                         f"{environment!r}'s spaces (environments.{environment}.spaces)"))
     item_count = sum(len(f.items) for f in files)
-    read = _Read(settings, env or {}, space_settings, found, files, walker, offline, types)
+    read = _Read(settings, env or {}, space_settings, found, files, walker, offline, types, {} if len(in_scope) > 1
+                 else None)
     states: dict[str | None, DesiredState] = {}
     found_per_env: list[tuple[str | None, list[Problem]]] = []
     for name in in_scope:
@@ -254,7 +184,7 @@ def _check_presence_keys(files: Sequence[_File], settings: Settings, problems: l
     declared = sorted(settings.environments)
     for f in files:
         places = [("", f.defaults), *((join_path("connectors", i), item) for i, item in enumerate(f.items)
-                                      if isinstance(item, dict))]
+                                      if isinstance(item, dict) and ("spaces" in item or "environments" in item))]
         for base, body in places:
             if f.space is not None and "spaces" in body:
                 f.checker.add(join_path(base, "spaces"), f"`spaces:` is read only in connectors/{FANOUT_DIR}/, where a "
@@ -312,10 +242,8 @@ def _present(f: _File, item: Mapping[str, Any], name: str | None) -> bool:
 
 
 def _copies(f: _File, item: Mapping[str, Any], wanted: Sequence[str]) -> list[str]:
-    """The spaces a connector is declared in: its directory's, or for connectors/_all/ its `spaces:`
-    (the file's default; 'all' or absent: every space of the environment) that the environment has."""
-    if f.space is not None:
-        return [f.space] if f.space in wanted else []
+    """The spaces a connector of connectors/_all/ is copied into: its `spaces:` (the file's default;
+    'all' or absent: every space of the environment) that the environment has."""
     named = item.get("spaces", f.defaults.get("spaces", "all"))
     return list(wanted) if named == "all" or not isinstance(named, list) else [s for s in wanted if s in named]
 
@@ -332,9 +260,9 @@ class _Read:
     walker: Walker
     offline: bool  # `kcr validate`: an env-fed var unset here is a warning
     types: TypeCatalog = BUNDLED_ONLY  # the types the repository's connectors are checked against
-    # (file, item, space, substituted content) -> what checking it found; shared by the environments
-    memo: dict[tuple[str, int, str, str], tuple[ConnectorSpec | None, tuple[Problem, ...], tuple[Declared, ...]]] = \
-        field(default_factory=dict)
+    # (file, item, space, substituted content) -> what checking it found; shared by the environments (None: one)
+    memo: dict[tuple[str, int, str, str], tuple[ConnectorSpec | None, tuple[Problem, ...], tuple[Declared, ...]]] \
+        | None = field(default_factory=dict)
 
 
 def _one_environment(read: _Read, name: str | None, wanted: Sequence[str],
@@ -343,16 +271,19 @@ def _one_environment(read: _Read, name: str | None, wanted: Sequence[str],
         read.settings, read.env, read.space_settings, read.directories, read.files, read.walker)
     checks = ConnectorChecks(settings, env, offline=read.offline, types=read.types)
     scope = Scope(settings, name, env, checks.jwt_var)
+    scopes = {space: scope.for_space(space) for space in wanted}
+    environment = settings.environments.get(name) if name else None
     specs: dict[str, list[ConnectorSpec]] = {space: [] for space in wanted}
     for f in files:
         checker = FileChecker(f.checker.file, f.checker.doc, problems)
+        own = None if f.space is None else [f.space] if f.space in scopes else []  # else `_copies`
         for i, item in enumerate(f.items):
             if not isinstance(item, dict) or not _present(f, item, name):
                 continue
-            for space in _copies(f, item, wanted):
-                spec = _checked(read, checks, checker, f, i, item, scope.for_space(space))
+            for space in own if own is not None else _copies(f, item, wanted):
+                spec = _checked(read, checks, checker, f, i, item, scopes[space])
                 if spec is not None:
-                    specs[space].append(_placed(spec, item, settings.environments.get(name) if name else None))
+                    specs[space].append(_placed(spec, item, environment))
     _duplicates(checks.declared, problems)
     if any(p.severity == "error" for p in problems):
         return None
@@ -387,8 +318,10 @@ def _checked(read: _Read, checks: ConnectorChecks, checker: FileChecker, f: _Fil
     --all-envs cost a check per distinct connector, not per environment."""
     name: Any = item.get("name")
     try:
-        if not f.uses_vars[index]:
-            key: tuple[str, int, str, str] | None = (f.checker.file, index, scope.space, "")
+        if read.memo is None:
+            key: tuple[str, int, str, str] | None = None  # one environment checked: nothing to share
+        elif not f.uses_vars[index]:
+            key = (f.checker.file, index, scope.space, "")
         else:
             name = scope.in_text(name)
             key = (f.checker.file, index, scope.space, json.dumps(
@@ -398,7 +331,7 @@ def _checked(read: _Read, checks: ConnectorChecks, checker: FileChecker, f: _Fil
         key = None  # said by the check itself, naming the environment: never shared
     if not isinstance(name, str) or not name.strip():
         key = None  # the name's own problem is this environment's
-    hit = read.memo.get(key) if key is not None else None
+    hit = read.memo.get(key) if key is not None and read.memo is not None else None
     if hit is not None:
         spec, found, declared = hit
         checker.problems.extend(found)
@@ -407,7 +340,7 @@ def _checked(read: _Read, checks: ConnectorChecks, checker: FileChecker, f: _Fil
     problems_before, declared_before = len(checker.problems), len(checks.declared)
     spec = checks.connector(scope.space, item, join_path("connectors", index), checker, f.locations.get(index, {}),
                             scope)
-    if key is not None:
+    if key is not None and read.memo is not None:
         read.memo[key] = (spec, tuple(checker.problems[problems_before:]),
                           tuple(checks.declared[declared_before:]))
     return spec
@@ -456,7 +389,7 @@ def load_settings(root: Path) -> Settings:
     """The repository settings alone: `kcr apply plan.json` needs them (Vault mounts, the env guard)
     without re-reading the connector files, which may have moved on since the plan was made."""
     walker = Walker(root)
-    settings = _settings(walker, False)
+    settings = read_settings(walker, False)
     if walker.problems:
         raise ValidationError(walker.problems)
     return settings

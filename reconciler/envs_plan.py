@@ -132,28 +132,47 @@ def environments_to_plan(settings: Settings, env: Mapping[str, str] | None = Non
 
 
 def plan_all(session: pipeline.Session, options: Options) -> AllEnvs:
-    """Each environment planned from the states read once; results in the declared (sorted) order."""
+    """Each environment planned from the states read once; results in the declared (sorted) order.
+    `options.parallelism` environments are planned at a time: on threads of one process, or of each of
+    a few forked processes (`_processes`), each planning its share of the environments."""
     global _FORKED
     names = environments_to_plan(load_settings(session.root), session.env)
     states = _states(session, names, options.allow_plaintext_secrets)
     workers = max(1, min(options.parallelism, len(names)))
+    processes = _processes(session, workers)
     with _labelled_logs():
-        if _forks(session, workers):
-            _FORKED = (session, states, options)  # what each forked worker finds in its copy of this process
+        if processes > 1:
+            _FORKED = (session, states, options, -(-workers // processes))  # what each forked worker finds
             gc.freeze()  # the collector would otherwise touch, and so copy, every page the workers share
             try:
-                with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                         initializer=_forked_worker) as processes:
-                    outcomes = list(processes.map(_plan_forked, names))
+                with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork"),
+                                         initializer=_forked_worker) as pool:
+                    shares = pool.map(_plan_forked, [names[i::processes] for i in range(processes)])
+                    planned = {o.name: o for share in shares for o in share}
             finally:
                 _FORKED = None
+            outcomes = [planned[name] for name in names]
         else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kcr-env") as pool:
-                outcomes = list(pool.map(lambda name: _plan_one(session, name, states[name], options), names))
+            outcomes = _plan_on_threads(session, names, states, options, workers)
     return AllEnvs(tuple(outcomes))
 
 
-_FORKED: tuple[pipeline.Session, Mapping[str, DesiredState | ReconcilerError], Options] | None = None
+_FORKED: tuple[pipeline.Session, Mapping[str, DesiredState | ReconcilerError], Options, int] | None = None
+
+
+def _plan_on_threads(session: pipeline.Session, names: Sequence[str],
+                     states: Mapping[str, DesiredState | ReconcilerError], options: Options,
+                     threads: int) -> list[Outcome]:
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kcr-env") as pool:
+        return list(pool.map(lambda name: _plan_one(session, name, states[name], options), names))
+
+
+def _processes(session: pipeline.Session, workers: int) -> int:
+    """How many forked processes plan the environments (0: threads of this process alone): one per CPU
+    at most. A process more than the CPUs adds no CPU, and costs its start (the fork, and a copy of
+    every page it writes, the shared states' included: measured near one environment's plan), while
+    threads overlap the waits on the Kibanas as well: `workers` environments are still planned at a time."""
+    return min(workers, os.cpu_count() or 1) if _forks(session, workers) else 0
 
 
 def _forks(session: pipeline.Session, workers: int) -> bool:
@@ -173,10 +192,11 @@ def _forked_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _plan_forked(name: str) -> Outcome:
+def _plan_forked(names: Sequence[str]) -> list[Outcome]:
+    """A forked process's share of the environments, on its share of the threads."""
     assert _FORKED is not None, "a forked worker starts from the parent's memory"
-    session, states, options = _FORKED
-    return _plan_one(session, name, states[name], options)
+    session, states, options, threads = _FORKED
+    return _plan_on_threads(session, names, states, options, threads)
 
 
 def _states(session: pipeline.Session, names: Sequence[str],

@@ -16,9 +16,12 @@ types as its draft 2020-12 type checker (bool is no number; 1.0 is an integer), 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Mapping
 from numbers import Number
 from typing import Any
+
+from reconciler.schema_validator import SchemaValidator
 
 Check = Callable[[Any], bool]
 
@@ -51,7 +54,10 @@ def compile_schema(schema: Any) -> Check | None:
 
 
 def compile_for(validator: Any) -> Check | None:
-    """The predicate for a jsonschema validator of draft 2020-12 built without a format checker, else None."""
+    """The predicate for a jsonschema validator of draft 2020-12 built without a format checker, else None.
+    A SchemaValidator is judged by its schema, without building its jsonschema validator."""
+    if isinstance(validator, SchemaValidator):  # built without a format checker, 2020-12 unless `$schema` says
+        return compile_schema(validator.schema)
     if type(validator).__name__ != "Draft202012Validator" or getattr(validator, "format_checker", None) is not None:
         return None
     return compile_schema(validator.schema)
@@ -105,22 +111,39 @@ def _equal(member: Any, x: Any) -> bool:
 
 
 def _all(checks: list[Check]) -> Check:
+    """Every check in turn, as one call: a schema's checks run for every value it meets."""
     if not checks:
         return lambda x: True
     if len(checks) == 1:
         return checks[0]
-    first, rest = checks[0], _all(checks[1:])
-    return lambda x: first(x) and rest(x)
+    if len(checks) == 2:
+        first, second = checks
+        return lambda x: first(x) and second(x)
+    if len(checks) == 3:
+        first, second, third = checks
+        return lambda x: first(x) and second(x) and third(x)
+    each = tuple(checks)
+    return lambda x: all(check(x) for check in each)
+
+
+# Whole schemas compiled as one check that tests the type too (a string with bounds on its length and
+# form; an object with its properties and required keys): the shapes every connector meets the most.
+_STRING_SHAPE = frozenset({"type", "minLength", "maxLength", "pattern"})
+_OBJECT_SHAPE = frozenset({"type", "properties", "patternProperties", "additionalProperties", "required"})
 
 
 class _Compiler:
     def __init__(self, root: Any) -> None:
         self.root = root
         self.refs: dict[str, Check] = {}
+        self.pending: set[str] = set()  # the references being compiled
+        self.recursive: set[str] = set()  # the references met while being compiled
 
     def ref(self, target: str) -> Check:
         """A local `$ref` ("#" or "#/$defs/NAME"), compiled once; a recursive one reads its cell late."""
         if target in self.refs:
+            if target in self.pending:
+                self.recursive.add(target)
             return self.refs[target]
         if target == "#":
             schema = self.root
@@ -133,7 +156,12 @@ class _Compiler:
             raise _NotCompiled(target)
         cell: list[Check] = []
         self.refs[target] = lambda x: cell[0](x)
-        cell.append(self.compile(schema))
+        self.pending.add(target)
+        check = self.compile(schema)
+        self.pending.discard(target)
+        cell.append(check)
+        if target not in self.recursive:
+            self.refs[target] = check  # no call through the cell where it is not needed
         return self.refs[target]
 
     def compile(self, schema: Any, root: bool = False) -> Check:
@@ -151,6 +179,11 @@ class _Compiler:
             names = [typed] if isinstance(typed, str) else typed
             if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
                 raise _NotCompiled("type")
+            shape = {k for k in schema if k not in _ANNOTATIONS and not k.startswith("x-")}
+            if names == ["string"] and len(shape) > 1 and shape <= _STRING_SHAPE:
+                return self.string(schema)
+            if names == ["object"] and len(shape) > 1 and shape <= _OBJECT_SHAPE:
+                return self.object(schema, typed=True)
             tests = [_is_type(n) for n in names]
             checks.append(tests[0] if len(tests) == 1 else (lambda x: any(t(x) for t in tests)))
         for key, value in schema.items():
@@ -237,10 +270,8 @@ class _Compiler:
         return lambda x: not _number(x) or x < bound
 
     def k_required(self, value: Any, schema: Mapping[str, Any]) -> Check:
-        if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
-            raise _NotCompiled("required")
-        keys = tuple(value)
-        return lambda x: not isinstance(x, dict) or all(k in x for k in keys)
+        keys = _required(value)
+        return lambda x: not isinstance(x, dict) or x.keys() >= keys
 
     def k_items(self, value: Any, schema: Mapping[str, Any]) -> Check:
         if "prefixItems" in schema:
@@ -300,8 +331,19 @@ class _Compiler:
         dependents = tuple((key, self.compile(sub)) for key, sub in value.items())
         return lambda x: not isinstance(x, dict) or all(check(x) for key, check in dependents if key in x)
 
-    def object(self, schema: Mapping[str, Any]) -> Check:
-        """properties, patternProperties and additionalProperties, as jsonschema applies them."""
+    def string(self, schema: Mapping[str, Any]) -> Check:
+        """`type: string` with minLength, maxLength and pattern (`_STRING_SHAPE`), as one check."""
+        low, high = _bound(schema.get("minLength", 0)), _bound(schema.get("maxLength", sys.maxsize))
+        pattern = schema.get("pattern", "")
+        if not isinstance(pattern, str):
+            raise _NotCompiled("pattern")
+        search = re.compile(pattern).search
+        return lambda x: isinstance(x, str) and low <= len(x) <= high and search(x) is not None
+
+    def object(self, schema: Mapping[str, Any], typed: bool = False) -> Check:
+        """properties, patternProperties and additionalProperties, as jsonschema applies them; `typed`: the
+        whole schema (`_OBJECT_SHAPE`), its type and `required` tested here too."""
+        required = _required(schema.get("required", [])) if typed else frozenset()
         props_raw = schema.get("properties", {})
         patterns_raw = schema.get("patternProperties", {})
         if not isinstance(props_raw, Mapping) or not isinstance(patterns_raw, Mapping):
@@ -315,7 +357,9 @@ class _Compiler:
 
         def obj(x: Any) -> bool:
             if not isinstance(x, dict):
-                return True
+                return not typed
+            if required and not x.keys() >= required:
+                return False
             for key, value in x.items():
                 check = props.get(key)
                 if check is not None and not check(value):
@@ -338,6 +382,12 @@ def _schemas(value: Any) -> list[Any]:
     if not isinstance(value, list) or not value:
         raise _NotCompiled("a list of schemas")
     return value
+
+
+def _required(value: Any) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+        raise _NotCompiled("required")
+    return frozenset(value)
 
 
 def _bound(value: Any) -> int:

@@ -12,25 +12,27 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache, reduce
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from reconciler import catalog, fastschema
 from reconciler.errors import Problem
 from reconciler.model import Location
+from reconciler.schema_validator import SchemaValidator
 from reconciler.yamlload import Document, join_path
+
+if TYPE_CHECKING:
+    import jsonschema
+
+    from reconciler.schema_validator import Validator
 
 _REQUIRED = re.compile(r"^'(.+)' is a required property$")
 _SECRET_FIELD = re.compile(r"^connectors\[\d+\]\.secrets($|[.\[])")
 
 
 @cache
-def file_validator(name: str) -> jsonschema.protocols.Validator:
+def file_validator(name: str) -> SchemaValidator:
     """A validator for one of kcr's own file formats (schemas/<name>), built once per process."""
-    schema = json.loads((catalog.SCHEMA_DIR / name).read_text(encoding="utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)
+    return SchemaValidator(json.loads((catalog.SCHEMA_DIR / name).read_text(encoding="utf-8")))
 
 
 def under(base: str, parts: Iterable[str | int]) -> str:
@@ -65,12 +67,12 @@ class FileChecker:
         self.problems.append(Problem(self.file, message, loc.line if loc else None, loc.column if loc else None,
                                      path or None, severity))
 
-    def schema(self, validator: jsonschema.protocols.Validator, instance: Any, base: str, label: str,
+    def schema(self, validator: Validator, instance: Any, base: str, label: str,
                skip: Callable[[str], bool] | None = None) -> int:
         """Add a problem per schema violation; `label` prefixes field names ("config"). Returns the count.
         An instance the schema's compiled predicate finds valid (`fastschema`: nearly every one) costs no
         jsonschema run; one once found valid is not validated again (`_known_valid`)."""
-        if fastschema.checked(_fast(validator), instance):
+        if fastschema.checked(compiled(validator), instance):
             return 0
         seen = _known_valid(validator, instance)
         if seen is not None and seen[1] in seen[0]:
@@ -97,10 +99,10 @@ class FileChecker:
         return count
 
 
-_FAST: dict[int, tuple[jsonschema.protocols.Validator, fastschema.Check]] = {}
+_FAST: dict[int, tuple[Validator, fastschema.Check]] = {}
 
 
-def _fast(validator: jsonschema.protocols.Validator) -> fastschema.Check:
+def compiled(validator: Validator) -> fastschema.Check:
     """The validator's schema compiled once (`fastschema`); a schema outside its subset gets a predicate
     that is never sure, so jsonschema judges every instance. The validator is held, so its id is never reused."""
     entry = _FAST.get(id(validator))
@@ -115,11 +117,11 @@ def _never(instance: Any) -> bool:
     return False
 
 
-_VALID: dict[int, tuple[jsonschema.protocols.Validator, set[str]]] = {}
+_VALID: dict[int, tuple[Validator, set[str]]] = {}
 _VALID_LIMIT = 200_000  # texts remembered per process: a bound, far above any repository's connectors
 
 
-def _known_valid(validator: jsonschema.protocols.Validator, instance: Any) -> tuple[set[str], str] | None:
+def _known_valid(validator: Validator, instance: Any) -> tuple[set[str], str] | None:
     """The set of instances (canonical JSON) `validator` found valid, and this instance's text. The same
     config checked again (every environment of `kcr validate` and `--all-envs` where only a connector's
     name differs) is then not validated again: validity depends on the instance alone, and JSON keeps
@@ -156,7 +158,9 @@ def _human(err: jsonschema.ValidationError, redact: bool = False) -> str:
         description = err.schema.get("description") if isinstance(err.schema, Mapping) else None
         if description:
             return f"matches none of the allowed shapes: {description}"
-        best = jsonschema.exceptions.best_match(err.context or ())
+        from jsonschema.exceptions import best_match  # here: jsonschema is imported only to word errors
+
+        best = best_match(err.context or ())
         detail = f" (closest: {_human(best)[:200]})" if best is not None else ""
         return f"matches none of the allowed shapes{detail}"
     return err.message if len(err.message) <= 300 else err.message[:300] + "..."

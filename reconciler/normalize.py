@@ -38,9 +38,15 @@ from reconciler import catalog
 from reconciler.model import JSON, ConnectorSpec, FieldDiff, LiveConnector, SetChange
 from reconciler.yamlload import join_path
 
+# Types whose values `same` compares with == alone (bool with bool, never with a number).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
 
 def canonical(value: JSON) -> JSON:
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:  # most of a config, decided at once
+        return value
+    if kind is dict or isinstance(value, Mapping):
         return {str(k): canonical(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
         return [canonical(v) for v in value]
@@ -50,7 +56,19 @@ def canonical(value: JSON) -> JSON:
 
 
 def same(a: JSON, b: JSON) -> bool:
-    """Structural equality on canonical values, strict about bool versus number."""
+    """Structural equality on canonical values, strict about bool versus number. Two values of one
+    plain JSON type (nearly every pair a plan compares) are decided without the ladder below."""
+    kind = type(a)
+    if kind is type(b):
+        if kind in _PLAIN:
+            return a == b  # type: ignore[no-any-return]  # JSON is Any; == of two scalars is a bool
+        if kind is dict:
+            if a.keys() != b.keys():
+                return False
+            for key, value in a.items():  # noqa: SIM110 - a loop: all() would add a generator per object
+                if not same(value, b[key]):
+                    return False
+            return True
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, int | float) and isinstance(b, int | float):

@@ -156,6 +156,11 @@ class Plan:
         return any(p.severity == "error" for p in self.problems)
 
 
+# What `json.dumps(body, sort_keys=True, default=str)` builds on every call, built once: a plan
+# fingerprints every live connector, and the text (so every saved fingerprint) is the same.
+_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def live_fingerprint(conn: LiveConnector) -> str:
     """What apply compares before each mutation: everything a human edit could change. The
     referenced_by_count is left out, since rules come and go and the guard re-reads it anyway."""
@@ -166,4 +171,4 @@ def live_fingerprint(conn: LiveConnector) -> str:
         "config": conn.config,
         "is_missing_secrets": bool(conn.is_missing_secrets),
     }
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(_FINGERPRINT_JSON.encode(body).encode()).hexdigest()

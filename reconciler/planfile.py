@@ -19,10 +19,7 @@ import hmac
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-import jsonschema.exceptions
+from typing import TYPE_CHECKING, Any
 
 from reconciler import jsondepth
 from reconciler.errors import PlanFileError, Problem
@@ -40,6 +37,9 @@ from reconciler.plan import (
 from reconciler.plancheck import check, not_a_plan
 from reconciler.selection import Selection
 from reconciler.yamlload import join_path
+
+if TYPE_CHECKING:
+    import jsonschema
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "plan.schema.json"
 MAC_FIELD = "mac"
@@ -182,7 +182,9 @@ def from_json(body: Mapping[str, Any], source: str = "plan") -> Plan:
             f"{source}: plan format {version or '(none)'} is not supported (this kcr reads {FORMAT_VERSION} and "
             "earlier 1.x); re-run `kcr plan --out` with this version, or apply with the kcr that made the plan"
         )
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(body))
+    from jsonschema.exceptions import best_match  # reading a plan file: making and writing one never needs it
+
+    error = best_match(_validator().iter_errors(body))
     if error is not None:
         raise not_a_plan(source, f"{_where(body, list(error.absolute_path))}: {_what(error)}{_for_action(body, error)}")
     check(body, source)
@@ -251,6 +253,8 @@ def _change_from_json(d: Mapping[str, Any]) -> Change:
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
 
 

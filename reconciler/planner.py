@@ -198,7 +198,7 @@ def _plan_space(
         change = _plan_connector(ctx, spec, live_by_id.get(spec.id), problems)
         if change is None:
             continue
-        if _matches(spec.id, want.settings.ignore):
+        if want.settings.ignore and _matches(spec.id, want.settings.ignore):
             problems.append(Problem.in_kibana(space, spec.id, "warning", f"{spec.key} is declared and also matches "
                                               "an `ignore` glob of the space; the declaration wins"))
         changes.append(change)
@@ -367,7 +367,7 @@ def _declared(
     reason: str,
     diffs: Sequence[FieldDiff],
     secrets: Status,
-    guard: Guard | None = None,
+    guard: Guard = Guard(),  # noqa: B008 - frozen, so one serves every unguarded change
 ) -> Change:
     """A change to a declared connector; `conn` is the live one, None for a create. Only a change
     that sends something carries what it sends: the desired state and this run's secret digest."""
@@ -385,7 +385,7 @@ def _declared(
         secrets=status,
         secret_keys_changed=keys,
         referenced_by_count=0 if conn is None else conn.referenced_by_count,
-        guard=guard or Guard(),
+        guard=guard,
         live_fingerprint=None if conn is None else live_fingerprint(conn),
         desired=_desired(spec) if sends else None,
         secret_digest=ctx.digests.get(spec.id) if sends else None,
@@ -398,17 +398,9 @@ def _delete(space: str, conn: LiveConnector) -> Change:
 
 
 def _live_only(space: str, conn: LiveConnector, action: Action, reason: str) -> Change:
-    return Change(
-        space=space,
-        id=conn.id,
-        action=action,
-        reason=reason,
-        name=conn.name,
-        type=conn.type,
-        live_type=conn.type,
-        referenced_by_count=conn.referenced_by_count,
-        live_fingerprint=live_fingerprint(conn),
-    )
+    return Change(space=space, id=conn.id, action=action, reason=reason, name=conn.name, type=conn.type,
+                  live_type=conn.type, referenced_by_count=conn.referenced_by_count,
+                  live_fingerprint=live_fingerprint(conn))
 
 
 def _guard(referenced_by_count: int | None, spec: ConnectorSpec | None) -> Guard:
@@ -462,12 +454,14 @@ def _disabled_types(desired: DesiredState, live: LiveState, scope: Sequence[str]
     `xpack.actions.enabledActionTypes`, for connectors nothing sends now (a send gets `_type_problems`'
     error): Kibana refuses to run them. Preconfigured connectors run whatever that list says
     (x-pack/plugins/actions/server/action_type_registry.ts, isActionExecutable), so they are left out."""
+    disabled = {type_id for type_id, info in live.connector_types.items() if not info.enabled_in_config}
+    if not disabled:  # the usual Kibana: no connector to look at
+        return []
     unchanged = {(c.space, c.id) for c in changes if c.action is Action.NOOP}
     users: dict[str, list[ConnectorSpec]] = {}
     for space in scope:
         for spec in desired.spaces[space].connectors if space in desired.spaces else ():
-            info = live.connector_types.get(spec.type)
-            if (space, spec.id) in unchanged and info is not None and not info.enabled_in_config:
+            if spec.type in disabled and (space, spec.id) in unchanged:
                 users.setdefault(spec.type, []).append(spec)
     return [Problem.in_kibana(specs[0].space, None, "warning", f"type {type_id} is not enabled in "
                               f"xpack.actions.enabledActionTypes (kibana.yml) of {live.kibana_url}, yet "

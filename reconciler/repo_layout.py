@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,13 +38,15 @@ class Walker:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.real_root = root.resolve()
+        self._inside = root.as_posix().rstrip("/") + "/"  # how the paths kcr builds under the root begin
         self.problems: list[Problem] = []
 
     def rel(self, path: Path) -> str:
-        try:
+        text = path.as_posix()
+        if text.startswith(self._inside):  # what relative_to says, without its walk over both paths' parts
+            text = text[len(self._inside):]
+        elif path.is_relative_to(self.root):
             text = path.relative_to(self.root).as_posix()
-        except ValueError:
-            text = path.as_posix()
         # A name that is not UTF-8 (undecodable bytes) is shown escaped rather than breaking the output.
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
@@ -90,13 +93,24 @@ class Walker:
 
     def entries(self, directory: Path) -> Iterator[tuple[Path, Path]]:
         """Each entry of `directory` in name order with its real path, bar placeholders and the links
-        `real()` refuses (with their problem)."""
+        `real()` refuses (with their problem). In a directory no link leads to (nearly every one), an
+        entry that is no link is where it appears, which is what `real()` would find resolving it."""
+        unlinked = self.unlinked(directory)
         for entry in sorted(directory.iterdir()):
             if self.placeholder(entry):
                 continue
-            real = self.real(entry)
+            real = unlinked / entry.name if unlinked is not None and _not_a_link(entry) else self.real(entry)
             if real is not None:
                 yield entry, real
+
+    def unlinked(self, directory: Path) -> Path | None:
+        """`directory`'s real path when it is where it appears in the repository (no link leads to it),
+        else None: then each entry is resolved and checked on its own."""
+        try:
+            lexical = self.real_root / directory.relative_to(self.root)
+            return lexical if directory.resolve(strict=True) == lexical else None
+        except (ValueError, OSError, RuntimeError):  # outside the root, gone, or a link loop
+            return None
 
     def document(self, path: Path, real: Path) -> Document | None:
         """`real` is read (what `real()` approved), `path` names it in problems."""
@@ -177,6 +191,14 @@ class Walker:
             else:
                 settings = (entry, real)
         return settings, files
+
+
+def _not_a_link(path: Path) -> bool:
+    """The entry exists and is no symbolic link (False when it cannot be told: `real()` then finds why)."""
+    try:
+        return not stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _link_target(path: Path) -> str:

@@ -390,50 +390,49 @@ def connector_rules(type_id: str, raw_config: Mapping[str, Any], config: Mapping
 # ---- what kcr validate asks offline ----------------------------------------------------------------
 
 
-def refusals(type_id: str, config: Mapping[str, Any], secrets: Mapping[str, Any]) -> list[Finding]:
-    """What Kibana would refuse of a connector whose config and secrets already passed the type's schema,
-    checked offline: secrets are placeholders, so only their presence counts and the secrets' own rules
-    (which read their values) are left to Kibana; allowed hosts are Kibana's setting, unknown here."""
-    if _facts(type_id).no_config_rules:
-        return []
-    filled = catalog.with_defaults(type_id, "config", config)
-    return (closed_values(type_id, config) or part_rules(type_id, "config", filled)
-            or connector_rules(type_id, config, filled, secrets))
-
-
-def stored_differently(type_id: str, config: Mapping[str, Any]) -> list[Finding]:
-    """Config that Kibana accepts but would store otherwise than written, which no plan could ever
-    converge: keys a non-strict schema drops (warnings), and xMatters' usesBasic, checked as false when
-    omitted but stored as true."""
-    facts = _facts(type_id)
-    if facts.type is None:
-        return []
-    out = []
-    if facts.type.strips_unknown:
-        for key in sorted(set(config) - facts.known):
-            out.append(Finding(("config", key), f"config.{key}: Kibana's {type_id} schema does not know "
-                               "this key and drops it on save; remove it", severity="warning"))
-    for key, advice in facts.read_as_sent.items():
-        if key not in config:
-            out.append(Finding(("config",), f"config.{key}: {advice}"))
-    return out
-
-
 @dataclass(frozen=True)
-class _Facts:
-    """What the offline checks read of a type on every connector, worked out once per catalogue entry."""
+class OfflineRules:
+    """A type's rules as `kcr validate` asks them of each connector, with what they read of the type worked
+    out once per catalogue entry (`offline_rules`): a caller checking many connectors of one type
+    (`connector_checks`) keeps it rather than asking again."""
 
+    type_id: str
     type: catalog.ConnectorType | None
     rules: TypeRules
     no_config_rules: bool  # `refusals` can find nothing: no closed values, checked or implied URL, nor rule
+    strips_unknown: bool  # Kibana drops config keys its schema does not know
     known: frozenset[str]  # the config schema's top-level keys
     read_as_sent: Mapping[str, str]
 
+    def refusals(self, config: Mapping[str, Any], secrets: Mapping[str, Any]) -> list[Finding]:
+        """What Kibana would refuse of a connector whose config and secrets already passed the type's
+        schema, checked offline: secrets are placeholders, so only their presence counts and the secrets'
+        own rules (which read their values) are left to Kibana; allowed hosts are Kibana's setting."""
+        if self.no_config_rules:
+            return []
+        filled = catalog.with_defaults(self.type_id, "config", config)
+        return (closed_values(self.type_id, config) or part_rules(self.type_id, "config", filled)
+                or connector_rules(self.type_id, config, filled, secrets))
 
-_FACTS: dict[str, _Facts] = {}
+    def stored_differently(self, config: Mapping[str, Any]) -> list[Finding]:
+        """Config that Kibana accepts but would store otherwise than written, which no plan could ever
+        converge: keys a non-strict schema drops (warnings), and xMatters' usesBasic, checked as false
+        when omitted but stored as true."""
+        out = []
+        if self.strips_unknown:
+            for key in sorted(set(config) - self.known):
+                out.append(Finding(("config", key), f"config.{key}: Kibana's {self.type_id} schema does not know "
+                                   "this key and drops it on save; remove it", severity="warning"))
+        for key, advice in self.read_as_sent.items():
+            if key not in config:
+                out.append(Finding(("config",), f"config.{key}: {advice}"))
+        return out
 
 
-def _facts(type_id: str) -> _Facts:
+_FACTS: dict[str, OfflineRules] = {}
+
+
+def offline_rules(type_id: str) -> OfflineRules:
     """The type's facts, kept while the catalogue entry and the rule table are the same objects (tests
     swap both), so a cached answer never outlives what it was read from."""
     ct, rules = catalog.get(type_id), _rules_of(type_id)
@@ -444,8 +443,9 @@ def _facts(type_id: str) -> _Facts:
              and (ct is None or not (ct.marked("config", "x-kibana-values") or checked_fields(type_id, "config")
                                      or ct.fixed_urls("config") or ct.marked("config", "x-kibana-default-url")
                                      or ct.marked("config", "x-kibana-implied-hosts"))))
-    facts = _Facts(ct, rules, quiet, frozenset((ct.config_schema.get("properties") or {}) if ct else ()),
-                   dict(ct.read_as_sent) if ct else {})
+    facts = OfflineRules(type_id, ct, rules, quiet, ct is not None and ct.strips_unknown,
+                         frozenset((ct.config_schema.get("properties") or {}) if ct else ()),
+                         dict(ct.read_as_sent) if ct else {})
     if len(_FACTS) < 1_000:
         _FACTS[type_id] = facts
     return facts

@@ -36,21 +36,24 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from reconciler import catalog
 from reconciler.errors import Problem
 from reconciler.file_problems import FileChecker, short
 from reconciler.repo_layout import SETTINGS_FILE, Walker
+from reconciler.schema_validator import SchemaValidator
 from reconciler.yamlload import Document, YamlError, join_path, parse
+
+if TYPE_CHECKING:
+    import jsonschema.protocols
+
+    from reconciler.schema_validator import Validator as _Validator
 
 BUNDLED = "kcr"  # the provenance of kcr's own schemas
 TYPES_DIR = "schemas/types"
 OPEN: Mapping[str, Any] = {"type": "object"}  # the schema of a part a type gives none for: any object
 TYPE_ID = re.compile(r"^\.[a-z0-9][a-z0-9_.-]*$")  # settings.schema.json's pattern: Kibana's ids are lowercase
-_Validator = jsonschema.protocols.Validator
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class TypeCatalog:
         key = (ctype.id, part)
         if key not in self._validators:
             schema = ctype.schema(part)
-            self._validators[key] = _validator_class(schema)(schema)
+            self._validators[key] = SchemaValidator(schema)
         return self._validators[key]
 
     def misspelling_of(self, type_id: str) -> str | None:
@@ -277,13 +280,19 @@ def _under(base: str, parts: tuple[str | int, ...]) -> str:
     return base
 
 
-def _validator_class(schema: Mapping[str, Any]) -> type[_Validator]:
+def _validator_class(schema: Mapping[str, Any]) -> type[jsonschema.protocols.Validator]:
+    import jsonschema  # a repository's own schema is checked as a JSON Schema: only jsonschema can say
+
     return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
 
 
-_DRAFTS = (jsonschema.Draft3Validator, jsonschema.Draft4Validator, jsonschema.Draft6Validator,
-           jsonschema.Draft7Validator, jsonschema.Draft201909Validator, jsonschema.Draft202012Validator)
-_KNOWN_DIALECTS = frozenset(str(d.META_SCHEMA.get("$id", d.META_SCHEMA.get("id", ""))).rstrip("#") for d in _DRAFTS)
+@cache
+def _known_dialects() -> frozenset[str]:
+    import jsonschema
+
+    drafts = (jsonschema.Draft3Validator, jsonschema.Draft4Validator, jsonschema.Draft6Validator,
+              jsonschema.Draft7Validator, jsonschema.Draft201909Validator, jsonschema.Draft202012Validator)
+    return frozenset(str(d.META_SCHEMA.get("$id", d.META_SCHEMA.get("id", ""))).rstrip("#") for d in drafts)
 
 
 def _schema_problems(schema: Mapping[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -300,14 +309,16 @@ def _schema_problems(schema: Mapping[str, Any]) -> Iterator[tuple[tuple[str | in
         unusable = True
     if unusable:
         return
-    if "$schema" in schema and str(schema["$schema"]).rstrip("#") not in _KNOWN_DIALECTS:
+    if "$schema" in schema and str(schema["$schema"]).rstrip("#") not in _known_dialects():
         yield ("$schema",), (f"unknown $schema {short(str(schema['$schema']))}; use "
                              "https://json-schema.org/draft/2020-12/schema or leave it out")
         return
+    from jsonschema import SchemaError
+
     cls = _validator_class(schema)
     try:
         cls.check_schema(dict(schema))
-    except jsonschema.SchemaError as exc:
+    except SchemaError as exc:
         yield tuple(exc.path), f"not a valid JSON Schema: {exc.message[:300]}"
         return
     try:
@@ -353,6 +364,6 @@ def _entry_validators() -> tuple[_Validator, _Validator]:
     settings = json.loads((catalog.SCHEMA_DIR / "settings.schema.json").read_text(encoding="utf-8"))
 
     def one(name: str) -> _Validator:
-        return jsonschema.Draft202012Validator({"$defs": settings["$defs"], "$ref": f"#/$defs/{name}"})
+        return SchemaValidator({"$defs": settings["$defs"], "$ref": f"#/$defs/{name}"})
 
     return one("connectorType"), one("connectorTypeFile")

@@ -15,8 +15,9 @@ Every failure is a `YamlError` carrying `errors.Problem`s, never another excepti
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,30 @@ MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000
 MAX_DEPTH = 64
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # same nodes, faster
+_Parser: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # same nodes, faster
+_RESOLVER = yaml.resolver.Resolver()  # the one SafeLoader mixes in
+
+
+@functools.lru_cache(maxsize=4096)
+def _implicit_tag(kind: type[yaml.Node], value: str | None, implicit: bool | tuple[bool, bool]) -> str:
+    """SafeLoader's tag for an untagged node. It depends on these arguments alone (kcr adds no path
+    resolvers), and a file repeats its keys and many values, so each is resolved by the regular
+    expressions once; PyYAML would call back into them for every scalar of every file. The cache holds
+    at most 4096 strings, which the parsed documents hold anyway."""
+    tag: str = _RESOLVER.resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+    return tag
+
+
+class _Loader(_Parser):  # type: ignore[misc,valid-type]
+    resolve = staticmethod(_implicit_tag)  # called by the parser with the node's kind, text and implicit flags
+
+    # The parser reports each step down and up for path resolvers, which kcr has none of.
+    def descend_resolver(self, current_node: yaml.Node | None, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
 
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
@@ -42,6 +66,7 @@ _MERGE = "tag:yaml.org,2002:merge"
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 _SCALARS = {_NULL, _BOOL, _INT, _FLOAT}
+_Scalar = yaml.ScalarNode
 
 
 class YamlError(ReconcilerError):
@@ -62,13 +87,40 @@ class Document:
     keys: Mapping[str, Location] = field(default_factory=dict)  # field path -> where its key is written
 
 
+class _KeyPositions(Mapping[str, Location]):
+    """Where each key is written, made a Location only when asked: only a problem about a key (an
+    unknown one) asks, and the parser's marks exist anyway, so the keys of a clean file cost nothing."""
+
+    def __init__(self, file: str, marks: dict[str, yaml.Mark]) -> None:
+        self._file = file
+        self._marks = marks
+
+    def __getitem__(self, path: str) -> Location:
+        mark = self._marks[path]
+        return Location(self._file, mark.line + 1, mark.column + 1)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._marks)
+
+    def __len__(self) -> int:
+        return len(self._marks)
+
+
 def join_path(base: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{base}[{key}]"
+    step = _key_step(key)
+    return base + step if base else step.removeprefix(".")
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_step(key: str) -> str:
+    """How `key` extends a path: `.key`, or `["key"]` when it is not a plain name. Files repeat the
+    same few keys thousands of times, so each is looked at once."""
     if key.isidentifier() or (key and _PLAIN_KEY.fullmatch(key) is not None):
-        return f"{base}.{key}" if base else key
+        return f".{key}"
     quoted = key.replace("\\", "\\\\").replace('"', '\\"')
-    return f'{base}["{quoted}"]'
+    return f'["{quoted}"]'
 
 
 class _Builder:
@@ -78,7 +130,7 @@ class _Builder:
         self.max_depth = max_depth
         self.visited = 0
         self.locations: dict[str, Location] = {}
-        self.keys: dict[str, Location] = {}
+        self.keys: dict[str, yaml.Mark] = {}
         self.active: set[int] = set()  # nodes being built: an alias to one of them is a cycle
         self._scalars = yaml.constructor.SafeConstructor()
 
@@ -96,18 +148,12 @@ class _Builder:
                             "anchors and aliases may not expand beyond that bound", path)
         if depth > self.max_depth:
             raise self.fail(node, f"nesting deeper than {self.max_depth} levels", path)
-        if isinstance(node, yaml.ScalarNode):  # never in `active`, which holds only collections
-            if path not in self.locations:
-                mark = node.start_mark
-                self.locations[path] = Location(self.file, mark.line + 1, mark.column + 1)
-            tag = node.tag
-            if tag in (_STR, _TIMESTAMP):
-                return str(node.value)  # a date stays the text written: JSON has no date type
+        if path not in self.locations:
+            self.locations[path] = self.loc(node)
+        if isinstance(node, _Scalar):  # never in `active`, which holds only collections
             return self.scalar(node, path)
         if id(node) in self.active:
             raise self.fail(node, "an alias refers to a value that contains it (recursive anchor)", path)
-        if path not in self.locations:
-            self.locations[path] = self.loc(node)
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -131,27 +177,31 @@ class _Builder:
 
     def mapping(self, node: yaml.MappingNode, path: str, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        seen: dict[str, yaml.Node] = {}
-        merges: list[tuple[yaml.Node, str]] = []
-        keys = self.keys
+        merges: list[yaml.Node] = []
+        keys, locations, file = self.keys, self.locations, self.file
         for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _MERGE:
-                merges.append((value_node, path))
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
+            if not isinstance(key_node, _Scalar):
                 raise self.fail(key_node, "a mapping key must be a plain string", path)
+            if key_node.tag == _MERGE:
+                merges.append(value_node)
+                continue
             key = str(key_node.value)  # as written: `on:` stays "on", `1:` stays "1"
-            if key in seen:
-                first = seen[key].start_mark.line + 1
-                raise self.fail(key_node, f"duplicate key {key!r} (first defined at line {first}, "
-                                f"again at line {key_node.start_mark.line + 1})", join_path(path, key))
-            seen[key] = key_node
             sub = join_path(path, key)
-            if sub not in keys:
-                mark = key_node.start_mark
-                keys[sub] = Location(self.file, mark.line + 1, mark.column + 1)
-            out[key] = self.build(value_node, sub, depth + 1)
-        for value_node, _ in merges:  # `<<: *base` fills in keys not written out, as YAML 1.1 says
+            if key in out:  # merged keys are added below, so `out` holds the keys written so far
+                first = next(k for k, _ in node.value if k.tag != _MERGE and str(k.value) == key)
+                raise self.fail(key_node, f"duplicate key {key!r} (first defined at line {first.start_mark.line + 1}, "
+                                f"again at line {key_node.start_mark.line + 1})", sub)
+            keys.setdefault(sub, key_node.start_mark)
+            if value_node.tag == _STR and isinstance(value_node, _Scalar) and self.visited < self.max_nodes \
+                    and depth < self.max_depth:  # the common leaf, as build() would take it, without the call
+                self.visited += 1
+                if sub not in locations:
+                    mark = value_node.start_mark
+                    locations[sub] = Location(file, mark.line + 1, mark.column + 1)
+                out[key] = str(value_node.value)
+            else:
+                out[key] = self.build(value_node, sub, depth + 1)
+        for value_node in merges:  # `<<: *base` fills in keys not written out, as YAML 1.1 says
             sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
             for source in sources:
                 merged = self.build(source, path, depth + 1)
@@ -232,7 +282,7 @@ def parse(data: bytes, file: str, *, max_bytes: int = MAX_BYTES, max_nodes: int 
         return Document(None, {"": Location(file, 1, 1)})
     builder = _Builder(file, max_nodes, max_depth)
     value = builder.build(node, "", 0)
-    return Document(value, builder.locations, builder.keys)
+    return Document(value, builder.locations, _KeyPositions(file, builder.keys))
 
 
 def load_file(path: Path, file: str, *, max_bytes: int = MAX_BYTES) -> Document:

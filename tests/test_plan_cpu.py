@@ -47,9 +47,9 @@ CONFIGS: list[dict[str, Any]] = [{}, {"url": "not a url"}, {"url": "https://x.ex
 
 @pytest.mark.parametrize("type_id", sorted(catalog.types()))
 def test_a_type_without_config_rules_is_skipped_only_where_the_rules_find_nothing(type_id: str) -> None:
-    """`refusals` returns at once for a type `_facts` finds without config rules; the full pass over the
+    """`refusals` returns at once for a type `offline_rules` finds without config rules; the full pass over the
     same configs must then find nothing, and a type with rules must not be marked so."""
-    facts = type_rules._facts(type_id)
+    facts = type_rules.offline_rules(type_id)
     ct = catalog.types()[type_id]
     has_data_rules = bool(ct.marked("config", "x-kibana-values") or type_rules.checked_fields(type_id, "config")
                           or ct.fixed_urls("config") or ct.marked("config", "x-kibana-default-url")
@@ -62,16 +62,16 @@ def test_a_type_without_config_rules_is_skipped_only_where_the_rules_find_nothin
             filled = catalog.with_defaults(type_id, "config", config)
             full = (type_rules.closed_values(type_id, config) or type_rules.part_rules(type_id, "config", filled)
                     or type_rules.connector_rules(type_id, config, filled, {}))
-            assert full == [] and type_rules.refusals(type_id, config, {}) == []
+            assert full == [] and type_rules.offline_rules(type_id).refusals(config, {}) == []
 
 
 def test_the_rules_shortcut_is_not_kept_past_a_catalogue_change(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests (and the sandbox) swap the catalogue; the facts are read again from the entry now in it."""
-    before = type_rules._facts(".index")
+    before = type_rules.offline_rules(".index")
     assert before.no_config_rules and before.type is not None
     changed = catalog.ConnectorType(**{**before.type.__dict__, "allowed_hosts_checked": ("config.index",)})
     monkeypatch.setattr(catalog, "get", lambda t: changed if t == ".index" else None)
-    assert type_rules._facts(".index").no_config_rules is False
+    assert type_rules.offline_rules(".index").no_config_rules is False
 
 
 def _locations_by_item_long_way(doc: Document) -> dict[int, dict[str, Location]]:

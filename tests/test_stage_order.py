@@ -16,13 +16,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reconciler"
 RANKS: dict[str, int] = {
     # foundations: records, errors, safe readers, limits, per-type data
     **dict.fromkeys(["reconciler", "model", "errors", "files", "jsondepth", "jsurl", "deadline", "retry",
-                     "masking", "catalog", "yamlload", "fastschema"], 0),
+                     "masking", "catalog", "yamlload", "fastschema", "schema_validator"], 0),
     # reference syntax and the backends' offline checks (validation needs them before any secret is read)
     **dict.fromkeys(["references", "type_rules", "variables", "environments", "secret_backends", "secret_backends.base",
                      "secret_backends.env", "secret_backends.file", "secret_backends.guard",
                      "secret_backends.vault"], 1),
     # files -> desired state
-    **dict.fromkeys(["file_problems", "repo_layout", "user_types", "connector_checks", "desired"], 2),
+    **dict.fromkeys(["file_problems", "repo_layout", "user_types", "connector_checks", "settings_files",
+                     "desired"], 2),
     # references -> values
     "secrets": 3,
     # reading Kibana

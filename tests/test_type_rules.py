@@ -125,5 +125,5 @@ def test_a_new_type_gets_its_schema_declared_data_rules(add_type: Callable[..., 
     assert type_rules.part_rules(".chat-next", "secrets", {"token": "t"}, ["api.chat.example"]) == []
     [unparsable] = type_rules.part_rules(".hook-next", "secrets", {"webhookUrl": "not a url"})
     assert unparsable.message == "error validating action type secrets: chat-next: no host in webhookUrl"
-    [omitted] = type_rules.stored_differently(".pager-next", {"configUrl": "https://x.example"})
+    [omitted] = type_rules.offline_rules(".pager-next").stored_differently({"configUrl": "https://x.example"})
     assert omitted.message.startswith("config.usesBasic: set it explicitly")

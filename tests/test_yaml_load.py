@@ -10,6 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler import yamlload
+from reconciler.model import Location
 from reconciler.yamlload import Document, YamlError, load_file, parse
 
 
@@ -125,3 +127,72 @@ def test_any_bytes_end_in_document_or_yaml_error(data: bytes) -> None:
         assert exc.problems and all(p.file == "h.yaml" for p in exc.problems)
     else:
         assert isinstance(doc, Document)
+
+
+@pytest.mark.parametrize(
+    ("data", "limits", "problem"),
+    [
+        (b"a: x\nb: [y]\n", {"max_nodes": 4}, None),
+        (b"a: x\nb: [y]\n", {"max_nodes": 3}, ("the document expands to more than 3 values", 2, 5, "b[0]")),
+        (b"a: x\nb: {c: y}\n", {"max_nodes": 3}, ("the document expands to more than 3 values", 2, 8, "b.c")),
+        (b"a: x\nb: {c: y}\n", {"max_depth": 2}, None),
+        (b"a: x\nb: {c: y}\n", {"max_depth": 1}, ("nesting deeper than 1 levels", 2, 8, "b.c")),
+        (b"a: x\nb: {c: !!int 1}\n", {"max_depth": 1}, ("nesting deeper than 1 levels", 2, 8, "b.c")),
+    ],
+)
+def test_bounds_hold_for_every_kind_of_leaf(data: bytes, limits: dict[str, int],
+                                            problem: tuple[str, int, int, str] | None) -> None:
+    """A string under a key is built without a call of its own: the node budget and the depth bound
+    still count it, and name it, as they do any other value."""
+    if problem is None:
+        parse(data, "f.yaml", **limits)
+        return
+    with pytest.raises(YamlError) as info:
+        parse(data, "f.yaml", **limits)
+    p = info.value.problems[0]
+    assert p.message.startswith(problem[0]) and (p.line, p.column, p.path) == problem[1:]
+
+
+def test_duplicates_beside_merge_keys() -> None:
+    doc = parse(b"base: &b {x: 1}\nuse:\n  <<: *b\n  x: 2\n", "f.yaml")  # a merged key is no duplicate
+    assert doc.value["use"] == {"x": 2}
+    with pytest.raises(YamlError) as info:
+        parse(b"base: &b {x: 1}\nuse:\n  <<: *b\n  y: 3\n  x: 2\n  y: 4\n", "f.yaml")
+    p = info.value.problems[0]
+    assert (p.message, p.line, p.column, p.path) == \
+        ("duplicate key 'y' (first defined at line 4, again at line 6)", 6, 3, "use.y")
+
+
+def test_key_positions_are_a_mapping() -> None:
+    doc = parse(b"a: 1\nb:\n  c: [1]\n  'd e': 2\n", "f.yaml")
+    assert dict(doc.keys) == {"a": Location("f.yaml", 1, 1), "b": Location("f.yaml", 2, 1),
+                              "b.c": Location("f.yaml", 3, 3), 'b["d e"]': Location("f.yaml", 4, 3)}
+    assert doc.keys.get("b.c") == Location("f.yaml", 3, 3)
+    assert doc.keys.get("b.c[0]") is None and "a" in doc.keys and len(doc.keys) == 4
+
+
+def _tags(node: yaml.Node) -> list[str]:
+    if isinstance(node, yaml.ScalarNode):
+        return [node.tag]
+    children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+    return [node.tag] + [tag for child in children for tag in _tags(child)]
+
+
+scalar_text = st.sampled_from(["1", "-1", "+1", "0x1f", "0o17", "1_000", "1.5", ".5", "1e3", ".inf", "-.Inf",
+                               ".nan", "yes", "No", "on", "OFF", "true", "~", "null", "", "2020-01-01",
+                               "2001-12-14 21:59:43.10 -5", "<<", "=", "x", "1:2", "190:20:30"]) | st.text(
+    alphabet="0123456789.-+_:eExXoOabnNuyYlLtT~ ", max_size=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(scalar_text, min_size=1, max_size=6))
+def test_tags_are_pyyaml_safe_loaders(scalars: list[str]) -> None:
+    """The parser's tag resolution (remembered per value) tags every node as SafeLoader does, however
+    often a value comes back."""
+    text = "".join(f"- {s}\n- [{s}]\n- {{k{i}: {s}}}\n" for i, s in enumerate(scalars * 2))
+    try:
+        safe = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return
+    ours = yaml.compose(text, Loader=yamlload._Loader)
+    assert safe is not None and ours is not None and _tags(ours) == _tags(safe)
