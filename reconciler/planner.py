@@ -28,7 +28,7 @@ from reconciler.model import (
     SecretDigest,
     SpaceSettings,
 )
-from reconciler.plan import Action, Change, Desired, FieldDiff, Guard, Plan, SecretsStatus, live_fingerprint
+from reconciler.plan import Action, Change, Desired, FieldDiff, Guard, Plan, SecretsStatus
 from reconciler.plansecrets import Status, new_secrets, plaintext_problems, secrets_status
 from reconciler.selection import Selection
 from reconciler.yamlload import join_path
@@ -386,7 +386,7 @@ def _declared(
         secret_keys_changed=keys,
         referenced_by_count=0 if conn is None else conn.referenced_by_count,
         guard=guard,
-        live_fingerprint=None if conn is None else live_fingerprint(conn),
+        live_fingerprint=conn,  # hashed only when read (a saved plan, apply)
         desired=_desired(spec) if sends else None,
         secret_digest=ctx.digests.get(spec.id) if sends else None,
     )
@@ -400,7 +400,7 @@ def _delete(space: str, conn: LiveConnector) -> Change:
 def _live_only(space: str, conn: LiveConnector, action: Action, reason: str) -> Change:
     return Change(space=space, id=conn.id, action=action, reason=reason, name=conn.name, type=conn.type,
                   live_type=conn.type, referenced_by_count=conn.referenced_by_count,
-                  live_fingerprint=live_fingerprint(conn))
+                  live_fingerprint=conn)
 
 
 def _guard(referenced_by_count: int | None, spec: ConnectorSpec | None) -> Guard:

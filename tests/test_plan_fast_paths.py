@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from reconciler import jsondepth, normalize
 from reconciler.answers import connector_field_error
 from reconciler.model import LiveConnector
-from reconciler.plan import live_fingerprint
+from reconciler.plan import Action, Change, live_fingerprint
 
 # --- the reference forms (as they were before the shortcuts) ------------------------------------------------
 
@@ -172,6 +172,24 @@ def test_the_live_fingerprint_is_pinned() -> None:
     text = '{"config": {"index": "x", "refresh": false}, "id": "a", "is_missing_secrets": false, ' \
            '"name": "Index", "type": ".index"}'
     assert live_fingerprint(conn) == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_a_change_hashes_its_live_connector_only_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planner hands Change the live connector; the fingerprint read is the eager one, equal to (and
+    hashing like) a Change given the text, and read-only like every other field."""
+    conn = LiveConnector(id="a", name="Index", type=".index", config={"refresh": False, "index": "x"})
+    calls: list[LiveConnector] = []
+    monkeypatch.setattr("reconciler.plan.live_fingerprint", lambda c: calls.append(c) or live_fingerprint(c))
+    lazy = Change(space="s", id="a", action=Action.NOOP, reason="r", name="Index", type=".index", live_fingerprint=conn)
+    assert calls == []
+    assert lazy.live_fingerprint == live_fingerprint(conn)
+    assert lazy.live_fingerprint == live_fingerprint(conn) and calls == [conn]  # hashed once
+    eager = Change(space="s", id="a", action=Action.NOOP, reason="r", name="Index", type=".index",
+                   live_fingerprint=live_fingerprint(conn))
+    assert lazy == eager and hash(lazy) == hash(eager) and repr(lazy) == repr(eager)
+    assert Change(space="s", id="a", action=Action.CREATE, reason="r", name="n", type="t").live_fingerprint is None
+    with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
+        lazy.live_fingerprint = "x"  # type: ignore[misc]
 
 
 # --- a listed connector's refusals, word for word ------------------------------------------------------------
