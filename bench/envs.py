@@ -12,7 +12,7 @@ what the repository declares for its environment, so every plan is all no-op.
 
 Each `kcr` command runs as a user runs it: a whole `python -m reconciler` process, its CPU (user+sys,
 from os.wait4) and wall measured; the best of --repeat runs is kept. The floor is a process that only
-imports httpx and fetches the same lists (one environment's, then every environment's on a pool of 8
+imports httpx and fetches the same lists (one environment's, then every environment's on a pool of 16
 threads as --all-envs does). Figures are printed as a table; nothing is asserted.
 """
 
@@ -60,7 +60,7 @@ def lists(job):
         c.get("/api/actions/connector_types").raise_for_status()
         return sum(len(c.get(("" if s == "default" else f"/s/{s}") + "/api/actions/connectors").json())
                    for s in spaces)
-with ThreadPoolExecutor(max_workers=8) as pool:
+with ThreadPoolExecutor(max_workers=16) as pool:
     print(sum(pool.map(lists, jobs)))
 """
 
@@ -221,7 +221,7 @@ def main() -> None:
             floor_one = best([sys.executable, "-c", FLOOR, json.dumps(one_job)], env, root, a.repeat)
             floor_all = best([sys.executable, "-c", FLOOR, json.dumps(every_job)], env, root, a.repeat)
             row("floor: httpx, one environment's lists", floor_one, f"{floor_one.out.strip()} connectors")
-            row(f"floor: httpx, all {e} environments' lists (8 threads)", floor_all,
+            row(f"floor: httpx, all {e} environments' lists (16 threads)", floor_all,
                 f"{floor_all.out.strip()} connectors")
             ratio = all_envs.wall / slowest.wall
             print(f"\n  --all-envs wall / slowest single-environment wall: {ratio:.2f}x (issue #13 asks <= 1.5x)")

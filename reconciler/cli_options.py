@@ -136,7 +136,7 @@ def plan_options(f: F) -> F:
 
 def all_envs_options(f: F) -> F:
     f = click.option("--env-parallelism", type=click.IntRange(1, 64), default=None, metavar="N",
-                     help="With --all-envs: plan at most N environments at a time (default 8).")(f)
+                     help="With --all-envs: plan at most N environments at a time (default 16).")(f)
     return click.option("--all-envs", is_flag=True,
                         help="Plan every kcr.yaml environment (each with its own Kibana URL) into one report, "
                              "a section per environment; exit 1 if any errored.")(f)
