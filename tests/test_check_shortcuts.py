@@ -7,19 +7,18 @@ skipped. Each test runs the shortcut next to the long way."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import jsonschema
 import pytest
 
 from reconciler import catalog, fastschema
-from reconciler.connector_checks import ConnectorChecks, _Kind, locations_by_item
+from reconciler.connector_checks import ConnectorChecks, _Kind
 from reconciler.file_problems import FileChecker
-from reconciler.model import Location, Settings
+from reconciler.model import Settings
 from reconciler.user_types import BUNDLED_ONLY
 from reconciler.variables import Scope
-from reconciler.yamlload import Document, parse
+from reconciler.yamlload import Document
 
 SHAPES: list[tuple[dict[str, Any], list[Any]]] = [
     ({"type": "string", "minLength": 2, "maxLength": 3, "pattern": "^a"},
@@ -74,22 +73,3 @@ def _checked(item: dict[str, Any], scope: Scope | None) -> tuple[Any, list[Any]]
 def test_a_connector_without_vars_is_checked_alike_with_or_without_a_scope(item: dict[str, Any]) -> None:
     scope = Scope(Settings(), None, {}, "KIBANA_JWT").for_space("default")
     assert _checked(item, scope) == _checked(item, None)
-
-
-def _locations_by_item_long_way(doc: Document) -> dict[int, dict[str, Location]]:
-    out: dict[int, dict[str, Location]] = {}
-    for path, loc in doc.locations.items():
-        match = re.match(r"^connectors\[(\d+)\]", path)
-        if match:
-            rest = path[match.end():]
-            out.setdefault(int(match.group(1)), {})[rest[1:] if rest.startswith(".") else rest] = loc
-    return out
-
-
-@pytest.mark.parametrize("text", [
-    'connectors:\n - {"a b": 1, id: x, c: {"q r": [1, {z: 2}]}}\n - [1, [2]]\n - {id: y}\nenvironments: [a]\n',
-    "x: 1\nconnectors:\n" + "".join(f' - {{id: a{i}, "k k": {{y: 1}}, c: {{d: 1}}}}\n' for i in range(13)),
-])
-def test_positions_by_item_with_quoted_keys_and_lists_as_the_regex_finds_them(text: str) -> None:
-    doc = parse(text.encode(), "f.yaml")
-    assert locations_by_item(doc) == _locations_by_item_long_way(doc)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from helpers.applier_fakes import FakeClient, FakeResolver, by_address, change, cid, live, plan_of, run
-from helpers.builders import desired, live_state, spec
+from helpers.builders import LISTED_ID, desired, listed_body, live_state, spec
 from helpers.cli import run_main, write_repo
 
 from reconciler import planfile as plan_json
@@ -31,23 +31,13 @@ from reconciler.planner import make_plan
 from reconciler.sandbox import Sandbox
 
 KIBANA = "http://kibana.test"
-CID = "0f8c6a52-5d0e-4b8e-9a51-6b6372000001"
+CID = LISTED_ID
 STRAY = "7c1b2f6e-9a7d-4b1e-8c3f-2d4e5f6a7b8c"
 LOGS_ID = derive_connector_id("default", "logs")
 MUTATING = ("POST", "PUT", "DELETE")
 
 
 # --- answers checked field by field -------------------------------------------------------------------------
-
-
-def listed_body(**changes: Any) -> dict[str, Any]:
-    """One entry of GET .../api/actions/connectors as Kibana 8 answers it; a value of ... drops the field."""
-    body: dict[str, Any] = {
-        "id": CID, "name": "Slack", "connector_type_id": ".slack", "config": {}, "is_preconfigured": False,
-        "is_deprecated": False, "is_missing_secrets": False, "is_system_action": False, "referenced_by_count": 0,
-    }
-    body.update(changes)
-    return {k: v for k, v in body.items() if v is not ...}
 
 
 def answering(body: Any) -> KibanaClient:

@@ -90,6 +90,8 @@ def _locations_by_item_long_way(doc: Document) -> dict[int, dict[str, Location]]
     "connectors: []\n",
     "connectors: {'1': {a: 1}}\nother: {connectors: 1}\n",
     "base: &b {id: x, config: {k: 1}}\nconnectors:\n  - *b\n  - <<: *b\n    name: m\n",
+    'connectors:\n - {"a b": 1, id: x, c: {"q r": [1, {z: 2}]}}\n - [1, [2]]\n - {id: y}\nenvironments: [a]\n',
+    "x: 1\nconnectors:\n" + "".join(f' - {{id: a{i}, "k k": {{y: 1}}, c: {{d: 1}}}}\n' for i in range(13)),
 ])
 def test_positions_by_item_as_the_regex_finds_them(text: str) -> None:
     doc = parse(text.encode(), "f.yaml")

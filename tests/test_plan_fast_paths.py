@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from helpers.builders import LISTED_ID, listed_body
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -194,17 +195,7 @@ def test_a_change_hashes_its_live_connector_only_when_read(monkeypatch: pytest.M
 
 # --- a listed connector's refusals, word for word ------------------------------------------------------------
 
-CID = "0f8c6a52-5d0e-4b8e-9a51-6b6372000001"
-NAMED = f"connector {CID!r} "
-
-
-def _listed(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": CID, "name": "Slack", "connector_type_id": ".slack", "config": {}, "is_preconfigured": False,
-        "is_deprecated": False, "is_missing_secrets": False, "is_system_action": False, "referenced_by_count": 0,
-    }
-    body.update(changes)
-    return {k: v for k, v in body.items() if v is not ...}
+NAMED = f"connector {LISTED_ID!r} "
 
 
 @pytest.mark.parametrize(("changes", "listed", "message"), [
@@ -232,4 +223,4 @@ def _listed(**changes: Any) -> dict[str, Any]:
     ({}, True, None),
 ])
 def test_a_connector_is_refused_in_the_same_words(changes: dict[str, Any], listed: bool, message: str | None) -> None:
-    assert connector_field_error(_listed(**changes), listed=listed) == message
+    assert connector_field_error(listed_body(**changes), listed=listed) == message

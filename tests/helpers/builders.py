@@ -209,3 +209,17 @@ def mixed_plan(secret_value: str = "s3cr3t-value") -> Plan:
     """The plan as the CLI makes it: make_plan, then the rules of the blocked connectors attached."""
     want, have, digests, record = mixed_inputs(secret_value)
     return attach_rules(make_plan(want, have, digests=digests, record=record), MIXED_RULES)
+
+
+LISTED_ID = "0f8c6a52-5d0e-4b8e-9a51-6b6372000001"
+
+
+def listed_body(**changes: Any) -> dict[str, Any]:
+    """One entry of GET .../api/actions/connectors as Kibana 8 answers it (id LISTED_ID); a value of ...
+    drops the field."""
+    body: dict[str, Any] = {
+        "id": LISTED_ID, "name": "Slack", "connector_type_id": ".slack", "config": {}, "is_preconfigured": False,
+        "is_deprecated": False, "is_missing_secrets": False, "is_system_action": False, "referenced_by_count": 0,
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not ...}
