@@ -191,6 +191,9 @@ class _Compiler:
                 continue
             if key in ("properties", "patternProperties", "additionalProperties"):
                 continue  # together, below
+            if key in _SIZE_BOUNDS:
+                checks.append(_size_bound(key, value))
+                continue
             maker = getattr(self, "k_" + key.replace("$", "_"), None)
             if maker is None:
                 raise _NotCompiled(key)
@@ -223,30 +226,6 @@ class _Compiler:
             raise _NotCompiled("pattern")
         search = re.compile(value).search
         return lambda x: not isinstance(x, str) or search(x) is not None
-
-    def k_minLength(self, value: Any, schema: Mapping[str, Any]) -> Check:
-        bound = _bound(value)
-        return lambda x: not isinstance(x, str) or len(x) >= bound
-
-    def k_maxLength(self, value: Any, schema: Mapping[str, Any]) -> Check:
-        bound = _bound(value)
-        return lambda x: not isinstance(x, str) or len(x) <= bound
-
-    def k_minItems(self, value: Any, schema: Mapping[str, Any]) -> Check:
-        bound = _bound(value)
-        return lambda x: not isinstance(x, list) or len(x) >= bound
-
-    def k_maxItems(self, value: Any, schema: Mapping[str, Any]) -> Check:
-        bound = _bound(value)
-        return lambda x: not isinstance(x, list) or len(x) <= bound
-
-    def k_minProperties(self, value: Any, schema: Mapping[str, Any]) -> Check:
-        bound = _bound(value)
-        return lambda x: not isinstance(x, dict) or len(x) >= bound
-
-    def k_maxProperties(self, value: Any, schema: Mapping[str, Any]) -> Check:
-        bound = _bound(value)
-        return lambda x: not isinstance(x, dict) or len(x) <= bound
 
     def k_uniqueItems(self, value: Any, schema: Mapping[str, Any]) -> Check:
         if value is not True:
@@ -388,6 +367,21 @@ def _required(value: Any) -> frozenset[str]:
     if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
         raise _NotCompiled("required")
     return frozenset(value)
+
+
+# minLength and the like: the JSON type each bounds the size of, and whether the bound is a minimum.
+_SIZE_BOUNDS: dict[str, tuple[type[str | list[Any] | dict[str, Any]], bool]] = {
+    "minLength": (str, True), "maxLength": (str, False), "minItems": (list, True), "maxItems": (list, False),
+    "minProperties": (dict, True), "maxProperties": (dict, False),
+}
+
+
+def _size_bound(key: str, value: Any) -> Check:
+    of, at_least = _SIZE_BOUNDS[key]
+    bound = _bound(value)
+    if at_least:
+        return lambda x: not isinstance(x, of) or len(x) >= bound
+    return lambda x: not isinstance(x, of) or len(x) <= bound
 
 
 def _bound(value: Any) -> int:

@@ -26,9 +26,15 @@ def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> None
             os.unlink(tmp)
         raise
     if durable:  # the rename itself survives a power cut only once the directory is synced
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        sync_directory(path.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """A file created or renamed in `directory` keeps its name through a power cut only once the
+    directory itself is synced. Best effort: some filesystems refuse to open or sync a directory."""
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

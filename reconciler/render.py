@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from reconciler.apply_report import ActionResult, ApplyReport, Status, exit_code
@@ -105,6 +106,17 @@ def _value(value: Any, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _left_alone(title: str, changes: Sequence[Change], colour: str, color: bool) -> list[str]:
+    """A section of connectors the plan shows but never touches, or nothing when there are none."""
+    if not changes:
+        return []
+    lines = [title]
+    for c in changes:
+        line = f"  ? {c.address}  {json.dumps(c.name, ensure_ascii=False)}  [{c.type}]  {c.reason}"
+        lines.append(paint(_COLOUR[colour], _clean(line), color))
+    return [*lines, ""]
+
+
 def _clean(text: str) -> str:
     return text.translate(_CONTROL)
 
@@ -167,20 +179,11 @@ def text(plan: Plan, color: bool) -> str:
             guard = _clean(guard)
             lines.append(f"      guard: {paint(_COLOUR['!'], guard, color) if change.guard.blocked else guard}")
         lines.append("")
-    gone = removed(plan)
-    if gone:
-        lines.append("Removed from the files, still in Kibana (kcr applied them; the space does not prune):")
-        for c in gone:
-            line = f"  ? {c.address}  {json.dumps(c.name, ensure_ascii=False)}  [{c.type}]  {c.reason}"
-            lines.append(paint(_COLOUR["!"], _clean(line), color))
-        lines.append("")
-    unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED and not c.removed_from_files]
-    if unmanaged:
-        lines.append("Unmanaged (not declared in this space, left alone):")
-        for c in unmanaged:
-            line = f"  ? {c.address}  {json.dumps(c.name, ensure_ascii=False)}  [{c.type}]  {c.reason}"
-            lines.append(paint(_COLOUR["?"], _clean(line), color))
-        lines.append("")
+    lines += _left_alone("Removed from the files, still in Kibana (kcr applied them; the space does not prune):",
+                         removed(plan), "!", color)
+    lines += _left_alone("Unmanaged (not declared in this space, left alone):",
+                         [c for c in plan.changes if c.action is Action.UNMANAGED and not c.removed_from_files],
+                         "?", color)
     if plan.problems:
         lines.append("Problems:")
         for p in plan.problems:

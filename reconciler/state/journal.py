@@ -33,6 +33,7 @@ from typing import Any
 
 from reconciler import jsondepth
 from reconciler.errors import StateError
+from reconciler.files import sync_directory
 from reconciler.model import SecretDigest
 from reconciler.state.record import Stored, parse_record, unkeyed
 
@@ -78,12 +79,7 @@ def append(path: Path, line: bytes) -> None:
     finally:
         os.close(fd)
     if created:  # the new file's name survives a power cut only once its directory is synced
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        sync_directory(path.parent)
 
 
 def _torn_tail(path: Path, size: int) -> bool:

@@ -272,6 +272,21 @@ def without_versioned(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def create(kb: Kibana, type_id: str, config: Any = None, secrets: Any = None) -> httpx.Response:
+    """POST a connector named "c" of `type_id` in the default space (secrets sent only when given)."""
+    body: dict[str, Any] = {"name": "c", "connector_type_id": type_id, "config": config or {}}
+    if secrets is not None:
+        body["secrets"] = secrets
+    return kb.request("POST", "/api/actions/connector", space="default", body=body)
+
+
+def refused(resp: httpx.Response) -> str:
+    """The message of a 400 (the test fails on any other status)."""
+    assert resp.status_code == 400, resp.text
+    message: str = resp.json()["message"]
+    return message
+
+
 def connector_body(
     connector_id: str,
     name: str,

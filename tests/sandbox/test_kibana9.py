@@ -36,17 +36,6 @@ def nine(**overrides: Any) -> kc.Kibana:
     return kc.make_kibana(kc.fixture_seed(kibana_version="9.x", **overrides))
 
 
-def create(kb: kc.Kibana, type_id: str, config: Any = None, secrets: Any = None) -> Any:
-    body: dict[str, Any] = {"name": "c", "connector_type_id": type_id, "config": config or {}}
-    if secrets is not None:
-        body["secrets"] = secrets
-    return kb.request("POST", "/api/actions/connector", space="default", body=body)
-
-
-def refused(resp: Any) -> str:
-    assert resp.status_code == 400, resp.text
-    message: str = resp.json()["message"]
-    return message
 
 
 # ---- the version switch -------------------------------------------------------------------------------
@@ -83,7 +72,7 @@ def test_ported_ok_cases_in_9x(case: tct.Ok) -> None:
 def test_ported_bad_cases_in_9x(case: tct.Bad) -> None:
     """Every ported refusal is refused in 9.x mode from the same part, with 9.x's prefix."""
     kb = nine()
-    message = refused(create(kb, case.type_id, case.config, case.secrets))
+    message = kc.refused(kc.create(kb, case.type_id, case.config, case.secrets))
     expected = "error validating action type connector" if case.part == "connector" else \
         f"error validating connector type {case.part}"
     assert message.startswith(expected + ": "), message
@@ -109,11 +98,11 @@ def test_cases_webhook_missing_field_and_allowed_hosts() -> None:
     <field>' and '... with a not present in allowedHosts apiUrl'."""
     kb = nine()
     config = {k: v for k, v in CASES_WEBHOOK.items() if k != "createIncidentJson"}
-    assert refused(create(kb, ".cases-webhook", config, {})) == \
+    assert kc.refused(kc.create(kb, ".cases-webhook", config, {})) == \
         'error validating connector type config: Field "createIncidentJson": Required'
     bad = "http://casesWebhook.mynonexistent.com"
     config = {**CASES_WEBHOOK, "createIncidentUrl": bad}
-    assert refused(create(kb, ".cases-webhook", config, {})) == (
+    assert kc.refused(kc.create(kb, ".cases-webhook", config, {})) == (
         f'error validating connector type config: error configuring cases webhook action: target url "{bad}" '
         f"{kibana9.ALLOWED_HOSTS_PHRASE}")
 
@@ -121,15 +110,15 @@ def test_cases_webhook_missing_field_and_allowed_hosts() -> None:
 def test_gemini_zod_messages_and_wrapper() -> None:
     """gemini.ts: no config (three fields, numbered), a host not allowed, no secrets."""
     kb = nine()
-    assert refused(create(kb, ".gemini", {}, tct.GEMINI_SECRETS)) == (
+    assert kc.refused(kc.create(kb, ".gemini", {}, tct.GEMINI_SECRETS)) == (
         'error validating connector type config: 3 errors:\n [1]: Field "apiUrl": Required;\n'
         ' [2]: Field "gcpRegion": Required;\n [3]: Field "gcpProjectID": Required')
     config = {**tct.GEMINI_CONFIG, "apiUrl": "http://gemini.mynonexistent.com"}
-    assert refused(create(kb, ".gemini", config, tct.GEMINI_SECRETS)) == (
+    assert kc.refused(kc.create(kb, ".gemini", config, tct.GEMINI_SECRETS)) == (
         "error validating connector type config: Error configuring Google Gemini action: Error: error validating "
         f'url: target url "http://gemini.mynonexistent.com" {kibana9.ALLOWED_HOSTS_PHRASE}')
     config = {**tct.GEMINI_CONFIG, "apiUrl": f"{SIM}/gemini"}
-    assert refused(create(kb, ".gemini", config)) == \
+    assert kc.refused(kc.create(kb, ".gemini", config)) == \
         'error validating connector type secrets: Field "credentialsJson": Required'
 
 
@@ -158,7 +147,7 @@ def test_allowed_hosts_wrapped_per_type(source: str, type_id: str, config: dict[
                                         secrets: dict[str, Any], wrapper: str) -> None:
     """connector_types/<source>: '... not present in allowedHosts ...' — the type's own wrapper."""
     url = next(u for u in config.values() if isinstance(u, str) and u.startswith("http"))
-    assert refused(create(nine(), type_id, config, secrets)) == (
+    assert kc.refused(kc.create(nine(), type_id, config, secrets)) == (
         f'error validating connector type config: {wrapper}target url "{url}" {kibana9.ALLOWED_HOSTS_PHRASE}')
 
 
@@ -166,9 +155,9 @@ def test_teams_checks_the_full_url_without_echoing_it() -> None:
     """teams/index.ts: ensureUriAllowed on the whole webhookUrl, wrapped `error configuring teams action`;
     the sandbox shows the origin only (the path is the credential)."""
     canary = kc.canary()
-    resp = create(nine(enabled_action_types=["*"]), ".teams", {},
+    resp = kc.create(nine(enabled_action_types=["*"]), ".teams", {},
                   {"webhookUrl": f"https://outlook.office.example/webhook/{canary}"})
-    assert refused(resp) == ('error validating connector type secrets: error configuring teams action: target url '
+    assert kc.refused(resp) == ('error validating connector type secrets: error configuring teams action: target url '
                              f'"https://outlook.office.example/[redacted]" {kibana9.ALLOWED_HOSTS_PHRASE}')
     assert canary not in resp.text
 
@@ -176,7 +165,7 @@ def test_teams_checks_the_full_url_without_echoing_it() -> None:
 def test_swimlane_enum_message() -> None:
     """swimlane.ts: 'connectorType is not supported' — zod's enum message in 9.x."""
     config = {"apiUrl": f"{SIM}/swimlane", "appId": "a", "connectorType": "xxx", "mappings": {}}
-    assert refused(create(nine(), ".swimlane", config, {"apiToken": "t"})) == (
+    assert kc.refused(kc.create(nine(), ".swimlane", config, {"apiToken": "t"})) == (
         "error validating connector type config: Field \"connectorType\": Invalid enum value. Expected 'all' | "
         "'alerts' | 'cases', received 'xxx'")
 
@@ -193,13 +182,13 @@ OAUTH2 = {"url": f"{SIM}/hook", "hasAuth": True, "authType": "webhook-oauth2-cli
 ])
 def test_webhook_oauth2_config(config: dict[str, Any], detail: str) -> None:
     """describe('OAuth2 Client Credentials'): missing fields, additionalFields."""
-    assert refused(create(nine(), ".webhook", config, {"clientSecret": "s"})) == \
+    assert kc.refused(kc.create(nine(), ".webhook", config, {"clientSecret": "s"})) == \
         f"error validating connector type config: error validation webhook action config: {detail}"
 
 
 def test_webhook_oauth2_token_url_against_allowed_hosts() -> None:
     config = {**OAUTH2, "accessTokenUrl": "http://token.mynonexistent.com/t", "clientId": "c"}
-    assert refused(create(nine(), ".webhook", config, {"clientSecret": "s"})) == (
+    assert kc.refused(kc.create(nine(), ".webhook", config, {"clientSecret": "s"})) == (
         "error validating connector type config: error validation webhook action config: target url "
         f'"http://token.mynonexistent.com/t" {kibana9.ALLOWED_HOSTS_PHRASE}')
 
@@ -208,7 +197,7 @@ def test_webhook_oauth2_token_url_against_allowed_hosts() -> None:
 def test_webhook_secrets_combination(version: str) -> None:
     """'fails when secret user is provided, but password is omitted'."""
     kb = kc.make_kibana(kc.fixture_seed(kibana_version=version))
-    assert refused(create(kb, ".webhook", {"url": f"{SIM}/hook"}, {"user": "bob"})) == (
+    assert kc.refused(kc.create(kb, ".webhook", {"url": f"{SIM}/hook"}, {"user": "bob"})) == (
         f"{kibana9.prefix(version, 'secrets')}: must specify one of the following schemas: user and password; "
         "crt and key (with optional password); pfx (with optional password); or clientSecret (for OAuth2)")
 
@@ -216,9 +205,9 @@ def test_webhook_secrets_combination(version: str) -> None:
 def test_webhook_auth_type_has_no_stored_default_in_9x() -> None:
     """9.x's zod webhook schema has no authType default; 8.x releases stored basic for hasAuth true."""
     body = {"url": f"{SIM}/hook", "hasAuth": True}
-    assert "authType" not in create(nine(), ".webhook", body, {"user": "u", "password": "p"}).json()["config"]
+    assert "authType" not in kc.create(nine(), ".webhook", body, {"user": "u", "password": "p"}).json()["config"]
     eight = kc.make_kibana(kc.fixture_seed(kibana_version="8.x"))
-    stored = create(eight, ".webhook", body, {"user": "u", "password": "p"}).json()["config"]
+    stored = kc.create(eight, ".webhook", body, {"user": "u", "password": "p"}).json()["config"]
     assert stored["authType"] == "webhook-authentication-basic"
 
 
@@ -243,7 +232,7 @@ SN_OAUTH = {**tct.SN_OAUTH_CONFIG, "apiUrl": f"{SIM}/servicenow"}
 def test_servicenow_auth_messages(version: str, config: dict[str, Any], secrets: Any, part: str,
                                   detail: str) -> None:
     kb = kc.make_kibana(kc.fixture_seed(kibana_version=version))
-    assert refused(create(kb, ".servicenow-sir", config, secrets)) == f"{kibana9.prefix(version, part)}: {detail}"
+    assert kc.refused(kc.create(kb, ".servicenow-sir", config, secrets)) == f"{kibana9.prefix(version, part)}: {detail}"
 
 
 # ---- registry: system types, sub_feature, feature filtering, deprecation ---------------------------------
@@ -256,7 +245,7 @@ def test_system_types_cannot_be_created_and_are_not_listed(version: str) -> None
     system = sorted(t for t, ct in catalog.types().items() if ct.is_system_action)
     assert ".cases" in system
     for type_id in system:
-        resp = create(kb, type_id, {}, {})
+        resp = kc.create(kb, type_id, {}, {})
         assert resp.json() == kc.error_body(400, f"System action creation is forbidden. Action type: {type_id}.")
     listed = {t["id"] for t in kb.request("GET", "/api/actions/connector_types").json()}
     assert listed and not listed & set(system)
@@ -291,9 +280,9 @@ def test_is_connector_type_deprecated_comes_from_the_registry(monkeypatch: pytes
 
     monkeypatch.setattr(catalog, "get", lambda t: Deprecated(real(t)) if t == ".index" else real(t))
     kb = nine()
-    made = create(kb, ".index", {"index": "i"}, {}).json()
+    made = kc.create(kb, ".index", {"index": "i"}, {}).json()
     assert made["is_connector_type_deprecated"] is True
-    other = create(kb, ".server-log", {}, {}).json()
+    other = kc.create(kb, ".server-log", {}, {}).json()
     assert other["is_connector_type_deprecated"] is False
     types = {t["id"]: t for t in kb.request("GET", "/api/actions/connector_types").json()}
     assert types[".index"]["is_deprecated"] is True and types[".server-log"]["is_deprecated"] is False

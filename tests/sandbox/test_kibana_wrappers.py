@@ -27,17 +27,6 @@ def kibana(version: str) -> kc.Kibana:
     return kc.make_kibana(kc.fixture_seed(kibana_version=version, enabled_action_types=["*"]))
 
 
-def create(kb: kc.Kibana, type_id: str, config: Any, secrets: Any = None) -> Any:
-    body: dict[str, Any] = {"name": "c", "connector_type_id": type_id, "config": config or {}}
-    if secrets is not None:
-        body["secrets"] = secrets
-    return kb.request("POST", "/api/actions/connector", space="default", body=body)
-
-
-def refused(resp: Any) -> str:
-    assert resp.status_code == 400, resp.text
-    message: str = resp.json()["message"]
-    return message
 
 
 # ---- 1. allowedHosts, wrapped per type, in the 8.x line as in 9.x ----------------------------------------
@@ -82,7 +71,7 @@ def test_allowed_hosts_wrapped_in_both_lines(version: str, source: str, type_id:
                                              secrets: dict[str, Any], wrapper: str) -> None:
     """The wrapper is the type's validator code, not its schema library: both lines wrap alike."""
     url = next(u for u in config.values() if isinstance(u, str) and u.startswith("http"))
-    assert refused(create(kibana(version), type_id, config, secrets)) == (
+    assert kc.refused(kc.create(kibana(version), type_id, config, secrets)) == (
         f'{kibana9.prefix(version, "config")}: {wrapper}target url "{url}" {HOSTS}')
 
 
@@ -90,7 +79,7 @@ def test_allowed_hosts_wrapped_in_both_lines(version: str, source: str, type_id:
 def test_pagerduty_default_url(version: str) -> None:
     """T8: pagerduty.ts 'should return unsuccessfully when default pagerduty url is not present in
     allowedHosts' (SC: pagerduty/index.ts validateConnectorTypeConfig)."""
-    assert refused(create(kibana(version), ".pagerduty", {}, {})) == (
+    assert kc.refused(kc.create(kibana(version), ".pagerduty", {}, {})) == (
         f'{kibana9.prefix(version, "config")}: error configuring pagerduty action: target url '
         f'"https://events.pagerduty.com/v2/enqueue" {HOSTS}')
 
@@ -100,7 +89,7 @@ def test_slack_api_fixed_url(version: str) -> None:
     """SC: slack_api/index.ts validateSlackUrl: ensureUriAllowed(SLACK_URL), `error configuring slack action`."""
     kb = kc.make_kibana(kc.fixture_seed(kibana_version=version, enabled_action_types=["*"],
                                         allowed_hosts=["localhost"]))
-    assert refused(create(kb, ".slack_api", {}, {"token": "xoxb-1"})) == (
+    assert kc.refused(kc.create(kb, ".slack_api", {}, {"token": "xoxb-1"})) == (
         f'{kibana9.prefix(version, "secrets")}: error configuring slack action: target url '
         f'"https://slack.com/api/" {HOSTS}')
 
@@ -110,9 +99,9 @@ def test_xmatters_secret_url_is_wrapped_and_hidden(version: str) -> None:
     """SC: xmatters/index.ts wraps ensureUriAllowed(secretsUrl) in `Error configuring xMatters action`;
     the secretsUrl carries the API key, so the sandbox shows its origin only."""
     canary = kc.canary()
-    resp = create(kibana(version), ".xmatters", {"usesBasic": False},
+    resp = kc.create(kibana(version), ".xmatters", {"usesBasic": False},
                   {"secretsUrl": f"https://events.xmatters.example/api?apiKey={canary}"})
-    assert refused(resp) == (f'{kibana9.prefix(version, "secrets")}: Error configuring xMatters action: target url '
+    assert kc.refused(resp) == (f'{kibana9.prefix(version, "secrets")}: Error configuring xMatters action: target url '
                              f'"https://events.xmatters.example/[redacted]" {HOSTS}')
     assert canary not in resp.text
 
@@ -127,8 +116,8 @@ def test_xmatters_secret_url_is_wrapped_and_hidden(version: str) -> None:
 def test_email_hosts_in_its_own_words(version: str, config: dict[str, Any], detail: str) -> None:
     """T8/T: email.ts 'should respond with a 400 Bad Request when creating an email action with a server
     not added to allowedHosts' (SC: email/index.ts validateConfig, isHostnameAllowed)."""
-    resp = create(kibana(version), ".email", config, {"user": "bob", "password": "changeme"})
-    assert refused(resp) == f"{kibana9.prefix(version, 'config')}: {detail}"
+    resp = kc.create(kibana(version), ".email", config, {"user": "bob", "password": "changeme"})
+    assert kc.refused(resp) == f"{kibana9.prefix(version, 'config')}: {detail}"
 
 
 # ---- 2. Gemini's credential check ----------------------------------------------------------------------
@@ -146,15 +135,15 @@ def test_email_hosts_in_its_own_words(version: str, config: dict[str, Any], deta
 def test_gemini_credentials(version: str, credentials: str, error: str) -> None:
     """SC: gemini/validators.ts validateGeminiSecrets, wrapped by gemini/index.ts secretsValidator."""
     config = {**tct.GEMINI_CONFIG, "apiUrl": f"{SIM}/gemini"}
-    resp = create(kibana(version), ".gemini", config, {"credentialsJson": credentials})
-    assert refused(resp) == f"{kibana9.prefix(version, 'secrets')}: Error configuring Google Gemini secrets: {error}"
+    resp = kc.create(kibana(version), ".gemini", config, {"credentialsJson": credentials})
+    assert kc.refused(resp) == f"{kibana9.prefix(version, 'secrets')}: Error configuring Google Gemini secrets: {error}"
 
 
 def test_gemini_credential_type_that_is_not_a_word_is_not_echoed() -> None:
     canary = kc.canary() + " with spaces"
     config = {**tct.GEMINI_CONFIG, "apiUrl": f"{SIM}/gemini"}
-    resp = create(kibana("9.x"), ".gemini", config, {"credentialsJson": json.dumps({"type": canary})})
-    assert refused(resp).endswith('Type was "[redacted]".')
+    resp = kc.create(kibana("9.x"), ".gemini", config, {"credentialsJson": json.dumps({"type": canary})})
+    assert kc.refused(resp).endswith('Type was "[redacted]".')
     assert canary not in resp.text
 
 
@@ -173,7 +162,7 @@ CONNECTORS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 def connector(kb: kc.Kibana, type_id: str) -> str:
     config, secrets = CONNECTORS[type_id]
-    resp = create(kb, type_id, config, secrets)
+    resp = kc.create(kb, type_id, config, secrets)
     assert resp.status_code == 200, resp.text
     return str(resp.json()["id"])
 
