@@ -263,7 +263,7 @@ class Connection:
             return False
         if self.ca_certs:
             return _ssl_context(self.ca_certs, "KIBANA_CA_CERT")
-        if urllib.parse.urlsplit(self.url).scheme == "http" and not _proxied():
+        if urllib.parse.urlsplit(self.url).scheme == "http" and not proxied():
             return _trusting_nothing()
         return default_ssl_context()
 
@@ -293,10 +293,21 @@ def default_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(verify=True, trust_env=True)
 
 
-def _proxied() -> bool:
-    """Whether httpx would send requests through a proxy: the schemes it reads (`get_environment_proxies`)."""
+def proxied() -> bool:
+    """Whether httpx would send requests through a proxy: the schemes it reads (`get_environment_proxies`).
+    Any of them set, the Kibana client leaves proxy selection (NO_PROXY among it) to httpx's Client."""
     proxies = urllib.request.getproxies()
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+
+
+@functools.cache
+def unverified_ssl_context() -> ssl.SSLContext:
+    """KIBANA_INSECURE=true as an SSLContext (what httpx builds for verify=False): no certificate or host
+    name check, for kcr's own transport, which takes contexts only."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 @functools.cache

@@ -24,7 +24,7 @@ from typing import Any
 import httpcore
 import httpx
 
-_WRITE_SLICE = 16 * 1024  # a large body is sent in slices, so a slow reader cannot stretch one write
+WRITE_SLICE = 16 * 1024  # a large body is sent in slices, so a slow reader cannot stretch one write
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ def _message(limit: _Deadline) -> str:
     return f"no complete answer within {limit.name} (connect, send, headers and body together)"
 
 
-def _bounded(timeout: float | None, error: type[httpcore.TimeoutException]) -> float | None:
-    """The operation's own timeout, cut to what is left of the deadline; raises once none is left."""
+def bounded(timeout: float | None, error: type[Exception]) -> float | None:
+    """The operation's own timeout, cut to what is left of the deadline; raises `error` once none is
+    left (httpcore's types under httpx's transports, httpx's under reconciler/wire.py)."""
     limit = _current.get()
     if limit is None:
         return timeout
@@ -59,6 +60,14 @@ def _bounded(timeout: float | None, error: type[httpcore.TimeoutException]) -> f
     if left <= 0:
         raise error(_message(limit))
     return left if timeout is None else min(timeout, left)
+
+
+def timed_out(error: type[Exception], exc: BaseException) -> Exception:
+    """The error for a socket timeout: named after the deadline if that is what cut it short."""
+    limit = _current.get()
+    if limit is not None and time.monotonic() >= limit.at:
+        return error(_message(limit))
+    return error(str(exc) or "timed out")
 
 
 @contextlib.contextmanager
@@ -79,12 +88,12 @@ class _Stream(httpcore.NetworkStream):
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         with _named(httpcore.ReadTimeout):
-            return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+            return self._inner.read(max_bytes, bounded(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         with _named(httpcore.WriteTimeout):
-            for start in range(0, len(buffer), _WRITE_SLICE):
-                self._inner.write(buffer[start : start + _WRITE_SLICE], _bounded(timeout, httpcore.WriteTimeout))
+            for start in range(0, len(buffer), WRITE_SLICE):
+                self._inner.write(buffer[start : start + WRITE_SLICE], bounded(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._inner.close()
@@ -93,7 +102,7 @@ class _Stream(httpcore.NetworkStream):
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.NetworkStream:
         with _named(httpcore.ConnectTimeout):
-            inner = self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout))
+            inner = self._inner.start_tls(ssl_context, server_hostname, bounded(timeout, httpcore.ConnectTimeout))
         return _Stream(inner)
 
     def get_extra_info(self, info: str) -> Any:
@@ -116,7 +125,7 @@ class DeadlineBackend(httpcore.NetworkBackend):
     ) -> httpcore.NetworkStream:
         with _named(httpcore.ConnectTimeout):
             stream = self._inner.connect_tcp(
-                host, port, _bounded(timeout, httpcore.ConnectTimeout), local_address, socket_options
+                host, port, bounded(timeout, httpcore.ConnectTimeout), local_address, socket_options
             )
         return _Stream(stream)
 
@@ -127,7 +136,7 @@ class DeadlineBackend(httpcore.NetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         with _named(httpcore.ConnectTimeout):
-            stream = self._inner.connect_unix_socket(path, _bounded(timeout, httpcore.ConnectTimeout), socket_options)
+            stream = self._inner.connect_unix_socket(path, bounded(timeout, httpcore.ConnectTimeout), socket_options)
         return _Stream(stream)
 
     def sleep(self, seconds: float) -> None:
@@ -163,4 +172,4 @@ class DeadlineClient(httpx.Client):
         return _install(super()._init_proxy_transport(*args, **kwargs))
 
 
-__all__ = ["DeadlineBackend", "DeadlineClient", "deadline"]
+__all__ = ["WRITE_SLICE", "DeadlineBackend", "DeadlineClient", "bounded", "deadline", "timed_out"]

@@ -1,7 +1,8 @@
-"""The Kibana HTTP client: one httpx.Client per KibanaClient, typed errors keyed on status codes,
-retries only where they are safe, and never a secret in a log line or an exception. Where Kibana is and
-how to reach it (URL, credential, TLS) is reconciler/connection.py; what an answer must hold and which
-error a status becomes is reconciler/answers.py; how long to wait between attempts is reconciler/retry.py.
+"""The Kibana HTTP client: httpx requests sent through kcr's own transport (reconciler/wire.py), typed
+errors keyed on status codes, retries only where they are safe, and never a secret in a log line or an
+exception. Where Kibana is and how to reach it (URL, credential, TLS) is reconciler/connection.py; what
+an answer must hold and which error a status becomes is reconciler/answers.py; how long to wait between
+attempts is reconciler/retry.py.
 
     KibanaError                       any other 4xx, or a body kcr cannot make sense of
     ├── KibanaAuthError    401/403
@@ -22,6 +23,7 @@ import difflib
 import json
 import logging
 import random as _random
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,14 +48,17 @@ from reconciler.connection import (
     check_space,
     connector_path,
     path_segment,
+    proxied,
     redact_url,
     space_prefix,
+    unverified_ssl_context,
 )
 from reconciler.deadline import DeadlineClient, deadline
 from reconciler.errors import ConfigError, KibanaConflict, KibanaUnavailable
 from reconciler.masking import Masker
 from reconciler.model import ConnectorTypeInfo, LiveConnector, LiveSpace, LiveState, RuleRef
 from reconciler.retry import RETRY_STATUSES, RetryPolicy, Sent
+from reconciler.wire import StdlibTransport
 
 log = logging.getLogger("kcr.kibana")
 
@@ -92,20 +97,28 @@ class KibanaClient:
         self._mask = Masker(list(conn.auth_secrets))
         # A 429 has its own budget (`throttled`): being throttled never uses up the retries for failures.
         self.retry = RetryPolicy(retries, throttled, backoff, sleep=sleep, random=random, clock=clock)
-        headers = {"User-Agent": f"kcr/{__version__}", "Accept": "application/json"}
+        # httpx.Client's own defaults, spelled out: requests are built here, not by a Client.
+        self._headers = {"User-Agent": f"kcr/{__version__}", "Accept": "application/json",
+                         "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
         if conn.auth_header:
-            headers["Authorization"] = conn.auth_header
+            self._headers["Authorization"] = conn.auth_header
+        self._base = conn.url.rstrip("/") + "/"
         # The per-operation timeouts stay as caps; the deadline set in _send_once bounds the whole request.
-        self._http = DeadlineClient(
-            base_url=conn.url,
-            headers=headers,
-            verify=conn.verify(),
-            timeout=httpx.Timeout(conn.timeout, connect=conn.connect_timeout),
-            transport=transport,
-            trust_env=True,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=KEEPALIVE_CONNECTIONS),
-        )
+        self._timeouts = {"timeout": httpx.Timeout(conn.timeout, connect=conn.connect_timeout).as_dict()}
+        self._client: httpx.Client | None = None
+        if transport is None and proxied():
+            # Proxy selection (NO_PROXY, schemes, CONNECT) is httpx's: its Client, as before.
+            self._client = DeadlineClient(
+                verify=conn.verify(), trust_env=True, follow_redirects=False,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=KEEPALIVE_CONNECTIONS),
+            )
+        elif transport is None:
+            verify = conn.verify()
+            transport = StdlibTransport(
+                verify=verify if isinstance(verify, ssl.SSLContext) else unverified_ssl_context(),
+                timeout=httpx.Timeout(conn.timeout, connect=conn.connect_timeout), keepalive=KEEPALIVE_CONNECTIONS,
+            )
+        self._transport = transport
 
     def __repr__(self) -> str:
         return f"KibanaClient({self.conn!r})"
@@ -115,7 +128,10 @@ class KibanaClient:
         return Masker(*self._mask.payloads, payload)
 
     def close(self) -> None:
-        self._http.close()
+        if self._client is not None:
+            self._client.close()
+        if self._transport is not None:
+            self._transport.close()
 
     def __enter__(self) -> KibanaClient:
         return self
@@ -138,13 +154,29 @@ class KibanaClient:
             content = json.dumps(body).encode()
         started = time.monotonic()
         try:
+            request = httpx.Request(method, self._base + path.lstrip("/"), params=params, content=content,
+                                    headers={**self._headers, **headers}, extensions=self._timeouts)
             with deadline(self.conn.timeout, f"KCR_TIMEOUT={self.conn.timeout:g}s"):
-                response = self._http.request(method, path, content=content, headers=headers, params=params)
+                response = self._send(request)
         except httpx.HTTPError as exc:
             log.info("%s %s failed after %.0f ms: %s", method, path, (time.monotonic() - started) * 1000,
                       type(exc).__name__)
             raise
         log.info("%s %s -> %d in %.0f ms", method, path, response.status_code, (time.monotonic() - started) * 1000)
+        return response
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        """Through httpx's Client behind a proxy, else straight to the transport (reconciler/wire.py
+        says why): what the Client would add, the answer read whole and tied to its request, is done here."""
+        if self._client is not None:
+            return self._client.send(request)
+        assert self._transport is not None
+        response = self._transport.handle_request(request)
+        try:
+            response.read()
+        finally:
+            response.close()
+        response.request = request
         return response
 
     def _request(

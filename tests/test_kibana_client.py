@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from helpers.transports import Handler, Recorder
+from helpers.transports import Handler, Recorder, WireMocker
 
 from reconciler.connection import Connection
 from reconciler.errors import (
@@ -628,7 +628,8 @@ def test_rules_referencing_malformed() -> None:
 
 
 def test_with_respx() -> None:
-    with respx.mock(base_url=BASE, assert_all_called=True) as mock:
+    """respx's default mocker patches httpcore, which kcr's own transport does not use: its mocker does."""
+    with respx.mock(base_url=BASE, assert_all_called=True, using=WireMocker.name) as mock:
         route = mock.get("/s/ops/api/actions/connectors").respond(200, json=[connector_body(referenced_by_count=3)])
         with KibanaClient(Connection.from_env({"KIBANA_URL": BASE, "KIBANA_BEARER_TOKEN": "t"})) as client:
             [live] = client.list_connectors("ops")

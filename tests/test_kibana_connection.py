@@ -208,10 +208,12 @@ def test_timeouts() -> None:
     assert Connection.from_env({**URL, "KCR_TIMEOUT": "5"}, timeout=2).timeout == 2
     with pytest.raises(ConfigError, match="KCR_TIMEOUT"):
         Connection.from_env({**URL, "KCR_TIMEOUT": "soon"})
-    client = KibanaClient(Connection.from_env(URL), transport=httpx.MockTransport(lambda r: httpx.Response(200)))
-    timeout = client._http.timeout
-    assert (timeout.connect, timeout.read) == (10.0, 60.0)
-    client.close()
+    sent: list[httpx.Request] = []
+    answer = httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(200, json=[]))
+    with KibanaClient(Connection.from_env(URL), transport=answer) as client:
+        client.list_connectors("default")
+    timeout = sent[0].extensions["timeout"]  # what every transport reads, httpx's and kcr's own
+    assert (timeout["connect"], timeout["read"]) == (10.0, 60.0)
 
 
 @pytest.mark.parametrize(

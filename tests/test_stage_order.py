@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reconciler"
 
 RANKS: dict[str, int] = {
     # foundations: records, errors, safe readers, limits, per-type data
-    **dict.fromkeys(["reconciler", "model", "errors", "files", "jsondepth", "jsurl", "deadline", "retry",
+    **dict.fromkeys(["reconciler", "model", "errors", "files", "jsondepth", "jsurl", "deadline", "wire", "retry",
                      "masking", "catalog", "yamlload", "fastschema", "schema_validator"], 0),
     # reference syntax and the backends' offline checks (validation needs them before any secret is read)
     **dict.fromkeys(["references", "type_rules", "variables", "environments", "secret_backends", "secret_backends.base",

@@ -1,12 +1,16 @@
 """Seeing what kcr sends: a handler for `httpx.MockTransport` that records every request before a
-function answers it: a fake Kibana, or `Sandbox.transport().handle_request` to pass each request on."""
+function answers it: a fake Kibana, or `Sandbox.transport().handle_request` to pass each request on;
+and respx's view of kcr's own transport."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import httpx
+import respx
+import respx.mocks
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -47,3 +51,21 @@ class Recorder:
     def count(self, method: str) -> int:
         return sum(1 for r in self.requests if r.method == method)
 
+
+
+class WireMocker(respx.mocks.AbstractRequestMocker):
+    """respx for kcr's own Kibana transport (reconciler/wire.py), which is not httpcore and so not
+    seen by respx's default mocker: `respx.mock(using="kcr-wire")`. Requests reach it as httpx's."""
+
+    name = "kcr-wire"
+    targets = ["reconciler.wire.StdlibTransport"]
+    target_methods = ["handle_request"]
+
+    @classmethod
+    def to_httpx_request(cls, **kwargs: Any) -> httpx.Request:
+        request: httpx.Request = kwargs["request"]
+        return request
+
+    @classmethod
+    def from_sync_httpx_response(cls, httpx_response: httpx.Response, target: Any, **kwargs: Any) -> httpx.Response:
+        return httpx_response

@@ -1,0 +1,207 @@
+"""kcr's own Kibana transport (reconciler/wire.py) against small HTTP/1.1 servers on loopback: one
+connection carries many requests; an idle connection the server has closed is replaced before use,
+not failed on; a server's `Connection: close` is honoured; chunked and gzip answers read as httpx
+reads them; broken answers become httpx's errors with httpcore's wording; a proxy setting hands the
+requests to httpx's own Client. Every server is stopped by the test that started it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from reconciler.connection import Connection
+from reconciler.errors import KibanaUnavailable
+from reconciler.kibana import KibanaClient
+from reconciler.wire import StdlibTransport
+
+Answer = Callable[[BaseHTTPRequestHandler], None]
+LIST = json.dumps([]).encode()
+
+
+def _json(handler: BaseHTTPRequestHandler, body: bytes = LIST, *, close: bool = False) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    if close:
+        handler.send_header("Connection", "close")
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, answer: Answer) -> None:
+        self.connections = 0
+        self.paths: list[str] = []
+        self._count = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with server._count:
+                    server.connections += 1
+
+            def do_GET(self) -> None:
+                server.paths.append(self.path)
+                answer(self)
+
+            do_POST = do_GET
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+@contextmanager
+def serving(answer: Answer) -> Iterator[_Server]:
+    server = _Server(answer)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def client_for(server: _Server, **env: str) -> KibanaClient:
+    host, port = server.server_address[:2]
+    return KibanaClient(Connection.from_env({"KIBANA_URL": f"http://{host!s}:{port}", **env}), retries=0,
+                        sleep=lambda s: None)
+
+
+def test_one_connection_carries_every_request() -> None:
+    with serving(_json) as server, client_for(server) as client:
+        for _ in range(5):
+            assert client.list_connectors("default") == []
+    assert server.connections == 1 and len(server.paths) == 5
+    assert isinstance(client._transport, StdlibTransport)
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_not_failed_on() -> None:
+    """The server drops the connection once it has answered, without saying so (as a keep-alive
+    timeout does): the next request, sent after the drop, neither fails nor is retried (retries=0
+    would make any failure an error)."""
+    hung_up = threading.Event()
+
+    def answer_then_hang_up(handler: BaseHTTPRequestHandler) -> None:
+        _json(handler)
+        handler.wfile.flush()
+        handler.connection.shutdown(socket.SHUT_RDWR)
+        handler.close_connection = True
+        hung_up.set()
+
+    with serving(answer_then_hang_up) as server, client_for(server) as client:
+        for _ in range(3):
+            hung_up.clear()
+            assert client.list_connectors("default") == []
+            assert hung_up.wait(timeout=10)
+    assert server.connections == 3 and len(server.paths) == 3
+
+
+def test_connection_close_is_honoured() -> None:
+    with serving(lambda h: _json(h, close=True)) as server, client_for(server) as client:
+        for _ in range(2):
+            assert client.list_connectors("default") == []
+    assert server.connections == 2
+
+
+def test_chunked_and_gzip_answers_read_as_httpx_reads_them() -> None:
+    body = json.dumps([{"id": "a"}]).encode()
+
+    def chunked_gzip(handler: BaseHTTPRequestHandler) -> None:
+        packed = gzip.compress(body)
+        handler.send_response(200, "Fine")
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Encoding", "gzip")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.send_header("X-Note", "caf\xe9")  # latin-1 in a header value
+        handler.end_headers()
+        for start in range(0, len(packed), 7):
+            piece = packed[start : start + 7]
+            handler.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        handler.wfile.write(b"0\r\n\r\n")
+
+    with serving(chunked_gzip) as server:
+        host, port = server.server_address[:2]
+        transport = StdlibTransport(verify=None, timeout=httpx.Timeout(5.0), keepalive=4)
+        try:
+            request = httpx.Request("GET", f"http://{host!s}:{port}/x", headers={"Accept-Encoding": "gzip"})
+            response = transport.handle_request(request)
+            again = transport.handle_request(httpx.Request("GET", f"http://{host!s}:{port}/y"))
+        finally:
+            transport.close()
+    assert response.json() == [{"id": "a"}] and again.content == body
+    assert response.reason_phrase == "Fine" and response.headers["x-note"] == "caf\xe9"
+    assert response.request is request
+    assert server.connections == 1  # a chunked answer read to its end leaves the connection usable
+
+
+@pytest.mark.parametrize(
+    ("raw", "error", "wording"),
+    [
+        (b"", httpx.RemoteProtocolError, "Server disconnected without sending a response."),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n[]", httpx.RemoteProtocolError,
+         "received 2 bytes, expected 8"),
+        (b"NOT HTTP\r\n\r\n", httpx.RemoteProtocolError, "BadStatusLine"),
+    ],
+    ids=["no answer", "body cut short", "not HTTP"],
+)
+def test_broken_answers_are_httpx_errors(raw: bytes, error: type[Exception], wording: str) -> None:
+    def broken(handler: BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(raw)
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    with serving(broken) as server:
+        host, port = server.server_address[:2]
+        transport = StdlibTransport(verify=None, timeout=httpx.Timeout(5.0), keepalive=4)
+        try:
+            with pytest.raises(error, match=wording):
+                transport.handle_request(httpx.Request("GET", f"http://{host!s}:{port}/x"))
+        finally:
+            transport.close()
+
+
+def test_a_refused_connection_is_a_connect_error_named_in_the_message() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed again below: nothing listens there
+    conn = Connection.from_env({"KIBANA_URL": f"http://127.0.0.1:{port}"})
+    with KibanaClient(conn, retries=0, sleep=lambda s: None) as client, pytest.raises(KibanaUnavailable) as caught:
+        client.list_connectors("default")
+    assert "ConnectError: [Errno 111] Connection refused" in str(caught.value)
+
+
+def test_https_without_tls_settings_fails_to_connect_instead_of_going_unverified() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        transport = StdlibTransport(verify=None, timeout=httpx.Timeout(5.0), keepalive=4)
+        with pytest.raises(httpx.ConnectError, match="no TLS settings"):
+            transport.handle_request(httpx.Request("GET", f"https://127.0.0.1:{port}/"))
+        transport.close()
+
+
+def test_a_proxy_setting_hands_requests_to_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proxy selection (NO_PROXY among it) is httpx's job: with a proxy variable set kcr sends through
+    httpx's Client, which here goes straight to the server because NO_PROXY names it."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens: used, it would fail
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with serving(_json) as server, client_for(server) as client:
+        assert client.list_connectors("default") == []
+        assert client._transport is None and isinstance(client._client, httpx.Client)
+    assert server.connections == 1
