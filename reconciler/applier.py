@@ -232,8 +232,26 @@ class _Run:
         return result
 
 
-def _run_phase(pool: ThreadPoolExecutor, run: _Run, changes: Sequence[Change]) -> list[ActionResult]:
-    return list(pool.map(run.run_one, changes))
+def _run_phase(pool: ThreadPoolExecutor, run: _Run, changes: Sequence[Change], workers: int) -> list[ActionResult]:
+    """Each of `workers` threads takes the next change until none is left, results in the changes'
+    order: a future per worker, not one per change (10,000 futures with their locks and conditions
+    were a twentieth of a large apply's CPU)."""
+    results: list[ActionResult | None] = [None] * len(changes)
+    pending = iter(enumerate(changes))
+    taking = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with taking:
+                item = next(pending, None)
+            if item is None:
+                return
+            index, change = item
+            results[index] = run.run_one(change)
+
+    for future in [pool.submit(work) for _ in range(min(workers, len(changes)))]:
+        future.result()
+    return [r for r in results if r is not None]
 
 
 def _read_lists(pool: ThreadPoolExecutor, run: _Run, spaces: Iterable[str]) -> None:
@@ -314,11 +332,11 @@ def apply_plan(
         with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="kcr-apply") as pool:
             if first and stale_check == "list":
                 _read_lists(pool, run, (c.space for c in first))
-            for r in _run_phase(pool, run, first):
+            for r in _run_phase(pool, run, first, parallelism):
                 by_address[r.address] = r
             if second:
                 _read_lists(pool, run, (c.space for c in second))
-                for r in _run_phase(pool, run, second):
+                for r in _run_phase(pool, run, second, parallelism):
                     by_address[r.address] = r
         results = tuple(by_address[c.address] for c in changes)
         changed = keeper.finish()

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from reconciler.schema_validator import SchemaValidator
@@ -87,12 +88,18 @@ class ConnectorType:
         props = self.secrets_schema.get("properties") or {}
         return bool(props) or self.secrets_schema.get("additionalProperties") not in (False, None)
 
-    def plain_secrets(self) -> dict[str, Mapping[str, Any]]:
+    def plain_secrets(self) -> Mapping[str, Mapping[str, Any]]:
         """The secrets properties marked `x-kcr-plain: true`: a selector Kibana keeps among the secrets
         but that is no secret (a spec connector's `authType`), so a file writes it as a plain value, kcr
-        checks it offline and `kcr export` writes it as it is (schemas/README)."""
-        props = self.secrets_schema.get("properties") or {}
-        return {k: p for k, p in props.items() if isinstance(p, Mapping) and p.get("x-kcr-plain") is True}
+        checks it offline and `kcr export` writes it as it is (schemas/README). Found once per type: the
+        planner asks for every secret of every connector."""
+        found = self.__dict__.get("_plain_secrets")
+        if found is None:
+            props = self.secrets_schema.get("properties") or {}
+            found = MappingProxyType({k: p for k, p in props.items()
+                                      if isinstance(p, Mapping) and p.get("x-kcr-plain") is True})
+            object.__setattr__(self, "_plain_secrets", found)  # a frozen record's derived fact, set once
+        return found
 
     def is_plain_value(self, key: str, value: Any) -> bool:
         """`value` is a literal the plain secrets key `key` may hold: a string its schema's `enum` (or

@@ -20,8 +20,9 @@ Messages never repeat the string parsed: it may be a misplaced secret.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.secret_backends import BACKENDS
@@ -60,10 +61,10 @@ class Template:
     """A string split into literal text and references."""
 
     parts: tuple[str | Reference, ...]
+    references: tuple[Reference, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def references(self) -> tuple[Reference, ...]:
-        return tuple(p for p in self.parts if isinstance(p, Reference))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "references", tuple(p for p in self.parts if isinstance(p, Reference)))
 
     @property
     def is_whole(self) -> bool:
@@ -96,8 +97,11 @@ def _reference(inner: str, column: int) -> Reference:
     return Reference(scheme, target)
 
 
+@functools.cache
 def parse_template(text: str) -> Template:
-    """Split `text` into literals and references; `$${` is a literal `${`. Raises ReferenceSyntaxError."""
+    """Split `text` into literals and references; `$${` is a literal `${`. Raises ReferenceSyntaxError.
+    Memoised for the run (a Template is immutable): loading, checking, planning, resolving and applying
+    each read every secret string, five parses per connector at 10k connectors' scale."""
     parts: list[str | Reference] = []
     buf: list[str] = []
     i = 0

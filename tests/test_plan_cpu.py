@@ -4,6 +4,7 @@ Each shortcut below skips work for the common case; each test runs the long way 
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import re
 import subprocess
@@ -69,7 +70,7 @@ def test_the_rules_shortcut_is_not_kept_past_a_catalogue_change(monkeypatch: pyt
     """Tests (and the sandbox) swap the catalogue; the facts are read again from the entry now in it."""
     before = type_rules.offline_rules(".index")
     assert before.no_config_rules and before.type is not None
-    changed = catalog.ConnectorType(**{**before.type.__dict__, "allowed_hosts_checked": ("config.index",)})
+    changed = dataclasses.replace(before.type, allowed_hosts_checked=("config.index",))
     monkeypatch.setattr(catalog, "get", lambda t: changed if t == ".index" else None)
     assert type_rules.offline_rules(".index").no_config_rules is False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -22,7 +23,7 @@ from reconciler.references import (
     parse_template,
     references_in,
 )
-from reconciler.secret_backends.guard import guard_refusal
+from reconciler.secret_backends.guard import RUN_CREDENTIALS, guard_refusal
 from reconciler.secret_backends.vault import VaultTarget, vault_target
 from reconciler.secrets import ResolvedSecrets
 
@@ -125,6 +126,26 @@ def test_guard() -> None:
     assert guard_refusal("MY_JWT", plain, jwt_var="MY_JWT") is not None
     assert guard_refusal("PAGERDUTY_KEY", plain) is None
     assert guard_refusal("KIBANA_WEBHOOK", Settings(allow_env=("KIBANA_WEB*",))) is None
+
+
+@pytest.mark.parametrize("name", ["CI_JOB_TOKEN", "CI_JOB_TOKENS", "XCI_JOB_TOKEN", "CI_JOB_JWT", "CI_JOB_JWTX",
+                                  "CI_JOB_JWT_", "CI_JOB_JWT_V2", "KIBANA_", "KIBANA", "KIBANA_URL\n", "XKIBANA_URL",
+                                  "ELASTICSEARCH_X", "KCR_RECORD_HTTP_PASSWORD", "KCR_RECORD_HTTP", "VAULT_TOKEN_2"])
+def test_guard_matches_as_each_glob_would(name: str) -> None:
+    """The fixed names are matched at once (one pattern); the verdict and the glob named are each glob's."""
+    matching = [p for p in RUN_CREDENTIALS if fnmatch.fnmatchcase(name, p)]
+    refusal = guard_refusal(name, Settings())
+    assert (refusal is not None) == bool(matching)
+    if matching:
+        assert f"matches {matching[0]!r}" in str(refusal)
+
+
+def test_a_template_is_parsed_once_and_a_bad_one_fails_every_time() -> None:
+    text = "https://hooks.example/${env:HOOK_TOKEN}"
+    assert parse_template(text) is parse_template(text)
+    for _ in range(2):
+        with pytest.raises(ReferenceSyntaxError, match="never closed"):
+            parse_template("${env:UNCLOSED")
 
 
 def test_secret_masks_itself(caplog: pytest.LogCaptureFixture) -> None:

@@ -6,6 +6,7 @@ env backend refuses it again at read."""
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 
 from reconciler.model import Settings
@@ -23,6 +24,10 @@ RUN_CREDENTIALS = (
 )
 
 
+# One match for every fixed name instead of a glob each: the guard sees every ${env:..} twice a run.
+_RUN_CREDENTIAL = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in RUN_CREDENTIALS))
+
+
 def jwt_var(env: Mapping[str, str]) -> str:
     """The variable holding the Vault login JWT: a credential of the run like the fixed names."""
     return env.get(JWT_VAR_SETTING) or DEFAULT_JWT_VAR
@@ -32,7 +37,8 @@ def guard_refusal(name: str, settings: Settings, jwt_var: str = DEFAULT_JWT_VAR)
     """Why `${env:name}` is refused by the exfiltration guard, or None when it may be read."""
     if any(fnmatch.fnmatchcase(name, pattern) for pattern in settings.allow_env):
         return None
-    for pattern in (*RUN_CREDENTIALS, jwt_var):
+    fixed = RUN_CREDENTIALS if _RUN_CREDENTIAL.match(name) else ()
+    for pattern in (*fixed, jwt_var):
         if fnmatch.fnmatchcase(name, pattern):
             return (f"${{env:{name}}} is refused: {name} is a credential of the kcr run itself (matches "
                     f"{pattern!r}) and a connector could send it elsewhere; if this is really intended, add "
