@@ -82,8 +82,14 @@ class _Connection:
         self.http.sock = sock
 
     def stale(self) -> bool:
-        """An idle connection is readable only if the server closed it (or broke the protocol)."""
+        """An idle connection is readable only if the server closed it (or broke the protocol). poll,
+        not select: select refuses descriptors past 1023, which would drop every connection of a
+        process holding many files."""
         try:
+            if hasattr(select, "poll"):
+                poller = select.poll()
+                poller.register(self.sock.sock, select.POLLIN)
+                return bool(poller.poll(0))
             readable, _, _ = select.select([self.sock.sock], [], [], 0)
         except (OSError, ValueError):
             return True

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import resource
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -205,3 +207,26 @@ def test_a_proxy_setting_hands_requests_to_httpx(monkeypatch: pytest.MonkeyPatch
         assert client.list_connectors("default") == []
         assert client._transport is None and isinstance(client._client, httpx.Client)
     assert server.connections == 1
+
+
+def test_a_connection_past_descriptor_1023_is_still_reused() -> None:
+    """select() cannot watch a descriptor past 1023; the idle check must not call every such
+    connection stale (each request would open a new one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit ({hard}) is too low to get past 1023")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200) if hard == resource.RLIM_INFINITY
+                                                else min(max(soft, 1200), hard), hard))
+    held: list[int] = []
+    try:
+        with serving(_json) as server:
+            while not held or held[-1] < 1030:
+                held.append(os.dup(0))
+            with client_for(server) as client:
+                for _ in range(3):
+                    assert client.list_connectors("default") == []
+        assert server.connections == 1
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
