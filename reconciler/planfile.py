@@ -112,8 +112,22 @@ def to_json(plan: Plan, key: bytes | None = None) -> dict[str, Any]:
     return body
 
 
+_ONE_PER_LINE = frozenset({"changes", "problems"})
+
+
 def dumps(plan: Plan, key: bytes | None = None) -> str:
-    return json.dumps(to_json(plan, key), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    """One top-level field a line, and one change (or problem) a line: diffs of two plans and grep show
+    whole changes, and each line is json's C encoder's (its indented output is pure Python: 0.85 s of a
+    10,000-create `kcr plan --out`, a quarter of the run)."""
+    lines = []
+    for name, value in to_json(plan, key).items():
+        field = json.dumps(name)
+        if name in _ONE_PER_LINE and isinstance(value, list) and value:
+            items = ",\n".join(f"    {json.dumps(item, ensure_ascii=False)}" for item in value)
+            lines.append(f"  {field}: [\n{items}\n  ]")
+        else:
+            lines.append(f"  {field}: {json.dumps(value, ensure_ascii=False)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 # --- authenticity ----------------------------------------------------------------------------------
