@@ -275,6 +275,16 @@ def test_mac_is_the_documented_hmac_and_a_signed_plan_still_loads() -> None:
         planmod.loads(json.dumps(signed), SOURCE, key=b"k2")
 
 
+@pytest.mark.parametrize("config", [{"a": 1, "b": [{"c": 2}]}, {1: "one", 10: "ten", 2: "two"}, {"x": {3: [{4: 5}]}}],
+                         ids=["string keys", "int keys", "nested int keys"])
+def test_a_plan_signs_what_its_json_reads_back_as(config: dict[Any, Any]) -> None:
+    """The MAC is taken of the body as JSON gives it back (int keys become strings and sort as such):
+    signing in memory and verifying the saved file agree whatever the keys."""
+    body = {"format_version": "1.1", "changes": [{"desired": {"config": config}}], "problems": []}
+    read_back = json.loads(json.dumps(body))
+    assert planmod.sign(body, b"k") == planmod.sign(read_back, b"k") == expected_mac(read_back, b"k")
+
+
 # --- end to end through the CLI --------------------------------------------------------------------------
 
 KIBANA = "http://kibana.test"
