@@ -11,11 +11,11 @@ and sends N creates. The sandbox listens on a loopback port in this process and 
 L ms late (faults.latency_ms, as a Kibana on another machine would), a fresh one per process measured.
 
 The kcr process is measured as a user runs it: wall from start to reaped, its own CPU (user + sys,
-os.wait4) and peak RSS (through a small launcher process, see LAUNCHER). The floor is a process that
-only imports httpx and sends the same POSTs (same paths and bodies) with P threads on one client: what
-the wire costs through httpx. A second floor sends them with the standard library's http.client, to show
-how much of the first is httpx's own CPU. Printed per cell: all three, the ratios, and the issue's
-bound `apply wall <= 1.2 x N*L/P`.
+os.wait4) and peak RSS (through a small launcher process, see LAUNCHER). Two floors send the same POSTs
+(same paths and bodies) with P threads: one through an httpx.Client, what the wire costs through httpx;
+one through the standard library's http.client, one keep-alive connection per thread, the stack kcr's
+own transport is built on (reconciler/wire.py), so the nearest floor kcr can reach. Printed per cell:
+all three, kcr's ratios to each floor, and the issue's bound `apply wall <= 1.2 x N*L/P`.
 Results go to bench/results/apply-<date>.json.
 Nothing is asserted: the machine's other load moves every figure.
 """
@@ -160,6 +160,7 @@ def cell(n: int, p: int, latency_ms: float, base_env: Mapping[str, str], *, verb
             "floor": {k: v for k, v in asdict(floor).items() if k != "out"},
             "stdlib_floor": {k: v for k, v in asdict(stdlib).items() if k != "out"},
             "cpu_ratio": run.cpu / max(floor.cpu, 1e-9), "wall_ratio": run.wall / max(floor.wall, 1e-9),
+            "cpu_ratio_stdlib": run.cpu / max(stdlib.cpu, 1e-9), "wall_ratio_stdlib": run.wall / max(stdlib.wall, 1e-9),
             "wall_over_ideal": run.wall / ideal if ideal else None, "slowest_request_ms": slowest}
 
 
@@ -171,7 +172,8 @@ def show(r: dict[str, Any]) -> None:
     print(f"  N={r['n']:>6} P={r['parallelism']:>2}  kcr {k['wall']:7.2f} s wall {k['cpu']:6.2f} s cpu "
           f"{k['rss_mib']:6.0f} MiB | floor {f['wall']:7.2f} s {f['cpu']:6.2f} s {f['rss_mib']:4.0f} MiB "
           f"(http.client {r['stdlib_floor']['wall']:.2f} s {r['stdlib_floor']['cpu']:.2f} s) | "
-          f"cpu x{r['cpu_ratio']:.1f} wall x{r['wall_ratio']:.2f} | N*L/P {r['ideal_s']:.2f} s: "
+          f"cpu x{r['cpu_ratio']:.1f} wall x{r['wall_ratio']:.2f} (http.client: cpu x{r['cpu_ratio_stdlib']:.1f} "
+          f"wall x{r['wall_ratio_stdlib']:.2f}) | N*L/P {r['ideal_s']:.2f} s: "
           f"x{r['wall_over_ideal']:.2f} ({verdict} {BOUND} x = {bound:.2f} s){slowest}", flush=True)
 
 

@@ -2,9 +2,10 @@
 
 httpx's timeouts bound each network operation, so a server (or a proxy) that trickles one byte per
 read keeps a request alive forever and a run hangs instead of failing. kcr therefore sets a deadline
-around each request (`deadline()`) and its transports run on a network backend whose every connect,
-read and write waits at most what is left of it; past it, the operation fails as an httpx timeout
-whose message names the setting, so the caller's retry policy and error handling apply unchanged.
+around each request (`deadline()`), and every connect, read and write waits at most what is left of
+it (`bounded()`): in kcr's own transport (reconciler/wire.py) directly, under httpx's (behind a
+proxy) through the network backend below. Past it, the operation fails as an httpx timeout whose
+message names the setting, so the caller's retry policy and error handling apply unchanged.
 
 The deadline lives in a context variable: a sync request runs in the thread that sends it, so
 parallel apply threads each see their own, and pooled connections need no per-request state. A
