@@ -28,6 +28,7 @@ from reconciler.errors import (
 )
 from reconciler.masking import Masker
 from reconciler.model import ConnectorTypeInfo, LiveConnector, id_segment_problem
+from reconciler.wire import Reply
 
 # --------------------------------------------------------------------------------------------
 # Errors
@@ -45,7 +46,7 @@ def _status_error(status: int) -> type[KibanaError]:
     return KibanaError
 
 
-def _kibana_message(response: httpx.Response, mask: Masker) -> str:
+def _kibana_message(response: Reply, mask: Masker) -> str:
     """Kibana's messages sometimes quote what was sent (a URL that is not allowed, a value that failed
     validation), so whatever we sent as a secret is masked — before the text is cut, so a cut never
     leaves part of one behind."""
@@ -116,7 +117,7 @@ def _refusal(method: str, path: str) -> tuple[str, str, str] | None:
     return f"{verb} {connector}", f"{_ACTIONS_ALL} {where}", _WRITE_ADVICE
 
 
-def _forbidden_text(method: str, path: str, response: httpx.Response, message: str) -> str | None:
+def _forbidden_text(method: str, path: str, response: Reply, message: str) -> str | None:
     """A 403 on a known request: what was refused and the privilege it needs, from the status and the
     request alone; Kibana's message can only add a hint (`Unauthorized to ...`: the credentials lack it;
     `action type ...`: the type is disabled by licence or config)."""
@@ -148,7 +149,7 @@ def _hint(status: int, message: str) -> str | None:
     return None
 
 
-def error_for(method: str, path: str, response: httpx.Response, mask: Masker) -> KibanaError:
+def error_for(method: str, path: str, response: Reply, mask: Masker) -> KibanaError:
     status = response.status_code
     message = _kibana_message(response, mask)
     forbidden = _forbidden_text(method, path, response, message) if status == 403 else None

@@ -58,7 +58,7 @@ from reconciler.errors import ConfigError, KibanaConflict, KibanaUnavailable
 from reconciler.masking import Masker
 from reconciler.model import ConnectorTypeInfo, LiveConnector, LiveSpace, LiveState, RuleRef
 from reconciler.retry import RETRY_STATUSES, RetryPolicy, Sent
-from reconciler.wire import StdlibTransport
+from reconciler.wire import Origin, Reply, StdlibTransport
 
 log = logging.getLogger("kcr.kibana")
 
@@ -103,8 +103,13 @@ class KibanaClient:
         if conn.auth_header:
             self._headers["Authorization"] = conn.auth_header
         self._base = conn.url.rstrip("/") + "/"
+        base = httpx.URL(self._base)  # parsed once: kcr's own transport is given origin, Host and target
+        host = base.raw_host.decode("ascii")
+        self._origin: Origin = (base.scheme, host, base.port or (443 if base.scheme == "https" else 80))
+        self._host = base.netloc.decode("ascii")
+        self._prefix = base.raw_path.decode("ascii")
         # The per-operation timeouts stay as caps; the deadline set in _send_once bounds the whole request.
-        self._timeouts = {"timeout": httpx.Timeout(conn.timeout, connect=conn.connect_timeout).as_dict()}
+        self._timeouts = httpx.Timeout(conn.timeout, connect=conn.connect_timeout).as_dict()
         self._client: httpx.Client | None = None
         if transport is None and proxied():
             # Proxy selection (NO_PROXY, schemes, CONNECT) is httpx's: its Client, as before.
@@ -141,7 +146,7 @@ class KibanaClient:
 
     # -- transport -------------------------------------------------------------------------
 
-    def _send_once(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> httpx.Response:
+    def _send_once(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> Reply:
         """One attempt, bounded as a whole by KCR_TIMEOUT (reconciler/deadline.py): httpx's own timeouts
         bound each read, so a server trickling its answer would otherwise hold the run forever. Past the
         deadline it fails as an httpx timeout, which the retry policy treats like any transport error."""
@@ -154,10 +159,8 @@ class KibanaClient:
             content = json.dumps(body).encode()
         started = time.monotonic()
         try:
-            request = httpx.Request(method, self._base + path.lstrip("/"), params=params, content=content,
-                                    headers={**self._headers, **headers}, extensions=self._timeouts)
             with deadline(self.conn.timeout, f"KCR_TIMEOUT={self.conn.timeout:g}s"):
-                response = self._send(request)
+                response = self._send(method, path, params, headers, content)
         except httpx.HTTPError as exc:
             log.info("%s %s failed after %.0f ms: %s", method, path, (time.monotonic() - started) * 1000,
                       type(exc).__name__)
@@ -165,9 +168,19 @@ class KibanaClient:
         log.info("%s %s -> %d in %.0f ms", method, path, response.status_code, (time.monotonic() - started) * 1000)
         return response
 
-    def _send(self, request: httpx.Request) -> httpx.Response:
-        """Through httpx's Client behind a proxy, else straight to the transport (reconciler/wire.py
-        says why): what the Client would add, the answer read whole and tied to its request, is done here."""
+    def _send(self, method: str, path: str, params: Mapping[str, str] | None, headers: Mapping[str, str],
+              content: bytes | None) -> Reply:
+        """To kcr's own transport as it takes them, without httpx's Request and Response (reconciler/
+        wire.py says why); else as an httpx Request: through httpx's Client behind a proxy, or to the
+        transport passed in (the in-process sandbox, tests), with what a Client would add done here."""
+        if isinstance(self._transport, StdlibTransport):
+            target = self._prefix + path.lstrip("/") + (f"?{httpx.QueryParams(params)}" if params else "")
+            fields = [("Host", self._host), *self._headers.items(), *headers.items()]
+            if content is not None:
+                fields.append(("Content-Length", str(len(content))))
+            return self._transport.exchange(self._origin, method, target, fields, content, self._timeouts)
+        request = httpx.Request(method, self._base + path.lstrip("/"), params=params, content=content,
+                                headers={**self._headers, **headers}, extensions={"timeout": self._timeouts})
         if self._client is not None:
             return self._client.send(request)
         assert self._transport is not None
@@ -187,7 +200,7 @@ class KibanaClient:
         body: Any = None,
         params: Mapping[str, str] | None = None,
         idempotent: bool,
-    ) -> Sent:
+    ) -> Sent[Reply]:
         """Sends with the retry policy; returns the last response and whether an earlier attempt may
         have reached Kibana (a transport failure or a 5xx), which makes a later 404 on DELETE a success."""
         try:
@@ -205,7 +218,7 @@ class KibanaClient:
                 f"{self._mask(describe(exc))}); {advice}"
             ) from None
 
-    def _json(self, method: str, path: str, response: httpx.Response) -> Any:
+    def _json(self, method: str, path: str, response: Reply) -> Any:
         """Bounded in depth before anything recursive (normalising, fingerprints, schemas) walks it."""
         try:
             return jsondepth.loads(response.content)
@@ -343,7 +356,7 @@ class KibanaClient:
         maybe_created = False
         tries = self.retry.start()
         while True:
-            response: httpx.Response | None = None
+            response: Reply | None = None
             try:
                 response = self._send_once("POST", path, body, None)
             except httpx.HTTPError as exc:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import email.utils
 import random as _random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import httpx
 
@@ -48,11 +48,23 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-class Sent(NamedTuple):
+class Answered(Protocol):
+    """What the policy reads of an answer (an httpx.Response, or kcr's own transport's Answer)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+R = TypeVar("R", bound=Answered)
+
+
+class Sent(NamedTuple, Generic[R]):
     """The last answer, and whether an earlier attempt may have reached the server (a transport
     failure or a 5xx was repeated): a later 404 on DELETE then means that attempt did the work."""
 
-    response: httpx.Response
+    response: R
     ambiguous: bool
 
 
@@ -73,7 +85,7 @@ class RetryPolicy:
         object.__setattr__(self, "retries", max(0, self.retries))
         object.__setattr__(self, "throttled", max(0, self.throttled))
 
-    def delay(self, attempt: int, response: httpx.Response | None) -> float:
+    def delay(self, attempt: int, response: Answered | None) -> float:
         """The wait before attempt `attempt + 1`: the server's Retry-After if it gave one, else jitter."""
         if response is not None:
             after = parse_retry_after(response.headers.get("Retry-After"), self.clock())
@@ -87,11 +99,11 @@ class RetryPolicy:
 
     def call(
         self,
-        send: Callable[[], httpx.Response],
+        send: Callable[[], R],
         *,
         repeat: bool = True,
         fatal: Callable[[httpx.HTTPError], None] | None = None,
-    ) -> Sent:
+    ) -> Sent[R]:
         """Sends until an answer worth returning. A 429 is repeated within its budget whatever the
         request (the server did nothing); a transport failure or a 502-504 only when `repeat` says
         the request is safe to send twice. `fatal` may raise for a failure that would fail the same
@@ -126,22 +138,23 @@ class Attempts:
         self.failures = 0
         self.throttled = 0
 
-    def throttle(self, response: httpx.Response) -> bool:
+    def throttle(self, response: Answered) -> bool:
         if response.status_code != 429 or self.throttled >= self.policy.throttled:
             return False
         self._wait(response)
         self.throttled += 1
         return True
 
-    def again(self, response: httpx.Response | None) -> bool:
+    def again(self, response: Answered | None) -> bool:
         if self.failures >= self.policy.retries:
             return False
         self._wait(response)
         self.failures += 1
         return True
 
-    def _wait(self, response: httpx.Response | None) -> None:
+    def _wait(self, response: Answered | None) -> None:
         self.policy.sleep(self.policy.delay(self.failures + self.throttled, response))
 
 
-__all__ = ["MAX_BACKOFF", "MAX_RETRY_AFTER", "RETRY_STATUSES", "Attempts", "RetryPolicy", "Sent", "parse_retry_after"]
+__all__ = ["MAX_BACKOFF", "MAX_RETRY_AFTER", "RETRY_STATUSES", "Answered", "Attempts", "RetryPolicy", "Sent",
+           "parse_retry_after"]

@@ -12,6 +12,7 @@ import os
 import resource
 import socket
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -230,3 +231,82 @@ def test_a_connection_past_descriptor_1023_is_still_reused() -> None:
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _encoded(encoding: str, body: bytes) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(body)
+    if encoding == "deflate":
+        return zlib.compress(body)
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # "raw deflate", as some servers send deflate
+    return raw.compress(body) + raw.flush()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw deflate"])
+def test_compressed_answers_are_decoded_on_kcr_s_own_path(encoding: str) -> None:
+    listed = [{"id": "a", "name": "n", "connector_type_id": ".index", "config": {}, "is_preconfigured": False,
+               "is_deprecated": False, "is_missing_secrets": False, "is_system_action": False,
+               "referenced_by_count": 0}]
+
+    def compressed(handler: BaseHTTPRequestHandler) -> None:
+        assert handler.headers["Accept-Encoding"] == "gzip, deflate"
+        packed = _encoded(encoding, json.dumps(listed).encode())
+        handler.send_response(200)
+        handler.send_header("Content-Encoding", encoding.split()[-1])
+        handler.send_header("Content-Length", str(len(packed)))
+        handler.end_headers()
+        handler.wfile.write(packed)
+
+    with serving(compressed) as server, client_for(server) as client:
+        [live] = client.list_connectors("default")
+    assert live.id == "a" and live.referenced_by_count == 0
+
+
+def test_an_encoding_kcr_did_not_ask_for_is_a_transport_error_not_garbage() -> None:
+    def brotli(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Encoding", "br")
+        handler.send_header("Content-Length", "4")
+        handler.end_headers()
+        handler.wfile.write(b"\x0b\x01\x80[")
+
+    with serving(brotli) as server, client_for(server) as client, pytest.raises(KibanaUnavailable) as caught:
+        client.list_connectors("default")
+    assert "DecodingError" in str(caught.value) and "'br'" in str(caught.value)
+
+
+def test_what_kcr_s_own_path_sends() -> None:
+    """Host, the credential, kbn-xsrf and a Content-Length on a write; none on a read; the query as
+    httpx encodes it; a Retry-After read in any letter case."""
+    seen: list[tuple[str, str, dict[str, str]]] = []
+    answers = iter([429, 200, 200, 200])
+
+    def record(handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        handler.rfile.read(length)
+        seen.append((handler.command, handler.path, dict(handler.headers.items())))
+        status = next(answers)
+        if status == 429:
+            handler.send_response(429)
+            handler.send_header("RETRY-AFTER", "3")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        _json(handler, b"{}")
+
+    waits: list[float] = []
+    with serving(record) as server:
+        host, port = server.server_address[:2]
+        conn = Connection.from_env({"KIBANA_URL": f"http://{host!s}:{port}/kibana", "KIBANA_API_KEY": "id:key"})
+        with KibanaClient(conn, sleep=waits.append) as client:
+            client._request("GET", "/api/x", params={"search": "a b&c", "per_page": "100"}, idempotent=True)
+            client._request("POST", "/api/y", body={"n": 1}, idempotent=False)
+    assert waits == [3.0]
+    (_, first, read), (_, again, _), (method, written, wrote) = seen[0], seen[1], seen[2]
+    as_httpx = httpx.URL("http://h/kibana/api/x", params={"search": "a b&c", "per_page": "100"})
+    assert first == again == as_httpx.raw_path.decode()
+    assert read["Host"] == f"{host!s}:{port}" and read["Authorization"].startswith("ApiKey ")
+    assert "Content-Length" not in read and "kbn-xsrf" not in read
+    assert (method, written) == ("POST", "/kibana/api/y")
+    assert wrote["kbn-xsrf"] == "true" and wrote["Content-Length"] == "8"
+    assert wrote["Content-Type"] == "application/json"

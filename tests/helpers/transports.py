@@ -12,6 +12,8 @@ import httpx
 import respx
 import respx.mocks
 
+from reconciler.wire import Answer, _Headers
+
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -55,17 +57,22 @@ class Recorder:
 
 class WireMocker(respx.mocks.AbstractRequestMocker):
     """respx for kcr's own Kibana transport (reconciler/wire.py), which is not httpcore and so not
-    seen by respx's default mocker: `respx.mock(using="kcr-wire")`. Requests reach it as httpx's."""
+    seen by respx's default mocker: `respx.mock(using="kcr-wire")`. The transport takes its requests
+    as parts (origin, request target, headers, body) and answers with its own Answer: each is turned into
+    httpx's for respx's routes and back."""
 
     name = "kcr-wire"
     targets = ["reconciler.wire.StdlibTransport"]
-    target_methods = ["handle_request"]
+    target_methods = ["exchange"]
 
     @classmethod
     def to_httpx_request(cls, **kwargs: Any) -> httpx.Request:
-        request: httpx.Request = kwargs["request"]
-        return request
+        scheme, host, port = kwargs["origin"]
+        return httpx.Request(kwargs["method"], f"{scheme}://{host}:{port}{kwargs['request_target']}",
+                             headers=list(kwargs["headers"]), content=kwargs["body"] or b"")
 
     @classmethod
-    def from_sync_httpx_response(cls, httpx_response: httpx.Response, target: Any, **kwargs: Any) -> httpx.Response:
-        return httpx_response
+    def from_sync_httpx_response(cls, httpx_response: httpx.Response, target: Any, **kwargs: Any) -> Answer:
+        httpx_response.read()
+        fields = _Headers((k.lower(), v) for k, v in httpx_response.headers.items())
+        return Answer(httpx_response.status_code, httpx_response.reason_phrase, fields, httpx_response.content)
