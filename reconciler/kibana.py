@@ -1,8 +1,8 @@
-"""The Kibana HTTP client: httpx requests sent through kcr's own transport (reconciler/wire.py), typed
-errors keyed on status codes, retries only where they are safe, and never a secret in a log line or an
-exception. Where Kibana is and how to reach it (URL, credential, TLS) is reconciler/connection.py; what
-an answer must hold and which error a status becomes is reconciler/answers.py; how long to wait between
-attempts is reconciler/retry.py.
+"""The Kibana HTTP client: requests sent through kcr's own transport (reconciler/wire.py; httpx's
+behind a proxy), typed errors keyed on status codes, retries only where they are safe, and never a
+secret in a log line or an exception. Where Kibana is and how to reach it (URL, credential, TLS) is
+reconciler/connection.py; what an answer must hold and which error a status becomes is
+reconciler/answers.py; how long to wait between attempts is reconciler/retry.py.
 
     KibanaError                       any other 4xx, or a body kcr cannot make sense of
     ├── KibanaAuthError    401/403
@@ -97,7 +97,7 @@ class KibanaClient:
         self._mask = Masker(list(conn.auth_secrets))
         # A 429 has its own budget (`throttled`): being throttled never uses up the retries for failures.
         self.retry = RetryPolicy(retries, throttled, backoff, sleep=sleep, random=random, clock=clock)
-        # httpx.Client's own defaults, spelled out: requests are built here, not by a Client.
+        # What an httpx.Client would send by default, spelled out: kcr builds its requests itself.
         self._headers = {"User-Agent": f"kcr/{__version__}", "Accept": "application/json",
                          "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
         if conn.auth_header:

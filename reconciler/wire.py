@@ -168,7 +168,8 @@ def _timeouts(request: httpx.Request, default: httpx.Timeout) -> dict[str, float
 
 
 class StdlibTransport(httpx.BaseTransport):
-    """Sends httpx Requests over http.client connections; see the module's docstring."""
+    """Kibana's requests over pooled http.client connections: `exchange` for kcr's client, and httpx's
+    `handle_request` for whoever holds an httpx Request; see the module's docstring."""
 
     def __init__(self, *, verify: ssl.SSLContext | None, timeout: httpx.Timeout, keepalive: int) -> None:
         self._ssl = verify  # None: an https:// URL fails to connect rather than go unverified
@@ -197,7 +198,7 @@ class StdlibTransport(httpx.BaseTransport):
         url = request.url
         if url.scheme not in _DEFAULT_PORTS:
             raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{url.scheme}://'.")
-        origin = (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme])
+        origin = (url.scheme, url.raw_host.decode("ascii"), url.port or _DEFAULT_PORTS[url.scheme])
         answer = self.exchange(origin, request.method, url.raw_path.decode("ascii"),
                                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
                                request.content or None, _timeouts(request, self._timeout))
