@@ -41,7 +41,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from whole_process import measure  # noqa: E402
+from whole_process import byte_compiled, measure  # noqa: E402
 
 from reconciler.model import derive_connector_id  # noqa: E402
 from reconciler.sandbox import Sandbox  # noqa: E402
@@ -187,6 +187,7 @@ def main() -> None:
                         help="also run N=1,000 at these parallelisms with -v and report the slowest request")
     parser.add_argument("--label", default="", help="added to the results file name (e.g. before)")
     a = parser.parse_args()
+    byte_compiled(ROOT)
     sizes = a.sizes or ([1000] if a.quick else [1000, 10000])
     parallelisms = a.parallelism or ([4, 16] if a.quick else [4, 8, 16])
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("KIBANA_", "ELASTICSEARCH_", "KCR_"))}

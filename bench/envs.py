@@ -37,7 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from whole_process import Run, best, measure  # noqa: E402
+from whole_process import Run, best, byte_compiled, measure  # noqa: E402
 
 from reconciler.desired import load  # noqa: E402
 from reconciler.sandbox import Sandbox  # noqa: E402
@@ -178,6 +178,7 @@ def main() -> None:
                         help="each sandbox answers every request this much later, as a Kibana on another machine "
                              "does (0: the sandboxes share this machine's CPUs with kcr and answer at once)")
     a = parser.parse_args()
+    byte_compiled(ROOT)
     e, s, c = (3, 3, 20) if a.quick else (10, 10, 100)
     envs, spaces = env_names(e), space_names(s)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("KIBANA_", "ELASTICSEARCH_", "KCR_"))}

@@ -39,7 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from whole_process import Run, measure  # noqa: E402
+from whole_process import Run, byte_compiled, measure  # noqa: E402
 
 from reconciler.model import derive_connector_id  # noqa: E402
 from reconciler.sandbox import Sandbox  # noqa: E402
@@ -134,6 +134,7 @@ def main() -> None:
                     "`git archive HEAD reconciler schemas | tar -x -C DIR`): its plan is measured alternately in the "
                     "same run, for a before/after")
     a = ap.parse_args()
+    byte_compiled(ROOT, *([a.before] if a.before else []))
     base = {k: v for k, v in os.environ.items() if not k.startswith(("KIBANA_", "ELASTICSEARCH_", "KCR_"))}
     # Bytecode compiled once, as an installed kcr has it (pip compiles on install): the children write it
     # to a directory of this run instead of the tree, whatever PYTHONDONTWRITEBYTECODE the shell sets.
