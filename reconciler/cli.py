@@ -231,14 +231,15 @@ def apply(s: Session, plan_file: Path | None, auto_approve: bool, parallelism: i
                 click.echo(f"warning: {unwritten}", err=True)
         raise
     if markdown_out is not None:
-        outputs.write_file(markdown_out, markdown)
+        outputs.write_file(markdown_out, markdown())
     return code
 
 
 def _apply(s: Session, plan_file: Path | None, *, auto_approve: bool, parallelism: int,
            allow_referenced: tuple[str, ...], sync_secrets: bool, no_color: bool, fmt: str,
-           allow_plaintext_secrets: bool) -> tuple[int, str]:
-    """`kcr apply`: its exit code and the report as Markdown."""
+           allow_plaintext_secrets: bool) -> tuple[int, Callable[[], str]]:
+    """`kcr apply`: its exit code and the report as Markdown, made only when --markdown-out asks for it (a
+    line per change: a twentieth of a large apply's main thread when nobody reads it)."""
     from reconciler import outputs, pipeline, render
     from reconciler.apply_report import ApplyReport, exit_code
 
@@ -264,7 +265,7 @@ def _apply(s: Session, plan_file: Path | None, *, auto_approve: bool, parallelis
             empty = ApplyReport((), record_updated=False)
             if to_stderr:
                 click.echo(json.dumps(render.report_json(empty), indent=2))
-            return ExitCode.OK, render.report_markdown(empty, planned.plan)
+            return ExitCode.OK, lambda: render.report_markdown(empty, planned.plan)
         if not auto_approve:
             if not sys.stdin.isatty():
                 raise ConfigError("no terminal to ask for confirmation: review the plan and pass --auto-approve, "
@@ -272,7 +273,7 @@ def _apply(s: Session, plan_file: Path | None, *, auto_approve: bool, parallelis
             if not click.confirm("Apply these changes?", default=False, err=to_stderr):
                 # Terraform's answer to a "no": exit 1, so a script never reads a refusal as an apply.
                 click.echo("Apply cancelled.", err=to_stderr)
-                return ExitCode.ERROR, render.apply_stopped_markdown(
+                return ExitCode.ERROR, lambda: render.apply_stopped_markdown(
                     "Apply cancelled at the prompt: nothing was applied.", planned.plan.environment)
         job = pipeline.one_run(planned)
     progress = functools.partial(outputs.progress_bar, color=color)
@@ -281,7 +282,7 @@ def _apply(s: Session, plan_file: Path | None, *, auto_approve: bool, parallelis
         click.echo(json.dumps(render.report_json(report), indent=2))
     else:
         echo_text(render.report_text(report, color))
-    return exit_code(report), render.report_markdown(report, job.plan)
+    return exit_code(report), lambda: render.report_markdown(report, job.plan)
 
 
 @cli.command(short_help="Write live connectors as kcr files.")

@@ -46,6 +46,7 @@ _COLOUR = {"+": "green", "~": "yellow", "-/+": "magenta", "-": "red", "!": "bold
 # can make a name read as something else (Trojan Source): shown as escapes, never sent to a terminal.
 _UNPRINTABLE = (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _CONTROL = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _UNPRINTABLE}
+_HAS_CONTROL = re.compile("[" + "".join(re.escape(chr(c)) for c in _UNPRINTABLE) + "]")  # one C scan a line
 
 
 def paint(style: str, s: str, color: bool) -> str:
@@ -118,7 +119,7 @@ def _left_alone(title: str, changes: Sequence[Change], colour: str, color: bool)
 
 
 def _clean(text: str) -> str:
-    return text.translate(_CONTROL)
+    return text.translate(_CONTROL) if _HAS_CONTROL.search(text) else text
 
 
 def _address(change: Change) -> str:
