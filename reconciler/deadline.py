@@ -20,7 +20,7 @@ import ssl
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpcore
 import httpx
@@ -34,6 +34,7 @@ class _Deadline:
     name: str  # the setting, e.g. "KCR_TIMEOUT=60s", for the message
 
 
+_E = TypeVar("_E", bound=Exception)
 _current: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar("kcr_deadline", default=None)
 
 
@@ -63,7 +64,7 @@ def bounded(timeout: float | None, error: type[Exception]) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
-def timed_out(error: type[Exception], exc: BaseException) -> Exception:
+def timed_out(error: type[_E], exc: BaseException) -> _E:
     """The error for a socket timeout: named after the deadline if that is what cut it short."""
     limit = _current.get()
     if limit is not None and time.monotonic() >= limit.at:

@@ -12,14 +12,17 @@ with httpcore's wording where it had one, so retries, messages and tests see one
 proxy kcr uses httpx's Client as before: proxy selection (NO_PROXY, schemes, CONNECT) is httpx's job.
 
 What it does: one keep-alive connection per request in flight, idle ones kept (most recent first) up to
-`keepalive`, an idle connection the server has closed or written to is dropped before use (as httpcore
-does); every connect, TLS handshake, read and write waits at most what is left of the request's deadline
-(reconciler/deadline.py) and at most the request's own timeout; a gzip or deflate answer (kcr asks for
-them, as httpx does) is decoded, any other encoding refused.
+`keepalive` and for at most KEEPALIVE_EXPIRY, an idle connection the server has closed or written to is
+dropped before use (as httpcore does); an answer sent before the request's body was all read (a 413) is
+the answer, and an informational one (103) is followed by the real one; every connect, TLS handshake,
+read and write waits at most what is left of the request's deadline (reconciler/deadline.py) and at most
+the request's own timeout; a gzip or deflate answer (kcr asks for them, as httpx does) is decoded, any
+other encoding refused.
 """
 
 from __future__ import annotations
 
+import codecs
 import http.client
 import io
 import json
@@ -27,8 +30,9 @@ import select
 import socket
 import ssl
 import threading
+import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +42,9 @@ from reconciler.deadline import WRITE_SLICE, bounded, timed_out
 
 Origin = tuple[str, str, int]  # scheme, host, port: what a connection is to
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# An idle connection older than this is closed, not reused (httpx's keepalive_expiry): a NAT or load
+# balancer may have dropped it without a word, and a request on it would wait out its whole timeout.
+KEEPALIVE_EXPIRY = 5.0
 
 
 class Reply(Protocol):
@@ -89,10 +96,23 @@ class Answer:
 
     @property
     def text(self) -> str:
-        return self.content.decode("utf-8", "replace")  # Kibana answers UTF-8; httpx falls back the same way
+        """In the charset the answer names (a proxy's latin-1 error page quoting a secret must read as the
+        secret, or masking misses it), else UTF-8, as httpx decodes."""
+        return self.content.decode(_charset(self.headers.get("content-type")), "replace")
 
     def json(self) -> Any:
         return json.loads(self.content)
+
+
+def _charset(content_type: str | None) -> str:
+    for param in (content_type or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            try:
+                return codecs.lookup(value.strip().strip('"')).name
+            except LookupError:
+                break
+    return "utf-8"
 
 
 class _Socket:
@@ -135,13 +155,15 @@ class _Reader(io.RawIOBase):
 
 
 class _Connection:
-    __slots__ = ("http", "key", "sock")
+    __slots__ = ("http", "idle_since", "key", "sock")
 
     def __init__(self, key: Origin, sock: _Socket) -> None:
         self.key = key
         self.sock = sock
+        self.idle_since = 0.0
         self.http = http.client.HTTPConnection(key[1], key[2])
         self.http.sock = sock
+        self.http.auto_open = 0  # never a connection of http.client's own: unbounded, and plain text
 
     def stale(self) -> bool:
         """An idle connection is readable only if the server closed it (or broke the protocol). poll,
@@ -171,10 +193,13 @@ class StdlibTransport(httpx.BaseTransport):
     """Kibana's requests over pooled http.client connections: `exchange` for kcr's client, and httpx's
     `handle_request` for whoever holds an httpx Request; see the module's docstring."""
 
-    def __init__(self, *, verify: ssl.SSLContext | None, timeout: httpx.Timeout, keepalive: int) -> None:
+    def __init__(self, *, verify: ssl.SSLContext | None, timeout: httpx.Timeout, keepalive: int,
+                 keepalive_expiry: float = KEEPALIVE_EXPIRY, clock: Callable[[], float] = time.monotonic) -> None:
         self._ssl = verify  # None: an https:// URL fails to connect rather than go unverified
         self._timeout = timeout
         self._keepalive = keepalive
+        self._expiry = keepalive_expiry
+        self._clock = clock
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -223,12 +248,13 @@ class StdlibTransport(httpx.BaseTransport):
                 if index is None:
                     return None
                 conn = self._idle.pop(index)
-            if not conn.stale():
+            if self._clock() - conn.idle_since <= self._expiry and not conn.stale():
                 return conn
             conn.close()
 
     def _release(self, conn: _Connection, reusable: bool) -> None:
         if reusable:
+            conn.idle_since = self._clock()
             with self._lock:
                 if not self._closed and len(self._idle) < self._keepalive:
                     self._idle.append(conn)
@@ -266,6 +292,7 @@ class StdlibTransport(httpx.BaseTransport):
 def _exchange(conn: http.client.HTTPConnection, method: str, target: str, headers: Sequence[tuple[str, str]],
               body: bytes | None) -> tuple[Answer, bool]:
     """One request and its whole answer; whether the connection may carry another."""
+    unsent: OSError | None = None
     try:
         conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
         for name, value in headers:
@@ -275,49 +302,83 @@ def _exchange(conn: http.client.HTTPConnection, method: str, target: str, header
         raise
     except TimeoutError as exc:
         raise timed_out(httpx.WriteTimeout, exc) from exc
-    except OSError as exc:
-        raise httpx.WriteError(str(exc)) from exc
+    except OSError as exc:  # the server may have answered before reading it all (a 413) and closed
+        unsent = exc
     try:
         answer = conn.getresponse()
+        while 100 < answer.status < 200:  # informational (103 Early Hints): the answer follows
+            answer = _following(answer, method)
         raw = answer.read()
     except httpx.HTTPError:
+        if unsent is not None:
+            raise httpx.WriteError(str(unsent)) from unsent
         raise
-    except TimeoutError as exc:
-        raise timed_out(httpx.ReadTimeout, exc) from exc
-    except http.client.RemoteDisconnected as exc:
-        raise httpx.RemoteProtocolError("Server disconnected without sending a response.") from exc
-    except http.client.IncompleteRead as exc:
-        raise httpx.RemoteProtocolError(
-            f"peer closed connection without sending complete message body (received {len(exc.partial)} bytes, "
-            f"expected {exc.expected})") from exc
-    except http.client.HTTPException as exc:
-        raise httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}"[:200]) from exc
-    except OSError as exc:
-        raise httpx.ReadError(str(exc)) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        if unsent is not None:
+            raise httpx.WriteError(str(unsent)) from unsent
+        raise _read_error(exc) from exc
     fields = _Headers()
     for name, value in answer.getheaders():
         key = name.lower()
         fields[key] = f"{fields[key]}, {value}" if key in fields else value
     content = _decoded(raw, fields.get("content-encoding"))
-    return Answer(answer.status, answer.reason, fields, content), not answer.will_close
+    return Answer(answer.status, answer.reason, fields, content), unsent is None and not answer.will_close
+
+
+def _read_error(exc: OSError | http.client.HTTPException) -> httpx.HTTPError:
+    if isinstance(exc, TimeoutError):
+        return timed_out(httpx.ReadTimeout, exc)
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    if isinstance(exc, http.client.IncompleteRead):
+        return httpx.RemoteProtocolError(
+            f"peer closed connection without sending complete message body (received {len(exc.partial)} bytes, "
+            f"expected {exc.expected})")
+    if isinstance(exc, http.client.HTTPException):
+        return httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}"[:200])
+    return httpx.ReadError(str(exc))
+
+
+class _Buffered:
+    """A socket stand-in whose reader is one already open: what it read ahead belongs to the next answer."""
+
+    def __init__(self, fp: Any) -> None:
+        self._fp = fp
+
+    def makefile(self, mode: str) -> Any:
+        return self._fp
+
+
+def _following(informational: http.client.HTTPResponse, method: str) -> http.client.HTTPResponse:
+    """The answer after an informational one (http.client skips only 100 Continue), read from the same
+    buffered reader. The informational answer is left closed, so the connection can carry the next request."""
+    fp = informational.fp
+    informational.fp = None  # type: ignore[assignment]  # what http.client itself sets once a body is read
+    answer = http.client.HTTPResponse(_Buffered(fp), method=method)  # type: ignore[arg-type]
+    answer.begin()
+    return answer
 
 
 def _decoded(body: bytes, encoding: str | None) -> bytes:
-    """The body as sent before the Content-Encoding kcr asked for (gzip, deflate), as httpx decodes it."""
-    name = (encoding or "").strip().lower()
-    try:
-        if name in ("", "identity"):
-            return body
-        if name == "gzip":
-            return zlib.decompress(body, zlib.MAX_WBITS | 16)
-        if name == "deflate":  # zlib-wrapped as the standard says, or raw as some servers send it
-            try:
-                return zlib.decompress(body)
-            except zlib.error:
-                return zlib.decompress(body, -zlib.MAX_WBITS)
-    except zlib.error as exc:
-        raise httpx.DecodingError(f"a {name} body that does not decompress: {exc}") from exc
-    raise httpx.DecodingError(f"an answer in Content-Encoding {encoding!r}, which kcr did not ask for")
+    """The body as sent before the Content-Encodings applied to it (gzip, deflate: what kcr asks for), in
+    reverse order, as httpx decodes it; an empty body is empty whatever the header says."""
+    names = [name.strip().lower() for name in (encoding or "").split(",") if name.strip()]
+    for name in reversed(names):
+        if not body or name == "identity":
+            continue
+        try:
+            if name == "gzip":
+                body = zlib.decompress(body, zlib.MAX_WBITS | 16)
+            elif name == "deflate":  # zlib-wrapped as the standard says, or raw as some servers send it
+                try:
+                    body = zlib.decompress(body)
+                except zlib.error:
+                    body = zlib.decompress(body, -zlib.MAX_WBITS)
+            else:
+                raise httpx.DecodingError(f"an answer in Content-Encoding {encoding!r}, which kcr did not ask for")
+        except zlib.error as exc:
+            raise httpx.DecodingError(f"a {name} body that does not decompress: {exc}") from exc
+    return body
 
 
 __all__ = ["Answer", "Origin", "Reply", "StdlibTransport"]

@@ -12,16 +12,17 @@ import os
 import resource
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
 from reconciler.connection import Connection
-from reconciler.errors import KibanaUnavailable
+from reconciler.errors import KibanaError, KibanaUnavailable
 from reconciler.kibana import KibanaClient
 from reconciler.wire import StdlibTransport
 
@@ -310,3 +311,152 @@ def test_what_kcr_s_own_path_sends() -> None:
     assert (method, written) == ("POST", "/kibana/api/y")
     assert wrote["kbn-xsrf"] == "true" and wrote["Content-Length"] == "8"
     assert wrote["Content-Type"] == "application/json"
+
+
+# --- what the review of this transport found (each fails on the first version of it) -------------------
+
+
+@contextmanager
+def raw_server(talk: Callable[[socket.socket], None]) -> Iterator[tuple[int, list[int]]]:
+    """A loopback server speaking raw bytes: `talk` gets each accepted connection; the list counts them."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(1)
+            threading.Thread(target=_talking, args=(talk, conn), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], accepted
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        listener.close()
+
+
+def _talking(talk: Callable[[socket.socket], None], conn: socket.socket) -> None:
+    with conn, suppress(OSError):
+        talk(conn)
+
+
+def _head(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _transport(clock: Callable[[], float] = time.monotonic) -> StdlibTransport:
+    return StdlibTransport(verify=None, timeout=httpx.Timeout(5.0), keepalive=4, clock=clock)
+
+
+TIMEOUTS = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": None}
+
+
+def test_an_idle_connection_past_its_expiry_is_not_reused() -> None:
+    """A NAT or a load balancer may drop an idle connection without a word: past 5 s idle (httpx's
+    keepalive expiry) a new one is made instead of waiting out a whole timeout on a dead one."""
+    now = [100.0]
+
+    def answer_each(conn: socket.socket) -> None:
+        while _head(conn):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+    with raw_server(answer_each) as (port, accepted):
+        transport = _transport(clock=lambda: now[0])
+        try:
+            for step in (0.0, 4.9, 5.2):  # idle 4.9 s: reused; then idle 5.2 s: not
+                now[0] += step
+                transport.exchange(("http", "127.0.0.1", port), "GET", "/", [("Host", "h")], None, TIMEOUTS)
+        finally:
+            transport.close()
+    assert len(accepted) == 2
+
+
+def test_an_answer_sent_before_the_body_was_read_is_the_answer() -> None:
+    """A server refusing a large body (413) answers and closes before reading it: kcr reports the 413,
+    not a broken pipe (which would send a create into its confirm-by-read path)."""
+
+    def refuse(conn: socket.socket) -> None:
+        _head(conn)
+        conn.sendall(b"HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
+        conn.shutdown(socket.SHUT_WR)
+
+    body = b"x" * 20_000_000
+    with raw_server(refuse) as (port, _):
+        transport = _transport()
+        try:
+            answer = transport.exchange(("http", "127.0.0.1", port), "PUT", "/", [("Host", "h"), (
+                "Content-Length", str(len(body)))], body, TIMEOUTS)
+        finally:
+            transport.close()
+    assert answer.status_code == 413
+
+
+def test_an_informational_answer_is_followed_by_the_real_one() -> None:
+    """103 Early Hints (http.client skips only 100 Continue): the real answer is read, and the connection
+    still carries the next request."""
+
+    def hints(conn: socket.socket) -> None:
+        while _head(conn):
+            conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+                         b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+
+    with raw_server(hints) as (port, accepted):
+        transport = _transport()
+        try:
+            answers = [transport.exchange(("http", "127.0.0.1", port), "POST", "/", [("Host", "h"), (
+                "Content-Length", "2")], b"{}", TIMEOUTS) for _ in range(2)]
+        finally:
+            transport.close()
+    assert [(a.status_code, a.content) for a in answers] == [(201, b"{}")] * 2 and len(accepted) == 1
+
+
+@pytest.mark.parametrize(("encoding", "body", "read"), [
+    ("gzip", b"", b""),  # a 204 or 429 from a proxy that labels every answer
+    ("gzip, identity", gzip.compress(b"[]"), b"[]"),  # a list of encodings, undone last first
+], ids=["empty body labelled gzip", "a list of encodings"])
+def test_content_encodings_as_httpx_reads_them(encoding: str, body: bytes, read: bytes) -> None:
+    def labelled(conn: socket.socket) -> None:
+        _head(conn)
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Encoding: {encoding}\r\nContent-Length: {len(body)}\r\n"
+                     "Connection: close\r\n\r\n".encode() + body)
+
+    with raw_server(labelled) as (port, _):
+        transport = _transport()
+        try:
+            answer = transport.exchange(("http", "127.0.0.1", port), "GET", "/", [("Host", "h")], None, TIMEOUTS)
+        finally:
+            transport.close()
+    assert answer.content == read
+
+
+def test_a_secret_quoted_in_a_latin1_error_page_is_masked() -> None:
+    """The page's charset decides how it reads: decoded as UTF-8 a latin-1 'ü' is no longer the secret's
+    'ü', and the secret would print almost whole."""
+    canary = "H\u00fcttenk\u00e4se-9f2a-canary"
+
+    def echo(handler: BaseHTTPRequestHandler) -> None:
+        handler.rfile.read(int(handler.headers["Content-Length"]))
+        page = f"<html>bad value {canary}</html>".encode("latin-1")
+        handler.send_response(400)
+        handler.send_header("Content-Type", "text/html; charset=ISO-8859-1")
+        handler.send_header("Content-Length", str(len(page)))
+        handler.end_headers()
+        handler.wfile.write(page)
+
+    with serving(echo) as server, client_for(server) as client, pytest.raises(KibanaError) as caught:
+        client.create_connector("default", "a", name="n", type=".webhook", config={}, secrets={"password": canary})
+    assert canary not in str(caught.value) and "bad value ***" in str(caught.value)

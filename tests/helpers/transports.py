@@ -68,6 +68,7 @@ class WireMocker(respx.mocks.AbstractRequestMocker):
     @classmethod
     def to_httpx_request(cls, **kwargs: Any) -> httpx.Request:
         scheme, host, port = kwargs["origin"]
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address
         return httpx.Request(kwargs["method"], f"{scheme}://{host}:{port}{kwargs['request_target']}",
                              headers=list(kwargs["headers"]), content=kwargs["body"] or b"")
 
