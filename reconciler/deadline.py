@@ -64,12 +64,16 @@ def bounded(timeout: float | None, error: type[Exception]) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
+def _passed() -> _Deadline | None:
+    """The deadline in force, if it has passed."""
+    limit = _current.get()
+    return limit if limit is not None and time.monotonic() >= limit.at else None
+
+
 def timed_out(error: type[_E], exc: BaseException) -> _E:
     """The error for a socket timeout: named after the deadline if that is what cut it short."""
-    limit = _current.get()
-    if limit is not None and time.monotonic() >= limit.at:
-        return error(_message(limit))
-    return error(str(exc) or "timed out")
+    limit = _passed()
+    return error(_message(limit)) if limit is not None else error(str(exc) or "timed out")
 
 
 @contextlib.contextmanager
@@ -78,8 +82,8 @@ def _named(error: type[httpcore.TimeoutException]) -> Iterator[None]:
     try:
         yield
     except httpcore.TimeoutException as exc:
-        limit = _current.get()
-        if limit is None or time.monotonic() < limit.at:
+        limit = _passed()
+        if limit is None:
             raise
         raise error(_message(limit)) from exc
 

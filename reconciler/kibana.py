@@ -109,7 +109,8 @@ class KibanaClient:
         self._host = base.netloc.decode("ascii")
         self._prefix = base.raw_path.decode("ascii")
         # The per-operation timeouts stay as caps; the deadline set in _send_once bounds the whole request.
-        self._timeouts = httpx.Timeout(conn.timeout, connect=conn.connect_timeout).as_dict()
+        timeout = httpx.Timeout(conn.timeout, connect=conn.connect_timeout)
+        self._timeouts = timeout.as_dict()
         self._client: httpx.Client | None = None
         if transport is None and proxied():
             # Proxy selection (NO_PROXY, schemes, CONNECT) is httpx's: its Client, as before.
@@ -121,7 +122,7 @@ class KibanaClient:
             verify = conn.verify()
             transport = StdlibTransport(
                 verify=verify if isinstance(verify, ssl.SSLContext) else unverified_ssl_context(),
-                timeout=httpx.Timeout(conn.timeout, connect=conn.connect_timeout), keepalive=KEEPALIVE_CONNECTIONS,
+                timeout=timeout, keepalive=KEEPALIVE_CONNECTIONS,
             )
         self._transport = transport
 
